@@ -1,0 +1,79 @@
+//! Decisions: what the engine decided and when (`BAN`/`UNBAN`, `ALERT`/`RECOVER`, `NOTIFY`/`NOTIFY_END`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::rules::Effect;
+use crate::time::Timestamp;
+use crate::token::Token;
+
+/// Whether a decision starts or ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// The decision starts (`BAN`, `ALERT`, `NOTIFY`).
+    Start,
+    /// The decision ends (`UNBAN`, `RECOVER`, `NOTIFY_END`).
+    End,
+}
+
+/// A decision starting or ending: the record every front end prints, stores or acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionEvent {
+    /// When it happened: the start, or exactly `until` for an end.
+    pub at: Timestamp,
+    /// Start or end.
+    pub change: Change,
+    /// What the decision does.
+    pub effect: Effect,
+    /// Who it is about (`global` for alerts).
+    pub token: Token,
+    /// The metric of the rule: the one that started it (start) or reached furthest (end).
+    pub metric: Arc<str>,
+    /// The rule's tier.
+    pub tier: usize,
+    /// The measure that reached the limit (start), or the rule's measure when last seen
+    /// holding (end); for a recovery, the measure at recovery.
+    pub value: u64,
+    /// When the decision started.
+    pub from: Timestamp,
+    /// When it ends as far as is known now (a start's `until` can still be extended).
+    pub until: Timestamp,
+}
+
+impl DecisionEvent {
+    /// The record's verb: `BAN`, `UNBAN`, `ALERT`, `RECOVER`, `NOTIFY` or `NOTIFY_END`.
+    pub fn verb(&self) -> &'static str {
+        match (self.effect, self.change) {
+            (Effect::Block, Change::Start) => "BAN",
+            (Effect::Block, Change::End) => "UNBAN",
+            (Effect::Alert, Change::Start) => "ALERT",
+            (Effect::Alert, Change::End) => "RECOVER",
+            (Effect::Notify, Change::Start) => "NOTIFY",
+            (Effect::Notify, Change::End) => "NOTIFY_END",
+        }
+    }
+}
+
+impl fmt::Display for DecisionEvent {
+    /// The CSV record `<unix_seconds>,<VERB>,<token>` (the access-log challenge's format).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{},{}", self.at, self.verb(), self.token)
+    }
+}
+
+/// An active decision, as status queries show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionView {
+    /// What it does.
+    pub effect: Effect,
+    /// The metric of the rule that started it.
+    pub metric: Arc<str>,
+    /// That rule's tier.
+    pub tier: usize,
+    /// The measure that reached the limit.
+    pub value: u64,
+    /// When it started.
+    pub from: Timestamp,
+    /// When it ends if nothing extends it.
+    pub until: Timestamp,
+}

@@ -1,0 +1,719 @@
+//! Unit tests: one per rule of DESIGN.md, each on a manual clock.
+//!
+//! Contents: worked examples (both policies) · reaching the limit and the window's edges ·
+//! episodes (extension, other metrics, longest reach) · `passed` and `fire` · global alerts ·
+//! notices · distinct and sum · rates · memory bounds · actions · late events · status.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::action::{Action, NamedNoop};
+use crate::clock::ManualClock;
+use crate::rules::{Kind, MetricRule, Threshold};
+use crate::time::Window;
+
+fn ts(s: i64) -> Timestamp {
+    Timestamp::from_unix(s)
+}
+
+fn threshold(limit: u64, window: u64, effect: Effect, duration: u64) -> Threshold {
+    Threshold::new(
+        NonZeroU64::new(limit).unwrap(),
+        Window::from_secs(window).unwrap(),
+        effect,
+        Seconds::new(duration),
+    )
+}
+
+fn metric(name: &str, thresholds: Vec<Threshold>) -> MetricRule {
+    MetricRule {
+        name: name.into(),
+        scope: Scope::Token,
+        thresholds,
+    }
+}
+
+fn global(name: &str, thresholds: Vec<Threshold>) -> MetricRule {
+    MetricRule {
+        name: name.into(),
+        scope: Scope::Global,
+        thresholds,
+    }
+}
+
+fn rules(metrics: Vec<MetricRule>) -> Arc<Ruleset> {
+    let mut b = Ruleset::builder().rates(true);
+    for m in metrics {
+        b = b.metric(m);
+    }
+    Arc::new(b.build().unwrap())
+}
+
+/// DESIGN.md's example threshold: limit 3, window 10 s, 100 s, with `policy`.
+fn example(policy: BanPolicy) -> Arc<Ruleset> {
+    let mut t = threshold(3, 10, Effect::Block, 100);
+    t.policy = policy;
+    rules(vec![metric("m", vec![t])])
+}
+
+/// Runs an event script as `banhammer eval` does: events in event time, then the clock stops.
+/// `script` is `"<time> <token> [metric]"` items separated by commas; the metric defaults to `m`.
+fn run(rules: &Arc<Ruleset>, script: &str) -> Vec<String> {
+    let mut engine = Engine::new(Arc::clone(rules), ManualClock::new(ts(0)));
+    let mut out = Vec::new();
+    for item in script.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut parts = item.split_whitespace();
+        let at: i64 = parts.next().unwrap().parse().unwrap();
+        let token = parts.next().unwrap();
+        let metric = parts.next().unwrap_or("m");
+        let v = engine
+            .observe(&Event::new(token, metric, ts(at)), false)
+            .unwrap();
+        out.extend(v.decisions.iter().map(ToString::to_string));
+    }
+    out.extend(engine.finish().iter().map(ToString::to_string));
+    out
+}
+
+#[test]
+fn design_examples_after_trigger() {
+    let r = example(BanPolicy::AfterTrigger);
+    assert_eq!(run(&r, "0 a, 1 a, 2 a, 50 a"), ["2,BAN,a", "102,UNBAN,a"]);
+    assert_eq!(run(&r, "0 a, 1 a, 2 a, 5 a"), ["2,BAN,a", "105,UNBAN,a"]);
+    assert_eq!(
+        run(&r, "0 a, 1 a, 2 a, 102 a, 103 a, 104 a, 300 b"),
+        ["2,BAN,a", "102,UNBAN,a", "104,BAN,a", "204,UNBAN,a"]
+    );
+}
+
+#[test]
+fn design_examples_after_violation() {
+    let r = example(BanPolicy::AfterViolation);
+    assert_eq!(run(&r, "0 a, 1 a, 2 a"), ["2,BAN,a", "102,UNBAN,a"]);
+    assert_eq!(run(&r, "0 a, 1 a, 2 a, 20 b"), ["2,BAN,a", "109,UNBAN,a"]);
+    assert_eq!(
+        run(&r, "0 a, 1 a, 2 a, 5 a, 200 b"),
+        ["2,BAN,a", "110,UNBAN,a"]
+    );
+}
+
+#[test]
+fn after_violation_clock_stop_clips_only_what_still_holds() {
+    let r = example(BanPolicy::AfterViolation);
+    // The hold runs to 9; the clock stops at 5, so until = 5 + 100.
+    assert_eq!(run(&r, "0 a, 1 a, 2 a, 5 b"), ["2,BAN,a", "105,UNBAN,a"]);
+    // The clock passes 9 but stops before the live end (109): the hold ran out, 109 stays.
+    assert_eq!(run(&r, "0 a, 1 a, 2 a, 50 b"), ["2,BAN,a", "109,UNBAN,a"]);
+}
+
+#[test]
+fn a_threshold_holds_when_the_measure_reaches_the_limit() {
+    let r = example(BanPolicy::AfterTrigger);
+    assert_eq!(
+        run(&r, "0 a, 1 a"),
+        Vec::<String>::new(),
+        "two is below three"
+    );
+    assert_eq!(
+        run(&r, "0 a, 0 a, 0 a")[0],
+        "0,BAN,a",
+        "same-second events all count"
+    );
+}
+
+#[test]
+fn the_window_is_open_on_the_left_and_closed_on_the_right() {
+    let r = example(BanPolicy::AfterTrigger);
+    // Window 10 s at 10 is (0, 10]: the event at 0 has left.
+    assert!(run(&r, "0 a, 9 a, 10 a").is_empty());
+    // At 9 it is (−1, 9]: all three count.
+    assert_eq!(run(&r, "0 a, 8 a, 9 a")[0], "9,BAN,a");
+}
+
+#[test]
+fn tokens_are_counted_separately() {
+    let r = example(BanPolicy::AfterTrigger);
+    assert!(run(&r, "0 a, 1 b, 2 a, 3 b").is_empty());
+}
+
+#[test]
+fn events_during_a_ban_count_and_extend_it() {
+    let r = example(BanPolicy::AfterTrigger);
+    // At 90 the window (80, 90] holds 3 events again: until 190. One episode.
+    assert_eq!(
+        run(&r, "0 a, 1 a, 2 a, 88 a, 89 a, 90 a"),
+        ["2,BAN,a", "190,UNBAN,a"]
+    );
+}
+
+#[test]
+fn another_metric_extends_the_ban_instead_of_banning_again() {
+    let login = threshold(2, 10, Effect::Block, 50);
+    let request = threshold(3, 10, Effect::Block, 200);
+    let r = rules(vec![
+        metric("login", vec![login]),
+        metric("request", vec![request]),
+    ]);
+    assert_eq!(
+        run(
+            &r,
+            "0 a login, 1 a login, 5 a request, 6 a request, 7 a request"
+        ),
+        ["1,BAN,a", "207,UNBAN,a"]
+    );
+}
+
+#[test]
+fn the_tier_reaching_furthest_wins() {
+    let short = threshold(2, 10, Effect::Block, 10);
+    let long = threshold(3, 10, Effect::Block, 1000);
+    let r = rules(vec![metric("m", vec![short, long])]);
+    assert_eq!(run(&r, "0 a, 1 a, 2 a"), ["1,BAN,a", "1002,UNBAN,a"]);
+    // A shorter reach never shortens a ban.
+    assert_eq!(
+        run(&r, "0 a, 1 a, 2 a, 500 a, 501 a"),
+        ["1,BAN,a", "1002,UNBAN,a"]
+    );
+}
+
+#[test]
+fn unban_comes_at_exactly_until_without_any_event() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    for _ in 0..3 {
+        e.incr("a", "m").unwrap();
+    }
+    assert!(e.is_banned("a"));
+    assert_eq!(e.next_deadline(), Some(ts(100)));
+    clock.set(ts(99));
+    assert!(e.tick().is_empty());
+    assert!(e.is_banned("a"));
+    clock.set(ts(250));
+    let ends = e.tick();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(
+        ends[0].to_string(),
+        "100,UNBAN,a",
+        "at until, not at the tick"
+    );
+    assert!(!e.is_banned("a"));
+    assert_eq!(e.next_deadline(), None);
+}
+
+#[test]
+fn passed_is_false_exactly_while_banned() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    assert!(e.incr("a", "m").unwrap().passed);
+    assert!(e.incr("a", "m").unwrap().passed);
+    assert!(
+        !e.incr("a", "m").unwrap().passed,
+        "the event that reaches the limit is refused"
+    );
+    assert!(e.incr("b", "m").unwrap().passed, "other tokens pass");
+    clock.set(ts(99));
+    assert!(!e.incr("a", "m").unwrap().passed);
+    clock.set(ts(200));
+    // 99 + 100 = 199 was the extended end (the window at 99 held 1 event only: no extension).
+    let v = e.incr("a", "m").unwrap();
+    assert!(v.passed);
+    assert_eq!(v.decisions[0].to_string(), "100,UNBAN,a");
+}
+
+#[test]
+fn fire_bans_at_once_and_extends_an_active_ban() {
+    let t0 = threshold(10, 3600, Effect::Block, 3600);
+    let t1 = threshold(100, 3600, Effect::Block, 86_400);
+    let clock = ManualClock::new(ts(1000));
+    let mut e = Engine::new(
+        rules(vec![metric("login_failed", vec![t0, t1])]),
+        clock.clone(),
+    );
+    let v = e.fire("1.2.3.4", "login_failed", 0).unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.decisions[0].to_string(), "1000,BAN,1.2.3.4");
+    assert_eq!(v.decisions[0].until, ts(4600));
+    assert_eq!(v.decisions[0].value, 10, "as if the limit were reached");
+    let v = e.fire("1.2.3.4", "login_failed", 1).unwrap();
+    assert!(v.decisions.is_empty(), "one ban per episode");
+    assert_eq!(e.ban("1.2.3.4").unwrap().until, ts(1000 + 86_400));
+    assert_eq!(
+        e.fire("1.2.3.4", "login_failed", 2),
+        Err(EventError::UnknownTier {
+            metric: "login_failed".into(),
+            tier: 2
+        })
+    );
+}
+
+fn traffic_alert() -> Arc<Ruleset> {
+    // "more than 2 hits per second over 10 s on average": hits in 10 s > 20.
+    rules(vec![global(
+        "hits",
+        vec![threshold(20, 10, Effect::Alert, 0)],
+    )])
+}
+
+#[test]
+fn a_global_alert_fires_when_the_measure_exceeds_the_limit() {
+    let mut e = Engine::new(traffic_alert(), ManualClock::new(ts(0)));
+    let mut decisions = Vec::new();
+    for i in 0..21i64 {
+        let token = format!("10.0.0.{}", i % 4);
+        let v = e
+            .observe(&Event::new(&token, "hits", ts(i / 3)), false)
+            .unwrap();
+        assert!(v.passed, "alerts never block");
+        decisions.extend(v.decisions);
+    }
+    assert_eq!(decisions.len(), 1, "20 is not more than 20; the 21st is");
+    assert_eq!(decisions[0].to_string(), "6,ALERT,global");
+    assert_eq!(decisions[0].value, 21);
+}
+
+#[test]
+fn a_global_alert_recovers_with_no_traffic_at_the_exact_second() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(traffic_alert(), clock.clone());
+    // 7 hits in each of seconds 0, 1, 2: 21 > 20 at second 2.
+    for s in 0..3 {
+        clock.set(ts(s));
+        for _ in 0..7 {
+            e.incr("x", "hits").unwrap();
+        }
+    }
+    assert!(e.decisions().any(|(_, d)| d.effect == Effect::Alert));
+    // At 10 the window (0, 10] holds 14 hits: recovered. At 9 it still holds 21.
+    clock.set(ts(9));
+    assert!(e.tick().is_empty());
+    clock.set(ts(60));
+    let ends = e.tick();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].to_string(), "10,RECOVER,global");
+    assert_eq!(ends[0].value, 14);
+}
+
+#[test]
+fn a_global_alert_stays_while_traffic_stays_over() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(traffic_alert(), clock.clone());
+    let mut log = Vec::new();
+    for s in 0..30 {
+        clock.set(ts(s));
+        for _ in 0..3 {
+            log.extend(
+                e.incr("x", "hits")
+                    .unwrap()
+                    .decisions
+                    .iter()
+                    .map(ToString::to_string),
+            );
+        }
+    }
+    // 3 per second: 21 hits first in (−3, 6]... at second 6 the window holds 21.
+    assert_eq!(log, ["6,ALERT,global"]);
+    clock.set(ts(100));
+    let ends: Vec<String> = e.tick().iter().map(ToString::to_string).collect();
+    // Last hits at 29: the window (t−10, t] holds ≤ 20 once seconds up to 22 have left: t = 33.
+    assert_eq!(ends, ["33,RECOVER,global"]);
+}
+
+#[test]
+fn notices_run_actions_without_blocking() {
+    let mut t = threshold(2, 60, Effect::Notify, 3600);
+    t.actions.push(Arc::new(NamedNoop("record_local".into())));
+    let r = rules(vec![metric("login_successful", vec![t])]);
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock);
+    e.incr("a", "login_successful").unwrap();
+    let v = e.incr("a", "login_successful").unwrap();
+    assert!(v.passed);
+    assert_eq!(v.decisions[0].to_string(), "0,NOTIFY,a");
+    let v = e.incr("a", "login_successful").unwrap();
+    assert!(v.decisions.is_empty(), "one notice per episode");
+    assert_eq!(
+        e.finish()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["3600,NOTIFY_END,a"]
+    );
+}
+
+fn credential_stuffing() -> Arc<Ruleset> {
+    let requests = threshold(11, 5, Effect::Block, 30);
+    let mut emails = threshold(3, 5, Effect::Block, 30);
+    emails.kind = Kind::Distinct("email".into());
+    rules(vec![metric("detect:login", vec![requests, emails])])
+}
+
+#[test]
+fn distinct_counts_values_not_events() {
+    let mut e = Engine::new(credential_stuffing(), ManualClock::new(ts(0)));
+    let mut go = |at: i64, email: &str| {
+        let attrs = [("email", email)];
+        e.observe(
+            &Event::new("1.1.1.1", "detect:login", ts(at)).with_attrs(&attrs),
+            false,
+        )
+        .unwrap()
+    };
+    assert!(go(0, "a@x").passed);
+    assert!(go(1, "a@x").passed);
+    assert!(go(2, "b@x").passed);
+    assert!(go(3, "b@x").passed, "two distinct emails are allowed");
+    let v = go(4, "c@x");
+    assert!(!v.passed, "the third distinct email in 5 s is the attack");
+    assert_eq!(v.decisions[0].tier, 1);
+    assert_eq!(v.decisions[0].value, 3);
+}
+
+#[test]
+fn distinct_values_leave_the_window() {
+    let mut e = Engine::new(credential_stuffing(), ManualClock::new(ts(0)));
+    for (at, email) in [(0, "a"), (1, "b"), (6, "c")] {
+        let attrs = [("email", email)];
+        let v = e
+            .observe(
+                &Event::new("1.1.1.1", "detect:login", ts(at)).with_attrs(&attrs),
+                false,
+            )
+            .unwrap();
+        assert!(v.passed, "at 6 the window (1, 6] holds b and c only");
+    }
+}
+
+#[test]
+fn a_distinct_metric_needs_its_attribute() {
+    let mut e = Engine::new(credential_stuffing(), ManualClock::new(ts(0)));
+    let err = e.incr("1.1.1.1", "detect:login").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "metric `detect:login` needs attribute `email`"
+    );
+    assert_eq!(e.counters().tracked_tokens, 0, "nothing was counted");
+}
+
+#[test]
+fn sum_adds_an_attribute() {
+    let mut t = threshold(1000, 60, Effect::Block, 60);
+    t.kind = Kind::Sum("bytes".into());
+    let mut e = Engine::new(
+        rules(vec![metric("download", vec![t])]),
+        ManualClock::new(ts(0)),
+    );
+    let mut go = |bytes: &str| {
+        let attrs = [("bytes", bytes)];
+        e.observe(
+            &Event::new("a", "download", ts(1)).with_attrs(&attrs),
+            false,
+        )
+    };
+    assert!(go("600").unwrap().passed);
+    assert_eq!(
+        go("-1").unwrap_err(),
+        EventError::BadSumAttr {
+            attr: "bytes".into(),
+            value: "-1".into()
+        }
+    );
+    let v = go("400").unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.decisions[0].value, 1000);
+}
+
+#[test]
+fn rates_count_the_last_1_10_and_60_minutes_including_now() {
+    let clock = ManualClock::new(ts(10_000));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    let v = e.incr("a", "m").unwrap();
+    assert_eq!(
+        v.rates,
+        Some(Rates {
+            last_1m: 1,
+            last_10m: 1,
+            last_60m: 1
+        })
+    );
+    clock.advance(Seconds::new(60));
+    let v = e.incr("a", "m").unwrap();
+    assert_eq!(
+        v.rates,
+        Some(Rates {
+            last_1m: 1,
+            last_10m: 2,
+            last_60m: 2
+        })
+    );
+    clock.advance(Seconds::new(3540));
+    // The first event (at 10 000) is exactly 3600 s old: out of (now − 3600, now].
+    let v = e.incr("a", "m").unwrap();
+    assert_eq!(
+        v.rates,
+        Some(Rates {
+            last_1m: 1,
+            last_10m: 1,
+            last_60m: 2
+        })
+    );
+}
+
+#[test]
+fn rates_are_absent_when_not_kept() {
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("m", vec![threshold(3, 10, Effect::Block, 100)]))
+            .build()
+            .unwrap(),
+    );
+    let mut e = Engine::new(r, ManualClock::new(ts(0)));
+    assert_eq!(e.incr("a", "m").unwrap().rates, None);
+}
+
+#[test]
+fn idle_tokens_are_dropped_once_nothing_can_matter() {
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("m", vec![threshold(3, 10, Effect::Block, 100)]))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    e.incr("a", "m").unwrap();
+    e.incr("b", "m").unwrap();
+    clock.set(ts(9));
+    e.tick();
+    assert_eq!(
+        e.counters().tracked_tokens,
+        2,
+        "still inside the 10 s window"
+    );
+    clock.set(ts(10));
+    e.tick();
+    assert_eq!(e.counters().tracked_tokens, 0);
+    assert_eq!(e.counters().expired, 2);
+}
+
+#[test]
+fn the_token_cap_evicts_the_least_recently_seen_but_never_a_ban() {
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("m", vec![threshold(2, 100, Effect::Block, 100)]))
+            .max_tokens(NonZeroUsize::new(2))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    e.incr("a", "m").unwrap();
+    e.incr("a", "m").unwrap(); // banned
+    e.incr("b", "m").unwrap();
+    e.incr("a", "m").unwrap(); // a is now the most recent
+    e.incr("c", "m").unwrap(); // evicts b
+    assert_eq!(e.counters().evictions, 1);
+    assert_eq!(e.counters().tracked_tokens, 2);
+    assert!(
+        e.status("b", "m").unwrap().tiers[0].value == 0,
+        "b's counts are gone"
+    );
+    e.incr("d", "m").unwrap(); // evicts a's windows
+    assert!(e.is_banned("a"), "the ban is kept apart from the windows");
+}
+
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl Action for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn call(&self, c: &ActionCall<'_>) {
+        self.0.lock().unwrap().push(format!(
+            "{} {} {} {} {} repeat={}",
+            c.token, c.duration, c.metric, c.window, c.limit, c.repeat
+        ));
+    }
+}
+
+#[test]
+fn actions_are_called_once_per_decision_with_the_seed_arguments() {
+    let rec = Arc::new(Recorder::default());
+    let mut t = threshold(10, 3600, Effect::Block, 3600);
+    t.actions.push(rec.clone());
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(rules(vec![metric("login_failed", vec![t])]), clock.clone());
+    for i in 0..15 {
+        clock.set(ts(i));
+        e.incr("1.2.3.4", "login_failed").unwrap();
+    }
+    assert_eq!(
+        *rec.0.lock().unwrap(),
+        ["1.2.3.4 3600s login_failed 3600s 10 repeat=false"]
+    );
+}
+
+#[test]
+fn repeat_actions_run_on_every_further_event_during_the_decision() {
+    let rec = Arc::new(Recorder::default());
+    let mut t = threshold(2, 60, Effect::Block, 60);
+    t.actions.push(rec.clone());
+    t.repeat_actions = true;
+    let mut e = Engine::new(rules(vec![metric("m", vec![t])]), ManualClock::new(ts(0)));
+    for _ in 0..4 {
+        e.incr("a", "m").unwrap();
+    }
+    let calls = rec.0.lock().unwrap().clone();
+    assert_eq!(calls.len(), 3);
+    assert!(calls[0].ends_with("repeat=false"));
+    assert!(calls[1].ends_with("repeat=true"));
+}
+
+#[derive(Debug)]
+struct Panics(AtomicUsize);
+
+impl Action for Panics {
+    fn name(&self) -> &'static str {
+        "panics"
+    }
+
+    fn call(&self, _: &ActionCall<'_>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("an action failed");
+    }
+}
+
+#[test]
+fn a_panicking_action_is_counted_and_leaves_the_state_whole() {
+    let action = Arc::new(Panics(AtomicUsize::new(0)));
+    let mut t = threshold(2, 60, Effect::Block, 60);
+    t.actions.push(action.clone());
+    let mut e = Engine::new(rules(vec![metric("m", vec![t])]), ManualClock::new(ts(0)));
+    e.incr("a", "m").unwrap();
+    let v = e.incr("a", "m").unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.decisions.len(), 1);
+    assert_eq!(action.0.load(Ordering::SeqCst), 1);
+    assert_eq!(e.counters().action_panics, 1);
+    assert!(e.is_banned("a"));
+}
+
+#[test]
+fn a_late_event_counts_in_its_own_second_and_decides_now() {
+    let r = example(BanPolicy::AfterTrigger);
+    // At 9, events at 0, 9 and a late 5: (−1, 9] holds 3.
+    assert_eq!(run(&r, "0 a, 9 a, 5 a"), ["9,BAN,a", "109,UNBAN,a"]);
+    // A late event older than every window is ignored and counted as late.
+    let mut e = Engine::new(r, ManualClock::new(ts(0)));
+    e.observe(&Event::new("a", "m", ts(5000)), false).unwrap();
+    e.observe(&Event::new("a", "m", ts(10)), false).unwrap();
+    assert_eq!(e.counters().late_events, 1);
+}
+
+#[test]
+fn the_engine_time_never_goes_back() {
+    let clock = ManualClock::new(ts(100));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    clock.set(ts(50));
+    e.incr("a", "m").unwrap();
+    assert_eq!(e.time(), ts(100));
+}
+
+#[test]
+fn unban_ends_a_ban_now_and_restore_brings_one_back() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    for _ in 0..3 {
+        e.incr("a", "m").unwrap();
+    }
+    clock.set(ts(7));
+    e.tick();
+    let end = e.unban("a").unwrap();
+    assert_eq!(end.to_string(), "7,UNBAN,a");
+    assert!(!e.is_banned("a"));
+    assert!(e.unban("a").is_none());
+    clock.set(ts(200));
+    assert!(e.tick().is_empty(), "the stale deadline is skipped");
+
+    e.restore_ban("b", "m", 0, 3, ts(150), ts(400)).unwrap();
+    assert!(e.is_banned("b"));
+    clock.set(ts(400));
+    assert_eq!(e.tick()[0].to_string(), "400,UNBAN,b");
+    e.restore_ban("c", "m", 0, 3, ts(100), ts(300)).unwrap();
+    assert!(!e.is_banned("c"), "an expired ban is not restored");
+}
+
+#[test]
+fn status_shows_tier_measures_and_the_ban() {
+    let t0 = threshold(2, 10, Effect::Block, 100);
+    let t1 = threshold(5, 60, Effect::Notify, 100);
+    let mut e = Engine::new(
+        rules(vec![metric("m", vec![t0, t1])]),
+        ManualClock::new(ts(0)),
+    );
+    e.incr("a", "m").unwrap();
+    e.incr("a", "m").unwrap();
+    let s = e.status("a", "m").unwrap();
+    assert_eq!(
+        s.tiers,
+        [
+            TierMeasure {
+                value: 2,
+                holds: true
+            },
+            TierMeasure {
+                value: 2,
+                holds: false
+            }
+        ]
+    );
+    assert_eq!(s.ban.unwrap().until, ts(100));
+    let all: Vec<_> = e.status_all().collect();
+    assert_eq!(
+        all,
+        [(
+            "a",
+            "m",
+            Rates {
+                last_1m: 2,
+                last_10m: 2,
+                last_60m: 2
+            }
+        )]
+    );
+    assert_eq!(e.status("zz", "m").unwrap().tiers[0].value, 0);
+    assert!(matches!(
+        e.status("a", "nope"),
+        Err(EventError::UnknownMetric(_))
+    ));
+}
+
+#[test]
+fn bad_tokens_and_unknown_metrics_are_refused() {
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), ManualClock::new(ts(0)));
+    assert_eq!(e.incr("", "m").unwrap_err(), EventError::BadToken);
+    let long = "x".repeat(Token::MAX_LEN + 1);
+    assert_eq!(e.incr(&long, "m").unwrap_err(), EventError::BadToken);
+    assert_eq!(
+        e.incr("a", "nope").unwrap_err().to_string(),
+        "unknown metric `nope`"
+    );
+}
+
+#[test]
+fn rule_sets_refuse_what_cannot_work() {
+    let errors = Ruleset::builder()
+        .metric(metric("m", vec![threshold(1, 10, Effect::Block, 0)]))
+        .metric(metric("m", vec![]))
+        .metric(global("g", vec![threshold(1, 10, Effect::Block, 10)]))
+        .build()
+        .unwrap_err();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 3, "{text:?}");
+    assert!(text[0].contains("action_duration"));
+    assert!(text[1].contains("defined twice"));
+    assert!(text[2].contains("global-scope"));
+}

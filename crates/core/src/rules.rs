@@ -1,0 +1,421 @@
+//! The validated rule set: metrics, their tiers of thresholds, and what firing does.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::action::Action;
+use crate::time::{Seconds, Window};
+
+/// Index of a metric in its [`Ruleset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricId(pub(crate) u32);
+
+impl MetricId {
+    /// The metric's position in the rule set.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One threshold of one metric: the unit a decision is attributed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId {
+    /// The metric.
+    pub metric: MetricId,
+    /// The tier: the threshold's index in the metric's list.
+    pub tier: u32,
+}
+
+/// Who a metric counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// Each token has its own windows (the default).
+    #[default]
+    Token,
+    /// All tokens count together (traffic alerts).
+    Global,
+}
+
+/// What a threshold measures over its window.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// The weight of events (1 each unless the source says otherwise).
+    #[default]
+    Count,
+    /// The number of distinct values of an attribute.
+    Distinct(Box<str>),
+    /// The sum of an attribute's integer values.
+    Sum(Box<str>),
+}
+
+/// What a decision does while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    /// A ban: the token does not pass. `BAN` … `UNBAN`.
+    Block,
+    /// Only runs actions (report, record): the token still passes. `NOTIFY` … `NOTIFY_END`.
+    Notify,
+    /// A global-scope traffic alert. `ALERT` … `RECOVER`.
+    Alert,
+}
+
+/// How far a decision reaches past the moments its threshold holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BanPolicy {
+    /// `until = max(until, t + action_duration)` for each event `t` at which the threshold holds.
+    #[default]
+    AfterTrigger,
+    /// `until = (last second at which the threshold still holds) + action_duration`, bounded
+    /// by the clock.
+    AfterViolation,
+}
+
+/// A threshold: when its measure over `window` reaches `limit`, the decision `effect` starts.
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    /// The limit; token-scope thresholds hold when the measure reaches it (≥), global-scope
+    /// alerts when the measure exceeds it (>).
+    pub limit: NonZeroU64,
+    /// The sliding window the measure is taken over.
+    pub window: Window,
+    /// What is measured.
+    pub kind: Kind,
+    /// What the decision does.
+    pub effect: Effect,
+    /// How far the decision reaches.
+    pub policy: BanPolicy,
+    /// How long the decision lasts after the threshold holds (ignored by alerts, which last
+    /// while the measure exceeds the limit).
+    pub action_duration: Seconds,
+    /// Run when the decision starts.
+    pub actions: Vec<Arc<dyn Action>>,
+    /// Also run the actions on every further event of the metric while the decision lasts.
+    pub repeat_actions: bool,
+}
+
+impl Threshold {
+    /// A `count` threshold with the given effect, `after_trigger`, no actions.
+    pub fn new(limit: NonZeroU64, window: Window, effect: Effect, duration: Seconds) -> Self {
+        Threshold {
+            limit,
+            window,
+            kind: Kind::Count,
+            effect,
+            policy: BanPolicy::AfterTrigger,
+            action_duration: duration,
+            actions: Vec::new(),
+            repeat_actions: false,
+        }
+    }
+
+    /// How much of the measure must be seen for the threshold to hold: `limit` for
+    /// "reaches", `limit + 1` for an alert's "exceeds".
+    pub(crate) fn needed(&self) -> u64 {
+        match self.effect {
+            Effect::Alert => self.limit.get().saturating_add(1),
+            Effect::Block | Effect::Notify => self.limit.get(),
+        }
+    }
+}
+
+/// A metric: a named kind of event and its hierarchy of thresholds.
+#[derive(Debug, Clone)]
+pub struct MetricRule {
+    /// The metric's name, as events carry it.
+    pub name: Arc<str>,
+    /// Per token or global.
+    pub scope: Scope,
+    /// Tier 0, tier 1, …: each checked on its own.
+    pub thresholds: Vec<Threshold>,
+}
+
+/// Where a tier reads its measure from, among a metric's windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MeasureSlot {
+    Count,
+    Sum(usize),
+    Distinct(usize),
+}
+
+/// A metric plus the window layout derived from its thresholds.
+#[derive(Debug)]
+pub(crate) struct CompiledMetric {
+    pub(crate) rule: MetricRule,
+    /// How long the count window keeps events (longest count window, or an hour for rates).
+    pub(crate) count_horizon: Seconds,
+    /// One sum window per attribute: (attr, horizon).
+    pub(crate) sums: Vec<(Box<str>, Seconds)>,
+    /// One distinct set per attribute: (attr, horizon, values kept).
+    pub(crate) distincts: Vec<(Box<str>, Seconds, usize)>,
+    /// For each tier, which window it measures.
+    pub(crate) slots: Vec<MeasureSlot>,
+}
+
+/// A problem that makes a rule set impossible, found when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// Two metrics share a name.
+    #[error("metric `{0}` is defined twice")]
+    DuplicateMetric(String),
+    /// A metric name is empty or too long.
+    #[error("metric name `{0}` must be 1 to 128 bytes")]
+    BadMetricName(String),
+    /// A global-scope tier that is not an alert, or an alert on a token-scope metric.
+    #[error("metric `{metric}` tier {tier}: {why}")]
+    ScopeEffect {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A block or notify decision of zero seconds would never be seen.
+    #[error("metric `{metric}` tier {tier}: action_duration must be at least 1 second")]
+    ZeroDuration {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+    },
+    /// A `distinct` limit beyond what is kept in memory per token.
+    #[error("metric `{metric}` tier {tier}: a distinct limit may be at most {max}")]
+    DistinctTooLarge {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+        /// The largest accepted.
+        max: u64,
+    },
+    /// An attribute name that is empty.
+    #[error("metric `{metric}` tier {tier}: the attribute name is empty")]
+    EmptyAttr {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+    },
+}
+
+/// The validated rules an engine runs: metrics by name, plus engine-wide options.
+#[derive(Debug)]
+pub struct Ruleset {
+    metrics: Vec<CompiledMetric>,
+    by_name: HashMap<Arc<str>, MetricId>,
+    rates: bool,
+    max_tokens: Option<NonZeroUsize>,
+    horizon: Seconds,
+}
+
+/// The rate statistics' windows: 1, 10 and 60 minutes.
+pub(crate) const RATE_WINDOWS: [u64; 3] = [60, 600, 3600];
+
+impl Ruleset {
+    /// The largest `distinct` limit: that many values are kept per token and metric.
+    pub const MAX_DISTINCT_LIMIT: u64 = 1024;
+
+    /// Starts an empty rule set.
+    pub fn builder() -> RulesetBuilder {
+        RulesetBuilder::default()
+    }
+
+    /// The metric called `name`.
+    pub fn metric_id(&self, name: &str) -> Option<MetricId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The metric `id`.
+    pub fn metric(&self, id: MetricId) -> &MetricRule {
+        &self.metrics[id.index()].rule
+    }
+
+    pub(crate) fn compiled(&self, id: MetricId) -> &CompiledMetric {
+        &self.metrics[id.index()]
+    }
+
+    /// Every metric, in definition order.
+    pub fn metrics(&self) -> impl Iterator<Item = (MetricId, &MetricRule)> + '_ {
+        self.metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (MetricId(i as u32), &m.rule))
+    }
+
+    /// The threshold `rule`.
+    pub fn threshold(&self, rule: RuleId) -> &Threshold {
+        &self.metric(rule.metric).thresholds[rule.tier as usize]
+    }
+
+    /// Whether 1m/10m/60m rates are kept (and so an hour of every metric's events).
+    pub fn rates(&self) -> bool {
+        self.rates
+    }
+
+    /// The cap on tracked tokens, if any.
+    pub fn max_tokens(&self) -> Option<NonZeroUsize> {
+        self.max_tokens
+    }
+
+    /// The longest any event can matter: after this long without events a token is forgotten.
+    pub fn horizon(&self) -> Seconds {
+        self.horizon
+    }
+}
+
+/// Builds a [`Ruleset`], checking what types cannot.
+#[derive(Debug, Default)]
+pub struct RulesetBuilder {
+    metrics: Vec<MetricRule>,
+    rates: bool,
+    max_tokens: Option<NonZeroUsize>,
+}
+
+impl RulesetBuilder {
+    /// Adds a metric.
+    #[must_use]
+    pub fn metric(mut self, metric: MetricRule) -> Self {
+        self.metrics.push(metric);
+        self
+    }
+
+    /// Keeps 1m/10m/60m rates for every metric.
+    #[must_use]
+    pub fn rates(mut self, on: bool) -> Self {
+        self.rates = on;
+        self
+    }
+
+    /// Caps the number of tracked tokens; the least recently seen are evicted first.
+    #[must_use]
+    pub fn max_tokens(mut self, cap: Option<NonZeroUsize>) -> Self {
+        self.max_tokens = cap;
+        self
+    }
+
+    /// Checks the rules and derives each metric's window layout. Returns every problem found.
+    pub fn build(self) -> Result<Ruleset, Vec<RuleError>> {
+        let mut errors = Vec::new();
+        let mut by_name = HashMap::new();
+        let mut metrics = Vec::with_capacity(self.metrics.len());
+        for rule in self.metrics {
+            if rule.name.is_empty() || rule.name.len() > 128 {
+                errors.push(RuleError::BadMetricName(rule.name.to_string()));
+            }
+            let id = MetricId(metrics.len() as u32);
+            if by_name.insert(rule.name.clone(), id).is_some() {
+                errors.push(RuleError::DuplicateMetric(rule.name.to_string()));
+            }
+            metrics.push(compile(rule, self.rates, &mut errors));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let horizon = metrics
+            .iter()
+            .flat_map(|m| {
+                std::iter::once(m.count_horizon)
+                    .chain(m.sums.iter().map(|s| s.1))
+                    .chain(m.distincts.iter().map(|d| d.1))
+            })
+            .max()
+            .unwrap_or(Seconds::ZERO);
+        Ok(Ruleset {
+            metrics,
+            by_name,
+            rates: self.rates,
+            max_tokens: self.max_tokens,
+            horizon,
+        })
+    }
+}
+
+fn compile(rule: MetricRule, rates: bool, errors: &mut Vec<RuleError>) -> CompiledMetric {
+    let mut count_horizon = if rates { RATE_WINDOWS[2] } else { 0 };
+    let mut sums: Vec<(Box<str>, Seconds)> = Vec::new();
+    let mut distincts: Vec<(Box<str>, Seconds, usize)> = Vec::new();
+    let mut slots = Vec::with_capacity(rule.thresholds.len());
+    for (tier, t) in rule.thresholds.iter().enumerate() {
+        let metric = || rule.name.to_string();
+        match (rule.scope, t.effect) {
+            (Scope::Global, Effect::Block | Effect::Notify) => {
+                errors.push(RuleError::ScopeEffect {
+                    metric: metric(),
+                    tier,
+                    why: "a global-scope threshold can only alert (it cannot block every token)",
+                });
+            }
+            (Scope::Token, Effect::Alert) => errors.push(RuleError::ScopeEffect {
+                metric: metric(),
+                tier,
+                why: "alerts are for global-scope metrics",
+            }),
+            _ => {}
+        }
+        if t.effect != Effect::Alert && t.action_duration == Seconds::ZERO {
+            errors.push(RuleError::ZeroDuration {
+                metric: metric(),
+                tier,
+            });
+        }
+        let w = t.window.length();
+        let slot = match &t.kind {
+            Kind::Count => {
+                count_horizon = count_horizon.max(w.get());
+                MeasureSlot::Count
+            }
+            Kind::Sum(attr) => {
+                if attr.is_empty() {
+                    errors.push(RuleError::EmptyAttr {
+                        metric: metric(),
+                        tier,
+                    });
+                }
+                let i = sums.iter().position(|(a, _)| a == attr).unwrap_or_else(|| {
+                    sums.push((attr.clone(), Seconds::ZERO));
+                    sums.len() - 1
+                });
+                sums[i].1 = sums[i].1.max(w);
+                MeasureSlot::Sum(i)
+            }
+            Kind::Distinct(attr) => {
+                if attr.is_empty() {
+                    errors.push(RuleError::EmptyAttr {
+                        metric: metric(),
+                        tier,
+                    });
+                }
+                if t.limit.get() > Ruleset::MAX_DISTINCT_LIMIT {
+                    errors.push(RuleError::DistinctTooLarge {
+                        metric: metric(),
+                        tier,
+                        max: Ruleset::MAX_DISTINCT_LIMIT,
+                    });
+                }
+                let i = distincts
+                    .iter()
+                    .position(|(a, _, _)| a == attr)
+                    .unwrap_or_else(|| {
+                        distincts.push((attr.clone(), Seconds::ZERO, 0));
+                        distincts.len() - 1
+                    });
+                let keep = usize::try_from(t.needed().min(Ruleset::MAX_DISTINCT_LIMIT + 1))
+                    .unwrap_or(usize::MAX);
+                distincts[i].1 = distincts[i].1.max(w);
+                distincts[i].2 = distincts[i].2.max(keep);
+                MeasureSlot::Distinct(i)
+            }
+        };
+        slots.push(slot);
+    }
+    CompiledMetric {
+        rule,
+        count_horizon: Seconds::new(count_horizon),
+        sums,
+        distincts,
+        slots,
+    }
+}

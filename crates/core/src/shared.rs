@@ -1,0 +1,155 @@
+//! `SharedEngine`: the engine for many threads, sharded by token behind plain mutexes.
+
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::clock::Clock;
+use crate::decision::DecisionEvent;
+use crate::engine::{Engine, EngineCounters, EventError, MetricStatus, Verdict};
+use crate::event::Event;
+use crate::rules::{Ruleset, Scope};
+use crate::time::Timestamp;
+
+/// An [`Engine`] that many threads can call at once.
+///
+/// Every token-scope decision depends on one token only, so tokens are split across
+/// independent shards by hash and threads rarely wait for each other. Global-scope metrics
+/// all live in shard 0. A std `Mutex` is right here: it is never held across an `.await`.
+#[derive(Debug)]
+pub struct SharedEngine<C> {
+    shards: Box<[Mutex<Engine<C>>]>,
+    rules: Arc<Ruleset>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl<C: Clock + Clone> SharedEngine<C> {
+    /// `shards` engines over `rules` sharing `clock`; the token cap is split evenly.
+    pub fn new(rules: Arc<Ruleset>, clock: &C, shards: NonZeroUsize) -> Self {
+        let n = shards.get();
+        let per_shard = rules.max_tokens().map(|cap| cap.get().div_ceil(n));
+        let shards = (0..n)
+            .map(|_| {
+                let mut e = Engine::new(Arc::clone(&rules), clock.clone());
+                e.set_max_tokens(per_shard.and_then(NonZeroUsize::new));
+                Mutex::new(e)
+            })
+            .collect();
+        SharedEngine {
+            shards,
+            rules,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Arc<Ruleset> {
+        &self.rules
+    }
+
+    fn shard_for(&self, token: &str, metric: &str) -> MutexGuard<'_, Engine<C>> {
+        let global = self
+            .rules
+            .metric_id(metric)
+            .is_some_and(|id| self.rules.metric(id).scope == Scope::Global);
+        if global {
+            lock(&self.shards[0])
+        } else {
+            self.token_shard(token)
+        }
+    }
+
+    fn token_shard(&self, token: &str) -> MutexGuard<'_, Engine<C>> {
+        let i = (self.hasher.hash_one(token) % self.shards.len() as u64) as usize;
+        lock(&self.shards[i])
+    }
+
+    /// [`Engine::incr`].
+    pub fn incr(&self, token: &str, metric: &str) -> Result<Verdict, EventError> {
+        self.shard_for(token, metric).incr(token, metric)
+    }
+
+    /// [`Engine::observe`]. For a global-scope metric, `passed` reflects bans kept in shard 0
+    /// only; ask [`SharedEngine::is_banned`] for the token's own.
+    pub fn observe(&self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
+        let mut verdict = self
+            .shard_for(event.token, event.metric)
+            .observe(event, want_rates)?;
+        if self.shards.len() > 1 && self.is_global(event.metric) {
+            verdict.passed = !self.is_banned(event.token);
+        }
+        Ok(verdict)
+    }
+
+    fn is_global(&self, metric: &str) -> bool {
+        self.rules
+            .metric_id(metric)
+            .is_some_and(|id| self.rules.metric(id).scope == Scope::Global)
+    }
+
+    /// [`Engine::fire`].
+    pub fn fire(&self, token: &str, metric: &str, tier: usize) -> Result<Verdict, EventError> {
+        self.token_shard(token).fire(token, metric, tier)
+    }
+
+    /// [`Engine::unban`].
+    pub fn unban(&self, token: &str) -> Option<DecisionEvent> {
+        self.token_shard(token).unban(token)
+    }
+
+    /// [`Engine::is_banned`].
+    pub fn is_banned(&self, token: &str) -> bool {
+        self.token_shard(token).is_banned(token)
+    }
+
+    /// [`Engine::status`].
+    pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, EventError> {
+        self.shard_for(token, metric).status(token, metric)
+    }
+
+    /// Advances every shard to `now`; the decisions that ended, in time order.
+    pub fn advance(&self, now: Timestamp) -> Vec<DecisionEvent> {
+        let mut all: Vec<DecisionEvent> = self
+            .shards
+            .iter()
+            .flat_map(|s| lock(s).advance(now))
+            .collect();
+        all.sort_by_key(|d| d.at);
+        all
+    }
+
+    /// The earliest next deadline of any shard.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.shards
+            .iter()
+            .filter_map(|s| lock(s).next_deadline())
+            .min()
+    }
+
+    /// Runs `f` on each shard in turn (for status listings and snapshots).
+    pub fn for_each_shard(&self, mut f: impl FnMut(&mut Engine<C>)) {
+        for s in &self.shards {
+            f(&mut lock(s));
+        }
+    }
+
+    /// The counters of all shards added up.
+    pub fn counters(&self) -> EngineCounters {
+        let mut total = EngineCounters::default();
+        for s in &self.shards {
+            let c = lock(s).counters();
+            total.tracked_tokens += c.tracked_tokens;
+            total.active_decisions += c.active_decisions;
+            total.evictions += c.evictions;
+            total.expired += c.expired;
+            total.late_events += c.late_events;
+            total.action_panics += c.action_panics;
+        }
+        total
+    }
+}
+
+/// Actions are called under `catch_unwind`, so a poisoned shard still holds complete state.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
