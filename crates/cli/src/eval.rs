@@ -1,0 +1,124 @@
+//! `banhammer eval`: an event script through the engine, decisions out in time order.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use banhammer_config::Config;
+use banhammer_core::{Action, Engine, Event, ManualClock, NamedNoop, Timestamp};
+use banhammer_sink::{builtin_action, write_decision, DecisionFormat};
+
+use crate::lines::{BoundedLines, Line};
+use crate::script;
+
+/// The longest event line read; longer lines are reported and skipped.
+const MAX_LINE: usize = 64 * 1024;
+/// Malformed lines reported in full; after that only counted.
+const MAX_REPORTED: usize = 20;
+
+/// Builds the built-in actions a configuration names, with its settings.
+pub(crate) fn resolve_actions(config: &Config) -> anyhow::Result<impl Fn(&str) -> Arc<dyn Action>> {
+    let open = |name: &str, path: &Option<String>| -> anyhow::Result<Arc<dyn Action>> {
+        builtin_action(name, path.as_deref().map(Path::new))
+            .with_context(|| format!("opening the {name} file"))
+    };
+    let record = open("record_local", &config.actions.record_local_path)?;
+    let report = open("report_central", &config.actions.report_central_path)?;
+    Ok(move |name: &str| -> Arc<dyn Action> {
+        match name {
+            "record_local" => Arc::clone(&record),
+            "report_central" => Arc::clone(&report),
+            other => Arc::new(NamedNoop(other.to_owned())),
+        }
+    })
+}
+
+/// Runs the script at `file` (stdin if `None` or `-`) under the configuration at `config`.
+#[allow(clippy::print_stderr)] // malformed lines are reported on stderr by design
+pub(crate) fn run(
+    config: &Path,
+    file: Option<&Path>,
+    format: DecisionFormat,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let rules = config
+        .ruleset(&resolve_actions(&config)?)
+        .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+    let (origin, input): (String, Box<dyn BufRead>) = match file {
+        None => ("<stdin>".into(), Box::new(io::stdin().lock())),
+        Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(io::stdin().lock())),
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            (
+                PathBuf::from(p).display().to_string(),
+                Box::new(BufReader::new(f)),
+            )
+        }
+    };
+    // Event time drives the engine: the clock never runs ahead of the newest event.
+    let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+    let mut engine = Engine::new(Arc::new(rules), clock);
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut lines = BoundedLines::new(input, MAX_LINE);
+    let mut number = 0usize;
+    let mut malformed = 0usize;
+    let mut report = |number: usize, why: &str| {
+        malformed += 1;
+        if malformed <= MAX_REPORTED {
+            eprintln!("{origin}:{number}: {why}");
+        }
+    };
+    while let Some(line) = lines
+        .next_line()
+        .with_context(|| format!("reading {origin}"))?
+    {
+        number += 1;
+        let text = match line {
+            Line::Text(t) => t,
+            Line::TooLong => {
+                report(number, &format!("line longer than {MAX_LINE} bytes"));
+                continue;
+            }
+            Line::NotUtf8 => {
+                report(number, "not UTF-8");
+                continue;
+            }
+        };
+        let event = match script::parse(&text) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(why) => {
+                report(number, &why);
+                continue;
+            }
+        };
+        let ev = Event::new(event.token, event.metric, event.at).with_attrs(&event.attrs);
+        match engine.observe(&ev, false) {
+            Ok(verdict) => {
+                for d in &verdict.decisions {
+                    write_decision(&mut out, d, format)?;
+                }
+            }
+            Err(why) => report(number, &why.to_string()),
+        }
+    }
+    for d in &engine.finish() {
+        write_decision(&mut out, d, format)?;
+    }
+    out.flush()?;
+    if malformed > MAX_REPORTED {
+        eprintln!(
+            "{origin}: … and {} more malformed line(s)",
+            malformed - MAX_REPORTED
+        );
+    }
+    if malformed > 0 {
+        eprintln!("{origin}: {malformed} malformed line(s) skipped");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,219 @@
+//! Tests of the configuration reader: valid files, and every error named and located.
+
+use super::*;
+
+fn errors(text: &str) -> Vec<String> {
+    Config::parse(text, "t.toml")
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const SPEC: &str = r#"
+[engine]
+rates = true
+
+[metrics.login_failed]
+[[metrics.login_failed.thresholds]]
+limit = 10
+window = "1h"
+actions = ["block_local"]
+action_duration = 3600
+
+[[metrics.login_failed.thresholds]]
+limit = 100
+window = 3600
+action = ["report_central"]
+action_duration = "1d"
+
+[metrics.login_successful]
+[[metrics.login_successful.thresholds]]
+limit = 10
+window = 60
+actions = ["record_local"]
+action_duration = 3600
+policy = "after_violation"
+"#;
+
+#[test]
+fn the_seed_example_reads() {
+    let c = Config::parse(SPEC, "t.toml").unwrap();
+    assert!(c.engine.rates);
+    assert_eq!(c.metrics.len(), 2);
+    let lf = &c.metrics[0];
+    assert_eq!(lf.name, "login_failed");
+    assert_eq!(lf.thresholds[0].effect, Effect::Block);
+    assert_eq!(lf.thresholds[0].window.secs(), 3600);
+    assert_eq!(lf.thresholds[1].effect, Effect::Notify);
+    assert_eq!(lf.thresholds[1].action_duration, Seconds::new(86_400));
+    assert_eq!(lf.thresholds[1].actions, ["report_central"]);
+    assert_eq!(c.metrics[1].thresholds[0].policy, BanPolicy::AfterViolation);
+    let rules = c.ruleset(&|n| Arc::new(NamedNoop(n.to_owned()))).unwrap();
+    assert!(rules.metric_id("login_successful").is_some());
+}
+
+#[test]
+fn kinds_and_scopes_read() {
+    let c = Config::parse(
+        r#"
+[metrics.detect]
+[[metrics.detect.thresholds]]
+limit = 3
+window = 5
+kind = "distinct(email)"
+actions = ["block_local"]
+action_duration = 30
+
+[metrics.hits]
+scope = "global"
+[[metrics.hits.thresholds]]
+limit = 1200
+window = "2m"
+kind = "sum(bytes)"
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.metrics[0].thresholds[0].kind,
+        Kind::Distinct("email".into())
+    );
+    assert_eq!(c.metrics[1].scope, Scope::Global);
+    assert_eq!(c.metrics[1].thresholds[0].effect, Effect::Alert);
+    assert_eq!(c.metrics[1].thresholds[0].kind, Kind::Sum("bytes".into()));
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_line_and_field() {
+    let text = r#"[engine]
+rates = true
+colour = "red"
+
+[metrics.login]
+[[metrics.login.thresholds]]
+limit = 0
+window = "10 parsecs"
+actions = ["block_locale"]
+action_duration = 60
+
+[[metrics.login.thresholds]]
+limit = 5
+window = 60
+actoins = ["block_local"]
+
+[surprise]
+"#;
+    let errs = errors(text);
+    let expected = [
+        "t.toml:3:1: engine.colour: unknown field `colour`",
+        "t.toml:7:9: metrics.login.thresholds[0].limit: must be at least 1",
+        "t.toml:8:10: metrics.login.thresholds[0].window: `10 parsecs` is not a duration",
+        "t.toml:9:12: metrics.login.thresholds[0].actions: unknown action `block_locale`",
+        "t.toml:12:1: metrics.login.thresholds[1].action_duration: is required",
+        "t.toml:15:1: metrics.login.thresholds[1].actoins: unknown field `actoins`",
+        "t.toml:17:2: surprise: unknown section",
+    ];
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+    for (got, want) in errs.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let errs = errors(
+        "[metrics.m]\n[[metrics.m.thresholds]]\nlimit = \"ten\"\nwindow = 1\naction_duration = 1\n",
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("t.toml:3:9: metrics.m.thresholds[0].limit: invalid type"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn a_bad_field_does_not_hide_the_next_one() {
+    let errs = errors(
+        "[metrics.m]\n[[metrics.m.thresholds]]\nlimit = -1\nwindow = \"soon\"\nactions = [\"ban\"]\naction_duration = 1\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("t.toml:3:9: metrics.m.thresholds[0].limit: invalid value"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1]
+            .starts_with("t.toml:4:10: metrics.m.thresholds[0].window: `soon` is not a duration"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("t.toml:5:12: metrics.m.thresholds[0].actions: unknown action `ban`"),
+        "{}",
+        errs[2]
+    );
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let errs = errors("[metrics.m]\n[[metrics.m.thresholds]]\nlimit = 3\nwindow = 1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("metrics.m.thresholds[0].action_duration: is required"),
+        "{}",
+        errs[0]
+    );
+    let errs = errors("[metrics.m]\n[[metrics.m.thresholds]]\nwindow = 1\naction_duration = 1\n");
+    assert!(
+        errs[0].starts_with("t.toml:2:1: metrics.m.thresholds[0].limit: is required"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn global_metrics_cannot_block() {
+    let errs = errors(
+        "[metrics.g]\nscope = \"global\"\n[[metrics.g.thresholds]]\nlimit = 3\nwindow = 1\nactions = [\"block_local\"]\n",
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "t.toml:6:11: metrics.g.thresholds[0].actions: a global-scope metric alerts"
+        ),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn core_rule_errors_are_located_too() {
+    let errs = errors(
+        "[metrics.m]\n[[metrics.m.thresholds]]\nlimit = 5000\nwindow = 1\nkind = \"distinct(email)\"\naction_duration = 1\n",
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("t.toml:2:1: metrics.m.thresholds[0]: metric `m` tier 0: a distinct limit may be at most 1024"), "{}", errs[0]);
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let errs = errors("[metrics.m\nlimit = 3\n");
+    assert!(errs[0].starts_with("t.toml:1:"), "{}", errs[0]);
+}
+
+#[test]
+fn unreadable_files_say_so() {
+    let err = Config::load(Path::new("/nonexistent/banhammer.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/banhammer.toml: cannot read"),
+        "{err}"
+    );
+}

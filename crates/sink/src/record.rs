@@ -1,0 +1,97 @@
+//! Decision records: the challenge's CSV line, or one JSON object per line.
+
+use std::io::{self, Write};
+
+use banhammer_core::DecisionEvent;
+use serde::Serialize;
+
+/// How decisions are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecisionFormat {
+    /// `<unix_seconds>,<VERB>,<token>`: the access-log challenge's format, no spaces.
+    #[default]
+    Csv,
+    /// One JSON object per line, adding rule, tier, value, from and until.
+    Jsonl,
+}
+
+/// The JSON-lines shape of a decision (only this crate and the HTTP front end know JSON).
+#[derive(Serialize)]
+struct DecisionJson<'a> {
+    at: i64,
+    decision: &'a str,
+    token: &'a str,
+    rule: &'a str,
+    tier: usize,
+    value: u64,
+    from: i64,
+    until: i64,
+}
+
+/// Writes `d` as one line in `format`.
+pub fn write_decision(
+    out: &mut impl Write,
+    d: &DecisionEvent,
+    format: DecisionFormat,
+) -> io::Result<()> {
+    match format {
+        DecisionFormat::Csv => writeln!(out, "{d}"),
+        DecisionFormat::Jsonl => {
+            let json = DecisionJson {
+                at: d.at.as_unix(),
+                decision: d.verb(),
+                token: d.token.as_str(),
+                rule: &d.metric,
+                tier: d.tier,
+                value: d.value,
+                from: d.from.as_unix(),
+                until: d.until.as_unix(),
+            };
+            serde_json::to_writer(&mut *out, &json)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use banhammer_core::{Change, Effect, Timestamp, Token};
+
+    use super::*;
+
+    fn ban() -> DecisionEvent {
+        DecisionEvent {
+            at: Timestamp::from_unix(2),
+            change: Change::Start,
+            effect: Effect::Block,
+            token: Token::new("10.0.0.1").unwrap(),
+            metric: Arc::from("login"),
+            tier: 1,
+            value: 3,
+            from: Timestamp::from_unix(2),
+            until: Timestamp::from_unix(102),
+        }
+    }
+
+    #[test]
+    fn csv_is_the_challenge_format() {
+        let mut out = Vec::new();
+        write_decision(&mut out, &ban(), DecisionFormat::Csv).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "2,BAN,10.0.0.1\n");
+    }
+
+    #[test]
+    fn jsonl_adds_rule_tier_value_and_until() {
+        let mut out = Vec::new();
+        write_decision(&mut out, &ban(), DecisionFormat::Jsonl).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["decision"], "BAN");
+        assert_eq!(v["rule"], "login");
+        assert_eq!(v["tier"], 1);
+        assert_eq!(v["value"], 3);
+        assert_eq!(v["until"], 102);
+        assert!(out.ends_with(b"}\n"));
+    }
+}
