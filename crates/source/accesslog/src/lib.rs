@@ -1,0 +1,1 @@
+//! banhammer-accesslog: access-log lines, parsed.
