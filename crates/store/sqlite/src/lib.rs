@@ -1,0 +1,389 @@
+//! banhammer-store-sqlite: the decision log and the active bans in one SQLite file (WAL).
+//!
+//! Every decision (ban, unban, notice, alert) is appended to `decisions`; active bans are kept
+//! in `bans` so that a restart restores them; a follower's read positions are kept in
+//! `positions`, written in the same transaction as the decisions their lines caused, so a crash
+//! neither forgets a ban nor counts a line twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use banhammer_core::{Change, DecisionEvent, Effect, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite refused (the file is not a database, the disk is full, …).
+    #[error("decision store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A decision as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDecision {
+    /// When it happened.
+    pub at: Timestamp,
+    /// `BAN`, `UNBAN`, `EXTEND`, `ALERT`, `RECOVER`, `NOTIFY`, `NOTIFY_END`.
+    pub verb: String,
+    /// Who.
+    pub token: String,
+    /// The metric of the rule.
+    pub rule: String,
+    /// The rule's tier.
+    pub tier: usize,
+    /// The measure that reached the limit.
+    pub value: u64,
+    /// When the decision started.
+    pub from: Timestamp,
+    /// When it ends (as known at `at`).
+    pub until: Timestamp,
+}
+
+/// Where a follower is in one file: which file (device and inode) and how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FilePosition {
+    /// Device of the file read.
+    pub dev: u64,
+    /// Inode of the file read.
+    pub ino: u64,
+    /// Bytes consumed (whole lines only).
+    pub offset: u64,
+}
+
+/// The SQLite file.
+#[derive(Debug)]
+pub struct DecisionStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    verb TEXT NOT NULL,
+    token TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    from_ts INTEGER NOT NULL,
+    until_ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_token ON decisions (token, at);
+CREATE TABLE IF NOT EXISTS bans (
+    token TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    tier INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    from_ts INTEGER NOT NULL,
+    until_ts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS positions (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL
+);
+";
+
+impl DecisionStore {
+    /// Opens (creating if needed) the store at `path`, in WAL mode with full sync: a
+    /// decision is on disk when [`DecisionStore::record`] returns.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(DecisionStore { conn })
+    }
+
+    /// Appends `decisions` and updates the active bans, in one transaction.
+    pub fn record(&mut self, decisions: &[DecisionEvent]) -> Result<(), StoreError> {
+        self.record_at(decisions, None)
+    }
+
+    /// [`DecisionStore::record`], also saving the read position of the file at `path`.
+    pub fn record_at(
+        &mut self,
+        decisions: &[DecisionEvent],
+        position: Option<(&str, FilePosition)>,
+    ) -> Result<(), StoreError> {
+        if decisions.is_empty() && position.is_none() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for d in decisions {
+            write_decision(&tx, d)?;
+        }
+        if let Some((path, p)) = position {
+            tx.execute(
+                "INSERT INTO positions (path, dev, ino, offset) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET dev = ?2, ino = ?3, offset = ?4",
+                params![path, to_sql(p.dev), to_sql(p.ino), to_sql(p.offset)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The bans still active at `now`, oldest first.
+    pub fn active_bans(&self, now: Timestamp) -> Result<Vec<StoredDecision>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT token, rule, tier, value, from_ts, until_ts FROM bans
+             WHERE until_ts > ?1 ORDER BY from_ts, token",
+        )?;
+        let rows = stmt.query_map([now.as_unix()], |r| {
+            Ok(StoredDecision {
+                at: Timestamp::from_unix(r.get(4)?),
+                verb: "BAN".to_owned(),
+                token: r.get(0)?,
+                rule: r.get(1)?,
+                tier: from_sql(r.get(2)?),
+                value: from_sql(r.get(3)?),
+                from: Timestamp::from_unix(r.get(4)?),
+                until: Timestamp::from_unix(r.get(5)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Closes bans that ended while nobody was running (their `until` is at or before
+    /// `now`): logs an `UNBAN` at each one's `until` and removes it. Returns them.
+    pub fn close_expired(&mut self, now: Timestamp) -> Result<Vec<StoredDecision>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let expired: Vec<StoredDecision> = {
+            let mut stmt = tx.prepare(
+                "SELECT token, rule, tier, value, from_ts, until_ts FROM bans
+                 WHERE until_ts <= ?1 ORDER BY until_ts, token",
+            )?;
+            let rows = stmt.query_map([now.as_unix()], |r| {
+                Ok(StoredDecision {
+                    at: Timestamp::from_unix(r.get(5)?),
+                    verb: "UNBAN".to_owned(),
+                    token: r.get(0)?,
+                    rule: r.get(1)?,
+                    tier: from_sql(r.get(2)?),
+                    value: from_sql(r.get(3)?),
+                    from: Timestamp::from_unix(r.get(4)?),
+                    until: Timestamp::from_unix(r.get(5)?),
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for d in &expired {
+            tx.execute(
+                "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
+                 VALUES (?1, 'UNBAN', ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    d.at.as_unix(),
+                    d.token,
+                    d.rule,
+                    to_sql(d.tier as u64),
+                    to_sql(d.value),
+                    d.from.as_unix(),
+                    d.until.as_unix()
+                ],
+            )?;
+            tx.execute("DELETE FROM bans WHERE token = ?1", [&d.token])?;
+        }
+        tx.commit()?;
+        Ok(expired)
+    }
+
+    /// The decision log, oldest first, for one token or all, at most `limit` rows (the latest).
+    pub fn history(
+        &self,
+        token: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredDecision>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, verb, token, rule, tier, value, from_ts, until_ts FROM (
+                 SELECT * FROM decisions WHERE ?1 IS NULL OR token = ?1
+                 ORDER BY id DESC LIMIT ?2
+             ) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![token, to_sql(limit as u64)], |r| {
+            Ok(StoredDecision {
+                at: Timestamp::from_unix(r.get(0)?),
+                verb: r.get(1)?,
+                token: r.get(2)?,
+                rule: r.get(3)?,
+                tier: from_sql(r.get(4)?),
+                value: from_sql(r.get(5)?),
+                from: Timestamp::from_unix(r.get(6)?),
+                until: Timestamp::from_unix(r.get(7)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The saved read position of the file at `path`.
+    pub fn position(&self, path: &str) -> Result<Option<FilePosition>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT dev, ino, offset FROM positions WHERE path = ?1",
+                [path],
+                |r| {
+                    Ok(FilePosition {
+                        dev: from_sql(r.get(0)?),
+                        ino: from_sql(r.get(1)?),
+                        offset: from_sql(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            d.at.as_unix(),
+            d.verb(),
+            d.token.as_str(),
+            &*d.metric,
+            to_sql(d.tier as u64),
+            to_sql(d.value),
+            d.from.as_unix(),
+            d.until.as_unix()
+        ],
+    )?;
+    if d.effect != Effect::Block {
+        return Ok(());
+    }
+    match d.change {
+        Change::End => {
+            tx.execute("DELETE FROM bans WHERE token = ?1", [d.token.as_str()])?;
+        }
+        _ => {
+            tx.execute(
+                "INSERT INTO bans (token, rule, tier, value, from_ts, until_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (token) DO UPDATE SET until_ts = max(until_ts, ?6)",
+                params![
+                    d.token.as_str(),
+                    &*d.metric,
+                    to_sql(d.tier as u64),
+                    to_sql(d.value),
+                    d.from.as_unix(),
+                    d.until.as_unix()
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// SQLite integers are signed; our counters fit.
+fn to_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_sql<T: TryFrom<i64> + Default>(v: i64) -> T {
+    T::try_from(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use banhammer_core::Token;
+
+    use super::*;
+
+    fn decision(at: i64, change: Change, token: &str, until: i64) -> DecisionEvent {
+        DecisionEvent {
+            at: Timestamp::from_unix(at),
+            change,
+            effect: Effect::Block,
+            token: Token::new(token).unwrap(),
+            metric: Arc::from("request"),
+            tier: 0,
+            value: 40,
+            from: Timestamp::from_unix(10),
+            until: Timestamp::from_unix(until),
+        }
+    }
+
+    #[test]
+    fn bans_survive_reopening_and_end_with_their_unban() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let mut s = DecisionStore::open(&path).unwrap();
+            s.record(&[
+                decision(10, Change::Start, "a", 100),
+                decision(10, Change::Start, "b", 50),
+            ])
+            .unwrap();
+        }
+        let mut s = DecisionStore::open(&path).unwrap();
+        let active = s.active_bans(Timestamp::from_unix(20)).unwrap();
+        assert_eq!(
+            active.iter().map(|d| d.token.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(active[0].until, Timestamp::from_unix(100));
+        s.record(&[decision(100, Change::End, "a", 100)]).unwrap();
+        assert_eq!(s.active_bans(Timestamp::from_unix(20)).unwrap().len(), 1);
+        let log = s.history(None, 10).unwrap();
+        assert_eq!(
+            log.iter().map(|d| d.verb.as_str()).collect::<Vec<_>>(),
+            ["BAN", "BAN", "UNBAN"]
+        );
+    }
+
+    #[test]
+    fn expired_bans_are_closed_at_their_until() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = DecisionStore::open(&dir.path().join("s.sqlite")).unwrap();
+        s.record(&[
+            decision(10, Change::Start, "a", 100),
+            decision(10, Change::Start, "b", 500),
+        ])
+        .unwrap();
+        let closed = s.close_expired(Timestamp::from_unix(300)).unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].token, "a");
+        assert_eq!(closed[0].at, Timestamp::from_unix(100));
+        let log = s.history(Some("a"), 10).unwrap();
+        assert_eq!(log.last().unwrap().verb, "UNBAN");
+        assert_eq!(s.active_bans(Timestamp::from_unix(300)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn positions_are_saved_with_their_decisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = DecisionStore::open(&dir.path().join("s.sqlite")).unwrap();
+        assert_eq!(s.position("/var/log/access.log").unwrap(), None);
+        let p = FilePosition {
+            dev: 1,
+            ino: 2,
+            offset: 300,
+        };
+        s.record_at(
+            &[decision(10, Change::Start, "a", 100)],
+            Some(("/var/log/access.log", p)),
+        )
+        .unwrap();
+        assert_eq!(s.position("/var/log/access.log").unwrap(), Some(p));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk");
+        std::fs::write(
+            &path,
+            b"this is not sqlite, just some text that is long enough",
+        )
+        .unwrap();
+        let err = DecisionStore::open(&path).unwrap_err();
+        assert!(err.to_string().starts_with("decision store:"), "{err}");
+    }
+}
