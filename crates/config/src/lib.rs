@@ -4,8 +4,10 @@
 //! by serde with unknown fields refused; [`Config`] holds only validated values. Every
 //! problem is collected with its file, line, column and field, and all are returned at once.
 
+mod accesslog;
 mod error;
 mod raw;
+mod watch;
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ops::Range;
@@ -20,9 +22,11 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+pub use accesslog::{AccessLogSettings, LineMatcher, Located, PathTest};
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 use raw::{RawActions, RawDuration, RawEngine, RawThreshold};
+pub use watch::{CommandTemplate, WatchSettings, PLACEHOLDERS};
 
 /// The built-in actions a configuration may name.
 pub const BUILTIN_ACTIONS: [&str; 3] = ["block_local", "record_local", "report_central"];
@@ -36,6 +40,10 @@ pub struct Config {
     pub actions: ActionSettings,
     /// The metrics, in file order.
     pub metrics: Vec<MetricSpec>,
+    /// `[accesslog]`: how access-log lines become events.
+    pub accesslog: AccessLogSettings,
+    /// `[watch]`: where `banhammer watch` keeps state and sends decisions.
+    pub watch: WatchSettings,
 }
 
 /// `[engine]`, validated.
@@ -111,6 +119,7 @@ impl Config {
         let mut cx = Cx {
             src: &src,
             errors: Vec::new(),
+            metric_refs: Vec::new(),
         };
         let (root, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
@@ -124,6 +133,8 @@ impl Config {
         let mut actions = ActionSettings::default();
         let mut metrics = Vec::new();
         let mut spans = Vec::new();
+        let mut accesslog = AccessLogSettings::default();
+        let mut watch = WatchSettings::default();
         for (key, value) in root.get_ref() {
             match key.get_ref().as_ref() {
                 "engine" => {
@@ -140,17 +151,38 @@ impl Config {
                     }
                 }
                 "metrics" => cx.metrics(value, &mut metrics, &mut spans),
+                "accesslog" => {
+                    if let Some(a) = cx.accesslog(value) {
+                        accesslog = a;
+                    }
+                }
+                "watch" => {
+                    if let Some(w) = cx.watch(value) {
+                        watch = w;
+                    }
+                }
                 other => cx.push(
                     Some(key.span()),
                     other,
-                    "unknown section, expected one of `engine`, `actions`, `metrics`",
+                    "unknown section, expected one of `engine`, `actions`, `metrics`, `accesslog`, `watch`",
                 ),
+            }
+        }
+        for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
+            if !metrics.iter().any(|m| m.name == name) {
+                cx.push(
+                    Some(span),
+                    &field,
+                    format!("metric `{name}` is not defined in [metrics]"),
+                );
             }
         }
         let config = Config {
             engine,
             actions,
             metrics,
+            accesslog,
+            watch,
         };
         if cx.errors.is_empty() {
             // What the core refuses, located at the metric or threshold it is about.
@@ -234,18 +266,29 @@ fn locate_rule_error(e: &RuleError, spans: &[MetricSpan]) -> (String, Option<Ran
 }
 
 /// The walk over the document: collects errors instead of stopping at the first.
-struct Cx<'s> {
-    src: &'s Source<'s>,
-    errors: Vec<ConfigError>,
+pub(crate) struct Cx<'s> {
+    pub(crate) src: &'s Source<'s>,
+    pub(crate) errors: Vec<ConfigError>,
+    /// Metrics named outside `[metrics]` (matchers), checked once all metrics are known.
+    pub(crate) metric_refs: Vec<(String, Range<usize>, String)>,
 }
 
 impl Cx<'_> {
-    fn push(&mut self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        span: Option<Range<usize>>,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.errors.push(self.src.error(span, field, message));
     }
 
     /// Deserializes one value; on failure records the error against the key it is under.
-    fn de<T: DeserializeOwned>(&mut self, field: &str, value: &Spanned<DeValue<'_>>) -> Option<T> {
+    pub(crate) fn de<T: DeserializeOwned>(
+        &mut self,
+        field: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<T> {
         match self.de_partial(field, value) {
             (Some(v), removed) if removed.is_empty() => Some(v),
             _ => None,

@@ -217,3 +217,84 @@ fn unreadable_files_say_so() {
         "{err}"
     );
 }
+
+const ACCESSLOG: &str = r#"
+[accesslog]
+format = "common"
+ipv6_prefix = 48
+ignore = ["127.0.0.1", "10.0.0.0/8"]
+
+[[accesslog.match]]
+metric = "login"
+path = "/login"
+method = ["post", "GET"]
+status = ["4xx", 200]
+
+[[accesslog.match]]
+metric = "wp"
+path_glob = "/wp-*.php"
+user_agent = "(?i)curl"
+
+[watch]
+csv = "action_record.csv"
+ban_command = "nft add element inet filter banned { {ip} timeout {duration}s }"
+
+[metrics.login]
+[metrics.wp]
+"#;
+
+#[test]
+fn accesslog_and_watch_sections_read() {
+    let c = Config::parse(ACCESSLOG, "t.toml").unwrap();
+    let a = &c.accesslog;
+    assert_eq!(a.format.value, "common");
+    assert_eq!(a.request_metric, "request");
+    assert!(a.ignores("10.1.2.3".parse().unwrap()));
+    assert!(!a.ignores("11.1.2.3".parse().unwrap()));
+    assert_eq!(
+        a.token_of("2001:db8:1:2::7".parse().unwrap()),
+        "2001:db8:1::/48"
+    );
+    assert_eq!(a.token_of("1.2.3.4".parse().unwrap()), "1.2.3.4");
+    assert_eq!(a.matchers[0].methods, ["POST", "GET"]);
+    assert_eq!(a.matchers[0].statuses, [(400, 499), (200, 200)]);
+    assert!(a.matchers[1]
+        .path
+        .as_ref()
+        .unwrap()
+        .matches("/wp-login.php"));
+    assert!(!a.matchers[1]
+        .path
+        .as_ref()
+        .unwrap()
+        .matches("/blog/wp-login.php"));
+    assert_eq!(c.watch.csv.as_deref(), Some(Path::new("action_record.csv")));
+    assert!(c.watch.ban_command.is_some());
+    assert_eq!(
+        c.accesslog.format.error("bad").to_string(),
+        "t.toml:3:10: accesslog.format: bad"
+    );
+}
+
+#[test]
+fn accesslog_errors_are_located() {
+    let errs = errors(
+        "[accesslog]\nignore = [\"10.0.0.0/33\"]\n[[accesslog.match]]\nmetric = \"nope\"\npath_regex = \"(\"\n\
+         [[accesslog.match]]\nmetric = \"m\"\npath = \"/a\"\npath_prefix = \"/b\"\n\
+         [watch]\nban_command = \"echo {address}\"\n[metrics.m]\n",
+    );
+    let expected = [
+        "t.toml:2:11: accesslog.ignore: `10.0.0.0/33` is not an address or CIDR range",
+        "t.toml:3:1: accesslog.match[0].metric: metric `nope` is not defined",
+        "t.toml:5:14: accesslog.match[0].path_regex: not a regular expression",
+        "t.toml:9:15: accesslog.match[1].path_prefix: use one of",
+        "t.toml:11:15: watch.ban_command: unknown placeholder `{address}`",
+    ];
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+    for (got, want) in errs.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
