@@ -11,8 +11,8 @@ use banhammer_config::Config;
 use banhammer_core::{Action, Engine, Event, ManualClock, NamedNoop, Timestamp};
 use banhammer_sink::{builtin_action, write_decision, DecisionFormat};
 
-use crate::lines::{BoundedLines, Line};
 use crate::script;
+use banhammer_accesslog::{BoundedLine, BoundedLines};
 
 /// The longest event line read; longer lines are reported and skipped.
 const MAX_LINE: usize = 64 * 1024;
@@ -78,17 +78,19 @@ pub(crate) fn run(
     {
         number += 1;
         let text = match line {
-            Line::Text(t) => t,
-            Line::TooLong => {
+            BoundedLine::Line(bytes) => match std::str::from_utf8(bytes) {
+                Ok(t) => t,
+                Err(_) => {
+                    report(number, "not UTF-8");
+                    continue;
+                }
+            },
+            BoundedLine::TooLong => {
                 report(number, &format!("line longer than {MAX_LINE} bytes"));
                 continue;
             }
-            Line::NotUtf8 => {
-                report(number, "not UTF-8");
-                continue;
-            }
         };
-        let event = match script::parse(&text) {
+        let event = match script::parse(text) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(why) => {

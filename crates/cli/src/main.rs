@@ -2,8 +2,9 @@
 
 mod check;
 mod eval;
-mod lines;
+mod replay;
 mod script;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,49 @@ enum Command {
         /// The configuration file (TOML).
         config: PathBuf,
     },
+    /// Replays access logs in event time and prints `<unix_seconds>,BAN|UNBAN,<ip>` lines.
+    ///
+    /// The clock is the newest line's time; at the end of input it stops and pending UNBANs
+    /// are printed. Plain or gzip files, or `-` for standard input. Malformed lines are
+    /// reported on stderr as `file:line: why` and skipped.
+    Replay {
+        /// The configuration file (TOML), with `[accesslog]` and `[metrics]`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+    },
+    /// Follows an access log like `tail -F` and sends each decision to the configured sinks.
+    ///
+    /// Survives rotation (rename or copy-truncate) and a file that does not exist yet. Active
+    /// bans and the read position are kept in a SQLite state file, so a restart neither
+    /// forgets a ban nor counts a line twice. Stops on SIGTERM or SIGINT.
+    Watch {
+        /// The configuration file (TOML), with `[accesslog]`, `[metrics]` and `[watch]`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The log file to follow.
+        file: PathBuf,
+        /// Where time comes from: the wall clock, or the newest line's time.
+        #[arg(long, value_enum, default_value_t = watch::ClockKind::Wall)]
+        clock: watch::ClockKind,
+        /// Read the file from its start (by default only new lines, like `tail -F`).
+        #[arg(long)]
+        from_start: bool,
+        /// The SQLite state file (overrides `[watch] state`).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Append CSV records here (overrides `[watch] csv`).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Append JSON-lines records here (overrides `[watch] jsonl`).
+        #[arg(long)]
+        jsonl: Option<PathBuf>,
+    },
 }
 
 /// How decisions are printed.
@@ -60,6 +104,16 @@ impl From<Format> for banhammer_sink::DecisionFormat {
     }
 }
 
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -69,6 +123,31 @@ fn main() -> ExitCode {
             format,
         } => eval::run(&config, file.as_deref(), format.into()),
         Command::Check { config } => check::run(&config),
+        Command::Replay {
+            config,
+            files,
+            format,
+        } => replay::run(&config, &files, format.into()),
+        Command::Watch {
+            config,
+            file,
+            clock,
+            from_start,
+            state,
+            csv,
+            jsonl,
+        } => {
+            init_logging();
+            let opts = watch::WatchOptions {
+                file,
+                clock,
+                from_start,
+                state,
+                csv,
+                jsonl,
+            };
+            watch::run(&config, &opts)
+        }
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,326 @@
+//! `banhammer watch`: follows an access log live and sends each decision to the sinks.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use banhammer_accesslog::{
+    parse, FollowedLine, Follower, LineError, LineEvents, LogFormat, Position, MAX_LINE,
+};
+use banhammer_config::Config;
+use banhammer_core::{
+    Change, Clock, DecisionEvent, Effect, Engine, Event, ManualClock, SystemClock, Timestamp,
+};
+use banhammer_sink::{CommandRunner, DecisionFile, DecisionFormat};
+use banhammer_store_sqlite::{DecisionStore, FilePosition};
+
+use crate::eval::resolve_actions;
+
+/// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
+const STEP_BUDGET: usize = 4 * 1024 * 1024;
+/// Malformed lines logged in full; after that one summary every this many.
+const MAX_REPORTED: u64 = 10;
+
+/// Where the engine's time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClockKind {
+    /// Wall-clock time: UNBANs happen on time even when no line arrives.
+    Wall,
+    /// The newest line's time (for comparing with `replay`, and for tests).
+    Event,
+}
+
+/// Command-line choices for `watch`.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchOptions {
+    pub(crate) file: PathBuf,
+    pub(crate) clock: ClockKind,
+    pub(crate) from_start: bool,
+    pub(crate) state: Option<PathBuf>,
+    pub(crate) csv: Option<PathBuf>,
+    pub(crate) jsonl: Option<PathBuf>,
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
+    let (mut config, format) = crate::replay::load(config)?;
+    if let Some(s) = &opts.state {
+        config.watch.state.clone_from(s);
+    }
+    if opts.csv.is_some() {
+        config.watch.csv.clone_from(&opts.csv);
+    }
+    if opts.jsonl.is_some() {
+        config.watch.jsonl.clone_from(&opts.jsonl);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let poll = config.watch.poll_interval;
+    let sleep = |d: Duration| std::thread::sleep(d);
+    match opts.clock {
+        ClockKind::Wall => {
+            let mut w = Watcher::new(config, format, opts, SystemClock, None)?;
+            w.run(&stop, poll, sleep)?;
+        }
+        ClockKind::Event => {
+            let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+            let mut w = Watcher::new(config, format, opts, clock.clone(), Some(clock))?;
+            w.run(&stop, poll, sleep)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where decisions go besides the state file.
+struct Sinks {
+    csv: Option<DecisionFile>,
+    jsonl: Option<DecisionFile>,
+    commands: CommandRunner,
+    config: banhammer_config::WatchSettings,
+}
+
+impl Sinks {
+    fn open(config: &banhammer_config::WatchSettings) -> anyhow::Result<Self> {
+        let open = |p: &Option<PathBuf>, f| {
+            p.as_deref()
+                .map(|p| {
+                    DecisionFile::append(p, f).with_context(|| format!("opening {}", p.display()))
+                })
+                .transpose()
+        };
+        Ok(Sinks {
+            csv: open(&config.csv, DecisionFormat::Csv)?,
+            jsonl: open(&config.jsonl, DecisionFormat::Jsonl)?,
+            commands: CommandRunner::new(16),
+            config: config.clone(),
+        })
+    }
+
+    fn emit(&mut self, decisions: &[DecisionEvent]) -> anyhow::Result<()> {
+        for d in decisions {
+            tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
+            if let Some(f) = &mut self.csv {
+                f.write(d)?;
+            }
+            if let Some(f) = &mut self.jsonl {
+                f.write(d)?;
+            }
+            let template = match (d.effect, d.change) {
+                (Effect::Block, Change::Start) => self.config.ban_command.as_ref(),
+                (Effect::Block, Change::End) => self.config.unban_command.as_ref(),
+                _ => None,
+            };
+            if let Some(t) = template {
+                let duration = d.until.since(d.at).get().to_string();
+                let (until, at, tier, value) = (
+                    d.until.to_string(),
+                    d.at.to_string(),
+                    d.tier.to_string(),
+                    d.value.to_string(),
+                );
+                let argv = t.render(&[
+                    ("ip", d.token.as_str()),
+                    ("token", d.token.as_str()),
+                    ("duration", &duration),
+                    ("until", &until),
+                    ("at", &at),
+                    ("rule", &d.metric),
+                    ("tier", &tier),
+                    ("value", &value),
+                    ("verb", d.verb()),
+                ]);
+                if let Err(e) = self.commands.run(&argv) {
+                    tracing::warn!(command = %argv[0], error = %e, "Command failed to start.");
+                }
+            }
+        }
+        for f in [&mut self.csv, &mut self.jsonl].into_iter().flatten() {
+            f.flush()?;
+        }
+        self.commands.reap();
+        Ok(())
+    }
+}
+
+/// The watch loop's state: one followed file, one engine, the state file and the sinks.
+pub(crate) struct Watcher<C: Clock> {
+    config: Config,
+    format: LogFormat,
+    engine: Engine<C>,
+    /// Set when the clock follows line time.
+    event_clock: Option<ManualClock>,
+    follower: Follower,
+    key: String,
+    store: DecisionStore,
+    sinks: Sinks,
+    malformed: u64,
+}
+
+impl<C: Clock> Watcher<C> {
+    /// Opens the state, restores its bans (closing those that ended meanwhile) and the read
+    /// position, and opens the sinks.
+    pub(crate) fn new(
+        config: Config,
+        format: LogFormat,
+        opts: &WatchOptions,
+        clock: C,
+        event_clock: Option<ManualClock>,
+    ) -> anyhow::Result<Self> {
+        let rules = config
+            .ruleset(&resolve_actions(&config)?)
+            .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+        let mut engine = Engine::new(Arc::new(rules), clock);
+        let mut store = DecisionStore::open(&config.watch.state)
+            .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
+        let mut sinks = Sinks::open(&config.watch)?;
+        let key = std::fs::canonicalize(&opts.file)
+            .unwrap_or_else(|_| opts.file.clone())
+            .display()
+            .to_string();
+        if event_clock.is_none() {
+            let closed = store.close_expired(engine.time())?;
+            let ends: Vec<DecisionEvent> = closed.iter().filter_map(stored_end).collect();
+            sinks.emit(&ends)?;
+        }
+        for b in store.active_bans(if event_clock.is_some() {
+            Timestamp::from_unix(i64::MIN)
+        } else {
+            engine.time()
+        })? {
+            if let Err(e) = engine.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until)
+            {
+                tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
+            }
+        }
+        let saved = store.position(&key)?.map(|p| Position {
+            dev: p.dev,
+            ino: p.ino,
+            offset: p.offset,
+        });
+        let mut follower = Follower::resume(&opts.file, MAX_LINE, saved);
+        if saved.is_none() && !opts.from_start {
+            follower = follower.from_end();
+        }
+        tracing::info!(file = %opts.file.display(), state = %config.watch.state.display(), "Watching.");
+        Ok(Watcher {
+            config,
+            format,
+            engine,
+            event_clock,
+            follower,
+            key,
+            store,
+            sinks,
+            malformed: 0,
+        })
+    }
+
+    /// Reads what is new, counts it, ends what is due, stores and emits the decisions.
+    /// Returns true if more input is already waiting.
+    pub(crate) fn step(&mut self) -> anyhow::Result<bool> {
+        let mut lines = Vec::new();
+        let more = self
+            .follower
+            .poll(&mut lines, STEP_BUDGET)
+            .with_context(|| format!("reading {}", self.follower.path().display()))?;
+        let mut decisions = Vec::new();
+        let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
+        for line in &lines {
+            let (number, parsed) = match line {
+                FollowedLine::Line(n, bytes) => (*n, parse(bytes, &self.format)),
+                FollowedLine::TooLong(n) => (*n, Err(LineError::TooLong)),
+            };
+            let line = match parsed {
+                Ok(l) => l,
+                Err(LineError::Header) => continue,
+                Err(why) => {
+                    self.malformed += 1;
+                    if self.malformed <= MAX_REPORTED || self.malformed % 1000 == 0 {
+                        tracing::warn!(
+                            malformed = self.malformed,
+                            "{}:{number}: {why}",
+                            self.follower.path().display()
+                        );
+                    }
+                    continue;
+                }
+            };
+            let Some(token) = events.token(&line) else {
+                continue;
+            };
+            if let Some(c) = &self.event_clock {
+                if line.time > c.now() {
+                    c.set(line.time);
+                }
+            }
+            for metric in events.metrics(&line) {
+                match self
+                    .engine
+                    .observe(&Event::new(&token, metric, line.time), false)
+                {
+                    Ok(v) => decisions.extend(v.decisions),
+                    Err(e) => tracing::warn!(error = %e, "Event refused."),
+                }
+            }
+        }
+        decisions.extend(self.engine.tick());
+        let position = self.follower.position().map(|p| {
+            (
+                self.key.as_str(),
+                FilePosition {
+                    dev: p.dev,
+                    ino: p.ino,
+                    offset: p.offset,
+                },
+            )
+        });
+        if !lines.is_empty() || !decisions.is_empty() {
+            // On disk before anything else hears of it: a crash now loses neither the ban nor
+            // the place in the file.
+            self.store.record_at(&decisions, position)?;
+        }
+        self.sinks.emit(&decisions)?;
+        Ok(more)
+    }
+
+    /// Steps until `stop` is set, waiting `poll` between steps when nothing is waiting.
+    pub(crate) fn run(
+        &mut self,
+        stop: &AtomicBool,
+        poll: Duration,
+        sleep: impl Fn(Duration),
+    ) -> anyhow::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            if !self.step()? {
+                sleep(poll);
+            }
+        }
+        self.sinks.commands.wait_all();
+        tracing::info!("Stopped.");
+        Ok(())
+    }
+}
+
+/// The UNBAN of a stored ban that ended while nobody was watching.
+fn stored_end(d: &banhammer_store_sqlite::StoredDecision) -> Option<DecisionEvent> {
+    Some(DecisionEvent {
+        at: d.at,
+        change: Change::End,
+        effect: Effect::Block,
+        token: banhammer_core::Token::new(&d.token)?,
+        metric: Arc::from(d.rule.as_str()),
+        tier: d.tier,
+        value: d.value,
+        from: d.from,
+        until: d.until,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+//! `Follower`: reads a growing log file like `tail -F`, across rotation and truncation.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// One line read by a follower, with its 1-based line number in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowedLine {
+    /// A whole line, without its `\n`.
+    Line(u64, Vec<u8>),
+    /// A line longer than the limit; it was skipped up to its end.
+    TooLong(u64),
+}
+
+/// Which file a follower reads and how far it has consumed whole lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Device of the file.
+    pub dev: u64,
+    /// Inode of the file.
+    pub ino: u64,
+    /// Bytes of whole lines consumed: where a restart resumes.
+    pub offset: u64,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Where the next read starts.
+    read_pos: u64,
+    /// The start of the line being assembled: everything before it has been handed out.
+    line_start: u64,
+    partial: Vec<u8>,
+    /// The line being assembled is past the limit; skip to its end.
+    too_long: bool,
+    /// Lines before `line_start`.
+    lines: u64,
+}
+
+/// Follows the file at a path: survives a file that does not exist yet, rotation by rename
+/// (the old file is read to its end, then the new one from its start), copy-truncate (read
+/// again from the start), and partial last lines (held until their newline arrives).
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    max_line: usize,
+    current: Option<OpenFile>,
+    /// Where to resume when the file is first opened, if it is still the same file.
+    resume: Option<Position>,
+    /// Start the first file at its end (after its last whole line), like `tail -F`.
+    from_end: bool,
+    buf: Vec<u8>,
+}
+
+impl Follower {
+    /// Follows `path` from its start; lines longer than `max_line` bytes are skipped.
+    pub fn new(path: impl Into<PathBuf>, max_line: usize) -> Self {
+        Follower::resume(path, max_line, None)
+    }
+
+    /// Follows `path` from a saved position: if the file there is still the same file (device
+    /// and inode) and at least that long, reading resumes at the saved offset; otherwise the
+    /// file was replaced while nobody watched, and reading starts at its beginning.
+    pub fn resume(path: impl Into<PathBuf>, max_line: usize, saved: Option<Position>) -> Self {
+        Follower {
+            path: path.into(),
+            max_line,
+            current: None,
+            resume: saved,
+            from_end: false,
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Starts the first file found at its end instead (when there is no saved position):
+    /// only lines written from now on are read. Files created later are read whole.
+    #[must_use]
+    pub fn from_end(mut self) -> Self {
+        self.from_end = true;
+        self
+    }
+
+    /// The followed path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where a restart should resume: everything before it has been handed out.
+    pub fn position(&self) -> Option<Position> {
+        self.current.as_ref().map(|o| Position {
+            dev: o.dev,
+            ino: o.ino,
+            offset: o.line_start,
+        })
+    }
+
+    /// Reads what has been written since the last call, at most about `budget` bytes, and
+    /// appends whole lines to `out`. Returns true if more may be waiting (the budget ran out).
+    pub fn poll(&mut self, out: &mut Vec<FollowedLine>, budget: usize) -> io::Result<bool> {
+        let mut read = 0usize;
+        // At most two files per call: the rotated one's tail, then the new one.
+        for _ in 0..2 {
+            if self.current.is_none() && !self.open()? {
+                return Ok(false);
+            }
+            let more = self.read_current(out, budget.saturating_sub(read), &mut read)?;
+            if more {
+                return Ok(true);
+            }
+            if !self.switch_if_rotated(out)? {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
+    fn open(&mut self) -> io::Result<bool> {
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let resume = match self.resume.take() {
+            Some(p) if p.dev == meta.dev() && p.ino == meta.ino() && p.offset <= meta.len() => {
+                Some(p.offset)
+            }
+            _ => None,
+        };
+        let from_end = std::mem::take(&mut self.from_end);
+        // Count the lines before the start, so line numbers in reports are the file's own.
+        let (start, lines) = match resume {
+            Some(offset) => (offset, count_lines(&mut file, offset, &mut self.buf)?.0),
+            None if from_end => {
+                let (lines, after_last_newline) =
+                    count_lines(&mut file, meta.len(), &mut self.buf)?;
+                (after_last_newline, lines)
+            }
+            None => (0, 0),
+        };
+        file.seek(SeekFrom::Start(start))?;
+        self.current = Some(OpenFile {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            read_pos: start,
+            line_start: start,
+            partial: Vec::new(),
+            too_long: false,
+            lines,
+        });
+        Ok(true)
+    }
+
+    /// Reads the open file to its end (or the budget). Returns true if the budget ran out.
+    fn read_current(
+        &mut self,
+        out: &mut Vec<FollowedLine>,
+        budget: usize,
+        read: &mut usize,
+    ) -> io::Result<bool> {
+        let max_line = self.max_line;
+        let Some(open) = self.current.as_mut() else {
+            return Ok(false);
+        };
+        // Copy-truncate: the file is now shorter than what was read. Start again from 0.
+        if open.file.metadata()?.len() < open.read_pos {
+            open.file.seek(SeekFrom::Start(0))?;
+            open.read_pos = 0;
+            open.line_start = 0;
+            open.partial.clear();
+            open.too_long = false;
+            open.lines = 0;
+        }
+        let mut spent = 0usize;
+        loop {
+            if spent >= budget {
+                return Ok(true);
+            }
+            let n = match open.file.read(&mut self.buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            spent += n;
+            *read += n;
+            let chunk = &self.buf[..n];
+            let mut start = 0;
+            for (i, &b) in chunk.iter().enumerate() {
+                if b != b'\n' {
+                    continue;
+                }
+                let piece = &chunk[start..i];
+                open.lines += 1;
+                if open.too_long || open.partial.len() + piece.len() > max_line {
+                    out.push(FollowedLine::TooLong(open.lines));
+                } else {
+                    let mut line = std::mem::take(&mut open.partial);
+                    line.extend_from_slice(piece);
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    out.push(FollowedLine::Line(open.lines, line));
+                }
+                open.partial.clear();
+                open.too_long = false;
+                open.line_start = open.read_pos + i as u64 + 1;
+                start = i + 1;
+            }
+            let rest = &chunk[start..];
+            if !open.too_long {
+                if open.partial.len() + rest.len() > max_line {
+                    open.too_long = true;
+                    open.partial = Vec::new();
+                } else {
+                    open.partial.extend_from_slice(rest);
+                }
+            }
+            open.read_pos += n as u64;
+        }
+    }
+
+    /// After reading the open file to its end: if the path now names another file, hands out
+    /// the old file's unterminated last line and moves to the new file. Returns true if it did.
+    fn switch_if_rotated(&mut self, out: &mut Vec<FollowedLine>) -> io::Result<bool> {
+        let Some(open) = self.current.as_ref() else {
+            return Ok(false);
+        };
+        let meta = match fs::metadata(&self.path) {
+            Ok(m) => m,
+            // Renamed away and not yet recreated: keep reading the old file.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if meta.dev() == open.dev && meta.ino() == open.ino {
+            return Ok(false);
+        }
+        if open.too_long {
+            out.push(FollowedLine::TooLong(open.lines + 1));
+        } else if !open.partial.is_empty() {
+            out.push(FollowedLine::Line(open.lines + 1, open.partial.clone()));
+        }
+        self.current = None;
+        Ok(true)
+    }
+}
+
+/// Counts the newlines in the first `len` bytes of `file`; also returns the offset just after
+/// the last one (0 if none).
+fn count_lines(file: &mut File, len: u64, buf: &mut [u8]) -> io::Result<(u64, u64)> {
+    file.seek(SeekFrom::Start(0))?;
+    let (mut lines, mut after_last, mut pos) = (0u64, 0u64, 0u64);
+    while pos < len {
+        let want = usize::try_from(len - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' {
+                lines += 1;
+                after_last = pos + i as u64 + 1;
+            }
+        }
+        pos += n as u64;
+    }
+    Ok((lines, after_last))
+}
+
+#[cfg(test)]
+mod tests;

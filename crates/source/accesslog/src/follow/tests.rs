@@ -1,0 +1,229 @@
+//! Model test of the follower on a real file: random writes, partial lines, rotations by
+//! rename, copy-truncates and deletions, checked against what `tail -F` should hand out.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+
+use proptest::prelude::*;
+
+use super::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Line(String),
+    Partial(String),
+    Rotate,
+    Truncate,
+    Delete,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => "[a-z0-9 ]{0,12}".prop_map(Op::Line),
+        2 => "[a-z]{1,6}".prop_map(Op::Partial),
+        1 => Just(Op::Rotate),
+        1 => Just(Op::Truncate),
+        1 => Just(Op::Delete),
+    ]
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+fn lines(out: Vec<FollowedLine>) -> Vec<String> {
+    out.into_iter()
+        .map(|l| match l {
+            FollowedLine::Line(_, b) => String::from_utf8(b).unwrap(),
+            FollowedLine::TooLong(_) => "<too long>".to_owned(),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn hands_out_every_whole_line_once_in_order(ops in proptest::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut f = Follower::new(&path, 64);
+        let mut got = Vec::new();
+        let mut want: Vec<String> = Vec::new();
+        let mut partial = String::new();
+        // A partial line in a deleted file, handed out once a new file appears.
+        let mut orphan: Option<String> = None;
+        for op in ops {
+            match &op {
+                Op::Line(s) | Op::Partial(s) => {
+                    if let Some(p) = orphan.take() {
+                        want.push(p);
+                    }
+                    if let Op::Line(_) = op {
+                        append(&path, format!("{s}\n").as_bytes());
+                        want.push(format!("{partial}{s}"));
+                        partial.clear();
+                    } else {
+                        append(&path, s.as_bytes());
+                        partial.push_str(s);
+                    }
+                }
+                Op::Rotate => {
+                    if path.exists() {
+                        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+                        std::fs::write(&path, b"").unwrap();
+                        if let Some(p) = orphan.take() {
+                            want.push(p);
+                        }
+                        if !partial.is_empty() {
+                            want.push(std::mem::take(&mut partial));
+                        }
+                    }
+                }
+                Op::Truncate => {
+                    if path.exists() {
+                        // copytruncate: the content is copied away, then the file emptied.
+                        std::fs::copy(&path, dir.path().join("access.log.1")).unwrap();
+                        OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+                        partial.clear();
+                    }
+                }
+                Op::Delete => {
+                    if path.exists() {
+                        std::fs::remove_file(&path).unwrap();
+                        if !partial.is_empty() {
+                            orphan = Some(std::mem::take(&mut partial));
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            f.poll(&mut out, 1 << 20).unwrap();
+            got.extend(lines(out));
+        }
+        prop_assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn waits_for_a_file_that_does_not_exist_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later.log");
+    let mut f = Follower::new(&path, 64);
+    let mut out = Vec::new();
+    assert!(!f.poll(&mut out, 1024).unwrap());
+    assert!(out.is_empty());
+    assert_eq!(f.position(), None);
+    append(&path, b"first\n");
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(lines(out), ["first"]);
+}
+
+#[test]
+fn holds_a_partial_line_until_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"one\ntw");
+    let mut f = Follower::new(&path, 64);
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(
+        f.position().unwrap().offset,
+        4,
+        "only whole lines are consumed"
+    );
+    append(&path, b"o\r\n");
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(lines(out), ["one", "two"]);
+    assert_eq!(f.position().unwrap().offset, 9);
+}
+
+#[test]
+fn skips_lines_longer_than_the_limit_without_holding_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    let mut f = Follower::new(&path, 8);
+    append(&path, b"short\n");
+    append(&path, &vec![b'x'; 100_000]);
+    let mut out = Vec::new();
+    f.poll(&mut out, 1 << 20).unwrap();
+    append(&path, b"xx\nafter\n");
+    f.poll(&mut out, 1 << 20).unwrap();
+    assert_eq!(lines(out), ["short", "<too long>", "after"]);
+}
+
+#[test]
+fn resumes_where_it_stopped_and_restarts_on_a_replaced_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n2\n");
+    let mut f = Follower::new(&path, 64);
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    let saved = f.position().unwrap();
+    append(&path, b"3\n");
+    let mut again = Follower::resume(&path, 64, Some(saved));
+    let mut out = Vec::new();
+    again.poll(&mut out, 1024).unwrap();
+    assert_eq!(
+        lines(out),
+        ["3"],
+        "lines before the saved offset are not read twice"
+    );
+
+    std::fs::remove_file(&path).unwrap();
+    append(&path, b"new\n");
+    let mut replaced = Follower::resume(&path, 64, Some(saved));
+    let mut out = Vec::new();
+    replaced.poll(&mut out, 1024).unwrap();
+    assert_eq!(lines(out), ["new"], "another inode is read from its start");
+}
+
+#[test]
+fn the_budget_bounds_one_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    let text: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    append(&path, &text);
+    let mut f = Follower::new(&path, 64);
+    let mut out = Vec::new();
+    assert!(f.poll(&mut out, 64 * 1024).unwrap(), "more is waiting");
+    let first = out.len();
+    assert!(first > 0 && first < 20_000);
+    while f.poll(&mut out, 64 * 1024).unwrap() {}
+    assert_eq!(out.len(), 20_000);
+}
+
+#[test]
+fn line_numbers_are_the_files_own_also_after_resuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n2\n3");
+    let mut f = Follower::new(&path, 64).from_end();
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    assert!(out.is_empty(), "from the end: nothing old is read");
+    append(&path, b"\n4\n");
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(
+        out,
+        [
+            FollowedLine::Line(3, b"3".to_vec()),
+            FollowedLine::Line(4, b"4".to_vec())
+        ]
+    );
+    let saved = f.position();
+    append(&path, b"5\n");
+    let mut again = Follower::resume(&path, 64, saved);
+    let mut out = Vec::new();
+    again.poll(&mut out, 1024).unwrap();
+    assert_eq!(out, [FollowedLine::Line(5, b"5".to_vec())]);
+}
