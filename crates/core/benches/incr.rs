@@ -1,1 +1,2 @@
+//! Benchmarks of `Engine::incr` (placeholder until the suite lands).
 fn main() {}

@@ -12,6 +12,9 @@ use crate::token::Token;
 pub enum Change {
     /// The decision starts (`BAN`, `ALERT`, `NOTIFY`).
     Start,
+    /// An active decision now reaches further (`EXTEND`, `NOTIFY_EXTEND`). Not a record of
+    /// its own in CSV/JSONL output; stores use it to keep `until` current.
+    Extend,
     /// The decision ends (`UNBAN`, `RECOVER`, `NOTIFY_END`).
     End,
 }
@@ -41,16 +44,25 @@ pub struct DecisionEvent {
 }
 
 impl DecisionEvent {
-    /// The record's verb: `BAN`, `UNBAN`, `ALERT`, `RECOVER`, `NOTIFY` or `NOTIFY_END`.
+    /// The record's verb: `BAN`, `EXTEND`, `UNBAN`, `ALERT`, `RECOVER`, `NOTIFY`,
+    /// `NOTIFY_EXTEND` or `NOTIFY_END`.
     pub fn verb(&self) -> &'static str {
         match (self.effect, self.change) {
             (Effect::Block, Change::Start) => "BAN",
+            (Effect::Block, Change::Extend) => "EXTEND",
             (Effect::Block, Change::End) => "UNBAN",
             (Effect::Alert, Change::Start) => "ALERT",
+            (Effect::Alert, Change::Extend) => "ALERT_EXTEND",
             (Effect::Alert, Change::End) => "RECOVER",
             (Effect::Notify, Change::Start) => "NOTIFY",
+            (Effect::Notify, Change::Extend) => "NOTIFY_EXTEND",
             (Effect::Notify, Change::End) => "NOTIFY_END",
         }
+    }
+
+    /// Whether this is a start or an end: what CSV/JSONL records list (extensions are not).
+    pub fn is_record(&self) -> bool {
+        self.change != Change::Extend
     }
 }
 

@@ -28,12 +28,16 @@ struct DecisionJson<'a> {
     until: i64,
 }
 
-/// Writes `d` as one line in `format`.
+/// Writes `d` as one line in `format`. Extensions are not records (the formats list starts
+/// and ends, as the access-log challenge does); they are skipped.
 pub fn write_decision(
     out: &mut impl Write,
     d: &DecisionEvent,
     format: DecisionFormat,
 ) -> io::Result<()> {
+    if !d.is_record() {
+        return Ok(());
+    }
     match format {
         DecisionFormat::Csv => writeln!(out, "{d}"),
         DecisionFormat::Jsonl => {

@@ -104,7 +104,11 @@ impl Sinks {
 
     fn emit(&mut self, decisions: &[DecisionEvent]) -> anyhow::Result<()> {
         for d in decisions {
-            tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
+            if d.is_record() {
+                tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
+            } else {
+                tracing::debug!(token = %d.token, until = %d.until, "{}.", d.verb());
+            }
             if let Some(f) = &mut self.csv {
                 f.write(d)?;
             }

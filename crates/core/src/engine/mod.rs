@@ -828,7 +828,23 @@ impl<C: Clock> Engine<C> {
         if let Some(ep) = self.episodes.get_mut(&key) {
             // An alert's end is recomputed from its window when its deadline comes up.
             if effect != Effect::Alert {
+                let before = ep.until;
                 ep.extend(reach);
+                if ep.until > before {
+                    // Stores must learn how far a ban now reaches (a restart restores it).
+                    let (_, rule, value) = ep.furthest(None);
+                    out.push(DecisionEvent {
+                        at: now,
+                        change: Change::Extend,
+                        effect,
+                        token: ep.token.clone(),
+                        metric: self.rules.metric(rule.metric).name.clone(),
+                        tier: rule.tier as usize,
+                        value,
+                        from: ep.from,
+                        until: ep.until,
+                    });
+                }
             }
             return false;
         }

@@ -71,7 +71,12 @@ fn run(rules: &Arc<Ruleset>, script: &str) -> Vec<String> {
         let v = engine
             .observe(&Event::new(token, metric, ts(at)), false)
             .unwrap();
-        out.extend(v.decisions.iter().map(ToString::to_string));
+        out.extend(
+            v.decisions
+                .iter()
+                .filter(|d| d.is_record())
+                .map(ToString::to_string),
+        );
     }
     out.extend(engine.finish().iter().map(ToString::to_string));
     out
@@ -166,6 +171,20 @@ fn another_metric_extends_the_ban_instead_of_banning_again() {
 }
 
 #[test]
+fn extensions_are_reported_only_when_the_end_moves() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    let mut verbs = Vec::new();
+    for at in [0, 1, 2, 2, 3] {
+        clock.set(ts(at));
+        let v = e.incr("a", "m").unwrap();
+        verbs.extend(v.decisions.iter().map(|d| (d.verb(), d.until.as_unix())));
+    }
+    // The second event at 2 reaches no further than the first: no extension.
+    assert_eq!(verbs, [("BAN", 102), ("EXTEND", 103)]);
+}
+
+#[test]
 fn the_tier_reaching_furthest_wins() {
     let short = threshold(2, 10, Effect::Block, 10);
     let long = threshold(3, 10, Effect::Block, 1000);
@@ -237,7 +256,9 @@ fn fire_bans_at_once_and_extends_an_active_ban() {
     assert_eq!(v.decisions[0].until, ts(4600));
     assert_eq!(v.decisions[0].value, 10, "as if the limit were reached");
     let v = e.fire("1.2.3.4", "login_failed", 1).unwrap();
-    assert!(v.decisions.is_empty(), "one ban per episode");
+    let verbs: Vec<&str> = v.decisions.iter().map(DecisionEvent::verb).collect();
+    assert_eq!(verbs, ["EXTEND"], "one ban per episode, extended");
+    assert_eq!(v.decisions[0].until, ts(1000 + 86_400));
     assert_eq!(e.ban("1.2.3.4").unwrap().until, ts(1000 + 86_400));
     assert_eq!(
         e.fire("1.2.3.4", "login_failed", 2),

@@ -239,20 +239,10 @@ impl DecisionStore {
 }
 
 fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            d.at.as_unix(),
-            d.verb(),
-            d.token.as_str(),
-            &*d.metric,
-            to_sql(d.tier as u64),
-            to_sql(d.value),
-            d.from.as_unix(),
-            d.until.as_unix()
-        ],
-    )?;
+    // Extensions only move a ban's end; the log keeps starts and ends.
+    if d.is_record() {
+        log_decision(tx, d)?;
+    }
     if d.effect != Effect::Block {
         return Ok(());
     }
@@ -260,7 +250,7 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
         Change::End => {
             tx.execute("DELETE FROM bans WHERE token = ?1", [d.token.as_str()])?;
         }
-        _ => {
+        Change::Start | Change::Extend => {
             tx.execute(
                 "INSERT INTO bans (token, rule, tier, value, from_ts, until_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -276,6 +266,24 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
             )?;
         }
     }
+    Ok(())
+}
+
+fn log_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            d.at.as_unix(),
+            d.verb(),
+            d.token.as_str(),
+            &*d.metric,
+            to_sql(d.tier as u64),
+            to_sql(d.value),
+            d.from.as_unix(),
+            d.until.as_unix()
+        ],
+    )?;
     Ok(())
 }
 
@@ -336,6 +344,22 @@ mod tests {
             log.iter().map(|d| d.verb.as_str()).collect::<Vec<_>>(),
             ["BAN", "BAN", "UNBAN"]
         );
+    }
+
+    #[test]
+    fn extensions_move_the_stored_end_without_a_log_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = DecisionStore::open(&dir.path().join("s.sqlite")).unwrap();
+        s.record(&[
+            decision(10, Change::Start, "a", 100),
+            decision(50, Change::Extend, "a", 150),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.active_bans(Timestamp::from_unix(0)).unwrap()[0].until,
+            Timestamp::from_unix(150)
+        );
+        assert_eq!(s.history(None, 10).unwrap().len(), 1);
     }
 
     #[test]

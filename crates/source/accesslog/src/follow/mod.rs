@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// One line read by a follower, with its 1-based line number in its file.
@@ -39,7 +39,13 @@ struct OpenFile {
     too_long: bool,
     /// Lines before `line_start`.
     lines: u64,
+    /// The file's first bytes as read: if they change, the file was truncated and written
+    /// again (copytruncate), even when it has already grown back past where we were.
+    head: Vec<u8>,
 }
+
+/// How many leading bytes identify a file's content.
+const HEAD: usize = 256;
 
 /// Follows the file at a path: survives a file that does not exist yet, rotation by rename
 /// (the old file is read to its end, then the new one from its start), copy-truncate (read
@@ -76,11 +82,11 @@ impl Follower {
         }
     }
 
-    /// Starts the first file found at its end instead (when there is no saved position):
-    /// only lines written from now on are read. Files created later are read whole.
+    /// Starts at the end of the file if it exists now (when there is no saved position):
+    /// only lines written from now on are read. A file created later is read whole.
     #[must_use]
     pub fn from_end(mut self) -> Self {
-        self.from_end = true;
+        self.from_end = self.path.exists();
         self
     }
 
@@ -152,6 +158,7 @@ impl Follower {
             partial: Vec::new(),
             too_long: false,
             lines,
+            head: Vec::new(),
         });
         Ok(true)
     }
@@ -167,14 +174,17 @@ impl Follower {
         let Some(open) = self.current.as_mut() else {
             return Ok(false);
         };
-        // Copy-truncate: the file is now shorter than what was read. Start again from 0.
-        if open.file.metadata()?.len() < open.read_pos {
+        // Copy-truncate: the file is now shorter than what was read, or its first bytes are no
+        // longer those read. Start again from 0.
+        let len = open.file.metadata()?.len();
+        if len < open.read_pos || !head_unchanged(&open.file, &open.head)? {
             open.file.seek(SeekFrom::Start(0))?;
             open.read_pos = 0;
             open.line_start = 0;
             open.partial.clear();
             open.too_long = false;
             open.lines = 0;
+            open.head.clear();
         }
         let mut spent = 0usize;
         loop {
@@ -222,6 +232,10 @@ impl Follower {
                 }
             }
             open.read_pos += n as u64;
+            if open.head.len() < HEAD && open.read_pos > open.head.len() as u64 {
+                let want = usize::try_from(open.read_pos).unwrap_or(HEAD).min(HEAD);
+                open.head = read_head(&open.file, want)?;
+            }
         }
     }
 
@@ -248,6 +262,29 @@ impl Follower {
         self.current = None;
         Ok(true)
     }
+}
+
+/// The first `len` bytes of `file`, read without moving its position.
+fn read_head(file: &File, len: usize) -> io::Result<Vec<u8>> {
+    let mut head = vec![0; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(got);
+    Ok(head)
+}
+
+fn head_unchanged(file: &File, head: &[u8]) -> io::Result<bool> {
+    if head.is_empty() {
+        return Ok(true);
+    }
+    Ok(read_head(file, head.len())? == head)
 }
 
 /// Counts the newlines in the first `len` bytes of `file`; also returns the offset just after

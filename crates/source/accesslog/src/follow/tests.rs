@@ -112,6 +112,45 @@ proptest! {
 }
 
 #[test]
+fn notices_a_copytruncate_even_when_the_file_has_grown_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"old line one\nold line two\n");
+    let mut f = Follower::new(&path, 64);
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&path, b"new line one\nnew line two\nnew three\n");
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(
+        lines(out),
+        [
+            "old line one",
+            "old line two",
+            "new line one",
+            "new line two",
+            "new three"
+        ]
+    );
+}
+
+#[test]
+fn a_file_created_after_from_end_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later.log");
+    let mut f = Follower::new(&path, 64).from_end();
+    append(&path, b"first\n");
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(lines(out), ["first"]);
+}
+
+#[test]
 fn waits_for_a_file_that_does_not_exist_yet() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("later.log");

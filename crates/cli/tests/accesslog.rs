@@ -1,0 +1,360 @@
+//! Drives `banhammer replay` and `banhammer watch` on real access logs.
+//!
+//! Contents: the challenge's required output · inputs (gzip, stdin, several files) ·
+//! malformed lines · `watch` against `replay` on the same growing file · restart without
+//! double counting · rotation · commands · a file that appears later.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_banhammer"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn challenge_log() -> PathBuf {
+    repo().join("tests/data/access-head-3739.log")
+}
+
+fn challenge_config() -> PathBuf {
+    repo().join("examples/access-log-challenge.toml")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+fn replay(args: &[&Path]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("replay")
+        .arg("--config")
+        .arg(challenge_config())
+        .args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn replay_prints_the_challenges_required_output() {
+    let out = replay(&[&challenge_log()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1546271816,BAN,58.236.203.13\n1546280095,UNBAN,58.236.203.13\n"
+    );
+}
+
+#[test]
+fn replay_reads_gzip_stdin_and_several_files_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::read(challenge_log()).unwrap();
+    // gzip, by its magic bytes whatever the name.
+    let gz = dir.path().join("access.log.1");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&log).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let expected = "1546271816,BAN,58.236.203.13\n1546280095,UNBAN,58.236.203.13\n";
+    assert_eq!(text(&replay(&[&gz]).stdout), expected);
+    // Two files, split mid-way, read in order as one.
+    let cut = log
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(1500)
+        .unwrap()
+        .0
+        + 1;
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    std::fs::write(&a, &log[..cut]).unwrap();
+    std::fs::write(&b, &log[cut..]).unwrap();
+    assert_eq!(text(&replay(&[&a, &b]).stdout), expected);
+    // Standard input.
+    let mut child = bin()
+        .args(["replay", "--config"])
+        .arg(challenge_config())
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&log).unwrap();
+    assert_eq!(text(&child.wait_with_output().unwrap().stdout), expected);
+}
+
+#[test]
+fn replay_reports_malformed_lines_and_keeps_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = std::fs::read(challenge_log()).unwrap();
+    log.extend_from_slice(b"\nthis is not a log line\n");
+    log.extend_from_slice(&vec![b'z'; 100_000]);
+    log.extend_from_slice(b"\n\xff\xfe\n");
+    let path = dir.path().join("access.log");
+    std::fs::write(&path, &log).unwrap();
+    let out = replay(&[&path]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout),
+        "1546271816,BAN,58.236.203.13\n1546280095,UNBAN,58.236.203.13\n"
+    );
+    let origin = path.display().to_string();
+    let errs = text(&out.stderr);
+    assert!(
+        errs.contains(&format!("{origin}:3741: `this` is not an IP address")),
+        "{errs}"
+    );
+    assert!(
+        errs.contains(&format!("{origin}:3742: line longer than 16384 bytes")),
+        "{errs}"
+    );
+    assert!(
+        errs.contains(&format!("{origin}:3743: line is not UTF-8")),
+        "{errs}"
+    );
+}
+
+#[test]
+fn replay_jsonl_names_the_rule_that_reached_furthest() {
+    let out = bin()
+        .args(["replay", "--format", "jsonl", "--config"])
+        .arg(challenge_config())
+        .arg(challenge_log())
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["rule"], "request");
+    assert_eq!(lines[0]["value"], 40);
+    assert_eq!(lines[1]["decision"], "UNBAN");
+    assert_eq!(
+        lines[1]["rule"], "login",
+        "the /login rule still held when the clock stopped"
+    );
+}
+
+/// A running `banhammer watch`, stopped with SIGTERM when dropped.
+struct Watch {
+    child: Child,
+}
+
+impl Watch {
+    fn start(config: &Path, log: &Path, extra: &[&str]) -> Watch {
+        let child = bin()
+            .arg("watch")
+            .arg("--config")
+            .arg(config)
+            .arg(log)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Watch { child }
+    }
+
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "watch exits cleanly on SIGTERM: {}",
+            text(&out.stderr)
+        );
+        text(&out.stderr)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `path` holds `lines` lines (the watcher works in the background).
+fn wait_for_lines(path: &Path, lines: usize) -> Vec<String> {
+    for _ in 0..400 {
+        let got: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if got.len() >= lines {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{} never reached {lines} lines", path.display());
+}
+
+fn watch_config(dir: &Path, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string(challenge_config()).unwrap();
+    let base = base.split("[watch]").next().unwrap().to_owned();
+    let config = format!(
+        "{base}[watch]\nstate = \"{}\"\ncsv = \"{}\"\npoll_interval_ms = 20\n{extra}",
+        dir.join("state.sqlite").display(),
+        dir.join("action_record.csv").display()
+    );
+    let path = dir.join("watch.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+/// A line of the challenge's format at unix time `t`.
+fn line_at(ip: &str, t: i64, path: &str) -> String {
+    // 1546272000 is 01/Jan/2019:00:00:00 +0800.
+    let s = t - 1_546_272_000;
+    assert!((0..86_400).contains(&s));
+    format!(
+        "{ip} - - [01/Jan/2019:{:02}:{:02}:{:02} +0800] \"GET {path} HTTP/1.1\" 200 1 \"\" \"\"\n",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+#[test]
+fn watch_in_event_time_agrees_with_replay_on_a_growing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = watch_config(dir.path(), "");
+    let log_path = dir.path().join("access.log");
+    let mut log = std::fs::read(challenge_log()).unwrap();
+    log.push(b'\n');
+    // A last line three hours later lets every ban run out in event time.
+    log.extend_from_slice(line_at("10.9.9.9", 1_546_283_000, "/").as_bytes());
+    append(&log_path, &log[..1000]);
+    let watch = Watch::start(&config, &log_path, &["--clock", "event", "--from-start"]);
+    // Grow the file in uneven pieces, cutting lines anywhere.
+    let mut at: usize = 1000;
+    for step in [7, 4000, 1, 50_000, 123_456, usize::MAX] {
+        let end = at.saturating_add(step).min(log.len());
+        append(&log_path, &log[at..end]);
+        at = end;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let records = wait_for_lines(&dir.path().join("action_record.csv"), 2);
+    watch.stop();
+    let replayed = replay(&[&log_path]);
+    assert_eq!(records.join("\n") + "\n", text(&replayed.stdout));
+    // With the clock running on past the head's last line, the /login rule's hold runs to its
+    // natural end (1546272952) instead of being cut at 1546272895: 1546272952 + 7200.
+    assert_eq!(
+        records,
+        [
+            "1546271816,BAN,58.236.203.13",
+            "1546280152,UNBAN,58.236.203.13"
+        ]
+    );
+}
+
+#[test]
+fn a_restarted_watch_keeps_its_ban_and_counts_no_line_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = watch_config(dir.path(), "");
+    let log_path = dir.path().join("access.log");
+    std::fs::copy(challenge_log(), &log_path).unwrap();
+    append(&log_path, b"\n");
+    let csv = dir.path().join("action_record.csv");
+    let watch = Watch::start(&config, &log_path, &["--clock", "event", "--from-start"]);
+    assert_eq!(wait_for_lines(&csv, 1), ["1546271816,BAN,58.236.203.13"]);
+    watch.stop();
+    // Restarted: 39 more requests from a fresh address right after the log's end. Had the
+    // earlier lines been counted again, other addresses would be banned too.
+    let watch = Watch::start(&config, &log_path, &["--clock", "event"]);
+    let mut more = String::new();
+    for i in 0..39 {
+        more.push_str(&line_at("10.1.1.1", 1_546_272_900 + i / 10, "/"));
+    }
+    more.push_str(&line_at("10.2.2.2", 1_546_290_000, "/"));
+    append(&log_path, more.as_bytes());
+    let records = wait_for_lines(&csv, 2);
+    watch.stop();
+    // One BAN, one UNBAN: the ban and how far it reached (the /login rule's full hold,
+    // 1546272952 + 7200) survived the restart.
+    assert_eq!(
+        records,
+        [
+            "1546271816,BAN,58.236.203.13",
+            "1546280152,UNBAN,58.236.203.13"
+        ]
+    );
+}
+
+#[test]
+fn watch_follows_rotation_and_a_file_that_appears_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = watch_config(dir.path(), "");
+    let log_path = dir.path().join("access.log");
+    let csv = dir.path().join("action_record.csv");
+    let watch = Watch::start(&config, &log_path, &["--clock", "event"]);
+    std::thread::sleep(Duration::from_millis(100));
+    let burst = |ip: &str, t: i64| -> String { (0..20).map(|_| line_at(ip, t, "/")).collect() };
+    // Created after the watcher started: read from its start.
+    append(&log_path, burst("10.0.0.1", 1_546_272_000).as_bytes());
+    std::thread::sleep(Duration::from_millis(150));
+    // Rotation by rename: the rest of the old file, then the new one.
+    std::fs::rename(&log_path, dir.path().join("access.log.1")).unwrap();
+    append(
+        &dir.path().join("access.log.1"),
+        burst("10.0.0.1", 1_546_272_001).as_bytes(),
+    );
+    append(&log_path, burst("10.0.0.2", 1_546_272_002).as_bytes());
+    std::thread::sleep(Duration::from_millis(150));
+    // Copy-truncate: the file is emptied in place and written again.
+    OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log_path, burst("10.0.0.2", 1_546_272_003).as_bytes());
+    let records = wait_for_lines(&csv, 2);
+    watch.stop();
+    assert_eq!(
+        records,
+        ["1546272001,BAN,10.0.0.1", "1546272003,BAN,10.0.0.2"]
+    );
+}
+
+#[test]
+fn watch_runs_the_ban_command_without_a_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("commands.txt");
+    // A TOML literal string: the shell script's quotes pass through as typed.
+    let command = format!(
+        "sh -c 'printf \"%s %s\\n\" \"$1\" \"$2\" >> {}' sh {{ip}} {{duration}}",
+        out.display()
+    );
+    let config = watch_config(dir.path(), &format!("ban_command = '''{command}'''\n"));
+    let log_path = dir.path().join("access.log");
+    std::fs::copy(challenge_log(), &log_path).unwrap();
+    let watch = Watch::start(&config, &log_path, &["--clock", "event", "--from-start"]);
+    let ran = wait_for_lines(&out, 1);
+    watch.stop();
+    // Banned at 1546271816; by the log's last line the /login rule carries it 7200 s past then.
+    assert_eq!(ran.len(), 1);
+    assert!(ran[0].starts_with("58.236.203.13 "), "{ran:?}");
+}
