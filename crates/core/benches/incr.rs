@@ -1,2 +1,338 @@
-//! Benchmarks of `Engine::incr` (placeholder until the suite lands).
-fn main() {}
+//! Benchmarks of `incr` against baselines run in the same process: the `governor` keyed
+//! limiter (approximate GCRA, the usual Rust choice) and a naive `Mutex<HashMap<_, Vec<_>>>`
+//! sliding log (exact, what one writes first). One rule over 100k tokens on one and two
+//! threads, and the seed specification's example configuration.
+//!
+//! Benchmarks measure wall time by nature, so they may read the system clock.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+use std::collections::HashMap;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use banhammer_core::{
+    Effect, Engine, ManualClock, MetricRule, Ruleset, Scope, Seconds, SharedEngine, Threshold,
+    Timestamp, Window,
+};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+const TOKENS: usize = 100_000;
+
+fn tokens() -> Vec<String> {
+    (0..TOKENS)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect()
+}
+
+/// One rule: 100 requests in 60 s bans for 600 s.
+fn one_rule() -> Arc<Ruleset> {
+    let t = Threshold::new(
+        NonZeroU64::new(100).unwrap(),
+        Window::from_secs(60).unwrap(),
+        Effect::Block,
+        Seconds::new(600),
+    );
+    let m = MetricRule {
+        name: "request".into(),
+        scope: Scope::Token,
+        thresholds: vec![t],
+    };
+    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+}
+
+/// The seed example: login_failed (10/h ban, 100/h report), login_successful (10/min record).
+fn seed_example() -> Arc<Ruleset> {
+    let t = |limit, window, effect, duration| {
+        Threshold::new(
+            NonZeroU64::new(limit).unwrap(),
+            Window::from_secs(window).unwrap(),
+            effect,
+            Seconds::new(duration),
+        )
+    };
+    let failed = MetricRule {
+        name: "login_failed".into(),
+        scope: Scope::Token,
+        thresholds: vec![
+            t(10, 3600, Effect::Block, 3600),
+            t(100, 3600, Effect::Notify, 86_400),
+        ],
+    };
+    let ok = MetricRule {
+        name: "login_successful".into(),
+        scope: Scope::Token,
+        thresholds: vec![t(10, 60, Effect::Notify, 3600)],
+    };
+    Arc::new(
+        Ruleset::builder()
+            .rates(true)
+            .metric(failed)
+            .metric(ok)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The naive exact sliding log: every timestamp of every key in a vector.
+#[derive(Default)]
+struct NaiveLog {
+    map: Mutex<HashMap<String, Vec<u64>>>,
+}
+
+impl NaiveLog {
+    fn incr(&self, key: &str, now: u64, window: u64, limit: usize) -> bool {
+        let mut map = self.map.lock().unwrap();
+        let log = map.entry(key.to_owned()).or_default();
+        log.retain(|&t| t + window > now);
+        log.push(now);
+        log.len() < limit
+    }
+}
+
+fn governor_limiter() -> DefaultKeyedRateLimiter<String> {
+    // 100 per minute; governor's clock is its own (monotonic), not ours.
+    RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(100).unwrap()))
+}
+
+fn single_thread(c: &mut Criterion) {
+    let keys = tokens();
+    let mut group = c.benchmark_group("incr_1rule_100k_tokens_1thread");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(one_rule(), clock.clone());
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == TOKENS {
+                i = 0;
+                clock.advance(Seconds::new(1));
+            }
+            engine.incr(&keys[i], "request").unwrap().passed
+        });
+    });
+
+    let gov = governor_limiter();
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
+        b.iter(|| {
+            i = (i + 1) % TOKENS;
+            gov.check_key(&keys[i]).is_ok()
+        });
+    });
+
+    let naive = NaiveLog::default();
+    let (mut i, mut now) = (0usize, 1_700_000_000u64);
+    group.bench_function(BenchmarkId::new("naive", "Mutex<HashMap<Vec>>"), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == TOKENS {
+                i = 0;
+                now += 1;
+            }
+            naive.incr(&keys[i], now, 60, 100)
+        });
+    });
+    group.finish();
+}
+
+/// Runs `op(thread, i)` `iters` times split over two threads; returns the wall time.
+fn two_threads(iters: u64, op: impl Fn(usize, u64) + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let op = &op;
+            s.spawn(move || {
+                for i in 0..iters / 2 {
+                    op(t, i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn two_thread(c: &mut Criterion) {
+    let keys = tokens();
+    let mut group = c.benchmark_group("incr_1rule_100k_tokens_2threads");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    // Each thread works on its own half of the tokens, as a load balancer would spread them.
+    let key = |t: usize, i: u64| &keys[t * (TOKENS / 2) + (i as usize % (TOKENS / 2))];
+
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let shared = SharedEngine::new(one_rule(), &clock, NonZeroUsize::new(64).unwrap());
+    group.bench_function(
+        BenchmarkId::new("banhammer", "SharedEngine(64 shards)"),
+        |b| {
+            b.iter_custom(|iters| {
+                clock.advance(Seconds::new(1));
+                two_threads(iters, |t, i| {
+                    let _ = shared.incr(key(t, i), "request");
+                })
+            });
+        },
+    );
+
+    let gov = governor_limiter();
+    group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |t, i| {
+                let _ = gov.check_key(key(t, i));
+            })
+        });
+    });
+
+    let naive = NaiveLog::default();
+    group.bench_function(BenchmarkId::new("naive", "Mutex<HashMap<Vec>>"), |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, |t, i| {
+                let _ = naive.incr(key(t, i), 1_700_000_000 + i / 50_000, 60, 100);
+            })
+        });
+    });
+    group.finish();
+}
+
+fn seed_config(c: &mut Criterion) {
+    let keys = tokens();
+    let mut group = c.benchmark_group("incr_seed_example_config");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(seed_example(), clock.clone());
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", "rates on, 3 tiers"), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == TOKENS {
+                i = 0;
+                clock.advance(Seconds::new(7));
+            }
+            // Three failures for every success, as a login form under attack sees.
+            let metric = if i % 4 == 0 {
+                "login_successful"
+            } else {
+                "login_failed"
+            };
+            engine.incr(&keys[i], metric).unwrap().rates
+        });
+    });
+    group.finish();
+}
+
+/// Token indices skewed like real traffic: a few addresses send most requests (u³ of a
+/// uniform u puts half of all events on the first 12.5% of tokens).
+fn skewed(n: usize) -> Vec<usize> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            ((u * u * u) * TOKENS as f64) as usize % TOKENS
+        })
+        .collect()
+}
+
+fn single_thread_skewed(c: &mut Criterion) {
+    let keys = tokens();
+    let order = skewed(1 << 20);
+    let mut group = c.benchmark_group("incr_1rule_100k_tokens_skewed_1thread");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(4));
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(one_rule(), clock.clone());
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 20) - 1);
+            if i % TOKENS == 0 {
+                clock.advance(Seconds::new(1));
+            }
+            engine.incr(&keys[order[i]], "request").unwrap().passed
+        });
+    });
+    let gov = governor_limiter();
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 20) - 1);
+            gov.check_key(&keys[order[i]]).is_ok()
+        });
+    });
+    let naive = NaiveLog::default();
+    let (mut i, mut now) = (0usize, 1_700_000_000u64);
+    group.bench_function(BenchmarkId::new("naive", "Mutex<HashMap<Vec>>"), |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 20) - 1);
+            if i % TOKENS == 0 {
+                now += 1;
+            }
+            naive.incr(&keys[order[i]], now, 60, 100)
+        });
+    });
+    group.finish();
+}
+
+/// Per-call latency percentiles of `Engine::incr` (criterion reports means of batches), with
+/// the cost of reading the clock around an empty call subtracted.
+fn latency_percentiles() {
+    let keys = tokens();
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(one_rule(), clock.clone());
+    let n = 2_000_000usize;
+    let mut samples = Vec::with_capacity(n);
+    let mut empty = Vec::with_capacity(n);
+    for i in 0..n {
+        if i % TOKENS == 0 {
+            clock.advance(Seconds::new(1));
+        }
+        let key = &keys[i % TOKENS];
+        let t0 = Instant::now();
+        let passed = engine.incr(key, "request").unwrap().passed;
+        let t1 = Instant::now();
+        std::hint::black_box(passed);
+        let t2 = Instant::now();
+        std::hint::black_box(key);
+        let t3 = Instant::now();
+        samples.push((t1 - t0).as_nanos());
+        empty.push((t3 - t2).as_nanos());
+    }
+    samples.sort_unstable();
+    empty.sort_unstable();
+    let pct = |v: &[u128], p: f64| v[((v.len() - 1) as f64 * p) as usize];
+    let base = pct(&empty, 0.5);
+    println!(
+        "incr latency, 1 rule, 100k tokens round-robin: p50 {} ns, p90 {} ns, p99 {} ns (timer cost {} ns subtracted)",
+        pct(&samples, 0.5).saturating_sub(base),
+        pct(&samples, 0.9).saturating_sub(base),
+        pct(&samples, 0.99).saturating_sub(base),
+        base
+    );
+}
+
+criterion_group!(
+    benches,
+    single_thread,
+    single_thread_skewed,
+    two_thread,
+    seed_config
+);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    latency_percentiles();
+}

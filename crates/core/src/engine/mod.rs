@@ -221,6 +221,13 @@ struct AttrValues<'a> {
 struct TokenState {
     /// The engine time at the last event: the LRU order and idle expiry go by it.
     last_seen: Timestamp,
+    /// A copy of the token's ban end while it is banned (`Timestamp::MIN` otherwise): a banned
+    /// token hammering away is answered, and its ban found not to move, without a lookup of
+    /// the decisions. Only ever trusted when it says "banned past now".
+    ban_until: Timestamp,
+    /// How far the ban's `after_trigger` reaches go (they are never cut when the clock
+    /// stops, so one no further than this changes nothing).
+    ban_trigger_until: Timestamp,
     metrics: SmallVec<[(MetricId, MetricWindows); 1]>,
 }
 
@@ -380,17 +387,7 @@ struct Holding {
 pub struct Engine<C> {
     rules: Arc<Ruleset>,
     clock: C,
-    /// Engine time: never goes back, whatever the clock or late events say.
-    now: Timestamp,
-    /// Per-token windows, least recently seen first.
-    tokens: LinkedHashMap<Token, TokenState>,
-    /// Global-scope windows, by metric index.
-    globals: Vec<Option<MetricWindows>>,
-    episodes: HashMap<EpisodeKey, Episode>,
-    deadlines: BinaryHeap<Reverse<Deadline>>,
-    next_id: u64,
-    cap: Option<NonZeroUsize>,
-    counters: EngineCounters,
+    st: State,
 }
 
 impl<C: Clock> Engine<C> {
@@ -402,20 +399,22 @@ impl<C: Clock> Engine<C> {
         Engine {
             rules,
             clock,
-            now,
-            tokens: LinkedHashMap::new(),
-            globals,
-            episodes: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            next_id: 0,
-            cap,
-            counters: EngineCounters::default(),
+            st: State {
+                now,
+                tokens: LinkedHashMap::new(),
+                globals,
+                episodes: HashMap::new(),
+                deadlines: BinaryHeap::new(),
+                next_id: 0,
+                cap,
+                counters: EngineCounters::default(),
+            },
         }
     }
 
     /// Overrides the rule set's cap on tracked tokens (a sharded engine splits it).
     pub fn set_max_tokens(&mut self, cap: Option<NonZeroUsize>) {
-        self.cap = cap;
+        self.st.cap = cap;
     }
 
     /// The rules this engine runs.
@@ -425,7 +424,7 @@ impl<C: Clock> Engine<C> {
 
     /// The engine's time: the latest of every clock reading and event time seen.
     pub fn time(&self) -> Timestamp {
-        self.now
+        self.st.now
     }
 
     /// The library call: one event of `metric` for `token` now, by the clock. Returns whether
@@ -439,7 +438,7 @@ impl<C: Clock> Engine<C> {
     /// Counts `event` at its own time (a replay's event time; a late event counts where it
     /// belongs) and decides at the engine's time. `want_rates` asks for the metric's rates.
     pub fn observe(&mut self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
-        let rules = Arc::clone(&self.rules);
+        let rules: &Ruleset = &self.rules;
         let id = rules
             .metric_id(event.metric)
             .ok_or_else(|| EventError::UnknownMetric(cut(event.metric)))?;
@@ -451,14 +450,19 @@ impl<C: Clock> Engine<C> {
 
         let mut out = Vec::new();
         let clock_now = self.clock.now();
-        self.advance_into(clock_now.max(event.at), &mut out);
-        let now = self.now;
+        self.st
+            .advance_into(&self.rules, clock_now.max(event.at), &mut out);
+        let now = self.st.now;
 
         // Phase 1: windows. Count the event, then find the tiers that hold.
-        let windows = match m.rule.scope {
-            Scope::Token => self.token_windows(event.token, id, m),
-            Scope::Global => self.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
+        let (windows, (cached_ban, cached_trigger)) = match m.rule.scope {
+            Scope::Token => self.st.token_windows(event.token, id, m),
+            Scope::Global => (
+                self.st.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
+                (Timestamp::MIN, Timestamp::MIN),
+            ),
         };
+        let banned_past_now = cached_ban > now;
         let late = event.at <= now.minus(rules.horizon());
         if !late {
             windows.add(m, event.at, event.weight, &values);
@@ -472,6 +476,15 @@ impl<C: Clock> Engine<C> {
             };
             let boundary = t.window.boundary(now);
             if nth > boundary {
+                // Already banned further than this would reach: nothing to do (the common
+                // case of a banned token that keeps coming).
+                let unchanged = banned_past_now
+                    && t.effect == Effect::Block
+                    && t.policy == BanPolicy::AfterTrigger
+                    && now.plus(t.action_duration) <= cached_trigger;
+                if unchanged {
+                    continue;
+                }
                 let value = windows.measure_after(slot, boundary);
                 holding.push(Holding {
                     rule: RuleId {
@@ -485,7 +498,7 @@ impl<C: Clock> Engine<C> {
         }
         let rates = (want_rates && rules.rates()).then(|| windows.rates(now));
         if late {
-            self.counters.late_events += 1;
+            self.st.counters.late_events += 1;
         }
 
         // Phase 2: decisions.
@@ -494,30 +507,7 @@ impl<C: Clock> Engine<C> {
             Scope::Global => Token::GLOBAL,
         };
         let mut calls: SmallVec<[(RuleId, bool); 2]> = SmallVec::new();
-        for h in &holding {
-            let t = rules.threshold(h.rule);
-            let reach = match t.policy {
-                BanPolicy::AfterTrigger => Reach {
-                    rule: h.rule,
-                    value: h.value,
-                    mark: now.plus(t.action_duration),
-                    duration: Seconds::ZERO,
-                    policy: BanPolicy::AfterTrigger,
-                },
-                BanPolicy::AfterViolation => Reach {
-                    rule: h.rule,
-                    value: h.value,
-                    // The last second at which the needed unit is still inside the window.
-                    mark: h.nth.plus(t.window.length()).minus(Seconds::new(1)),
-                    duration: t.action_duration,
-                    policy: BanPolicy::AfterViolation,
-                },
-            };
-            let recovery = h.nth.plus(t.window.length());
-            if self.hold(token, t.effect, reach, recovery, &mut out) {
-                calls.push((h.rule, false));
-            }
-        }
+        let ban_moved = self.st.apply(rules, token, &holding, &mut out, &mut calls);
         for (tier, t) in m.rule.thresholds.iter().enumerate() {
             let rule = RuleId {
                 metric: id,
@@ -526,16 +516,19 @@ impl<C: Clock> Engine<C> {
             if t.repeat_actions
                 && !calls.iter().any(|(r, _)| *r == rule)
                 && self
+                    .st
                     .episodes
                     .contains_key(&episode_key(t.effect, token, rule))
             {
                 calls.push((rule, true));
             }
         }
-        let passed = !self.is_banned(event.token);
+        let passed = self
+            .st
+            .passed_after(event.token, ban_moved, banned_past_now);
 
         // Phase 3: actions, once the state is complete.
-        self.run_actions(token, &calls);
+        self.st.run_actions(&self.rules, token, &calls);
         Ok(Verdict {
             passed,
             rates,
@@ -546,7 +539,7 @@ impl<C: Clock> Engine<C> {
     /// The seed API's `now(token, metric, threshold)`: fires tier `tier` of `metric` for `token`
     /// at once, as if its limit were reached (`until = now + action_duration`).
     pub fn fire(&mut self, token: &str, metric: &str, tier: usize) -> Result<Verdict, EventError> {
-        let rules = Arc::clone(&self.rules);
+        let rules: &Ruleset = &self.rules;
         let id = rules
             .metric_id(metric)
             .ok_or_else(|| EventError::UnknownMetric(cut(metric)))?;
@@ -567,8 +560,8 @@ impl<C: Clock> Engine<C> {
             })?;
         let mut out = Vec::new();
         let clock_now = self.clock.now();
-        self.advance_into(clock_now, &mut out);
-        let now = self.now;
+        self.st.advance_into(&self.rules, clock_now, &mut out);
+        let now = self.st.now;
         let rule = RuleId {
             metric: id,
             tier: tier as u32,
@@ -581,17 +574,21 @@ impl<C: Clock> Engine<C> {
             policy: BanPolicy::AfterTrigger,
         };
         let mut calls: SmallVec<[(RuleId, bool); 2]> = SmallVec::new();
-        if self.hold(token, t.effect, reach, now, &mut out) {
+        if self
+            .st
+            .hold(&self.rules, token, t.effect, reach, now, &mut out)
+        {
             calls.push((rule, false));
         }
         let rates = rules.rates().then(|| {
-            self.tokens
+            self.st
+                .tokens
                 .get(token)
                 .and_then(|st| st.metrics.iter().find(|(mid, _)| *mid == id))
                 .map_or_else(Rates::default, |(_, w)| w.rates(now))
         });
         let passed = !self.is_banned(token);
-        self.run_actions(token, &calls);
+        self.st.run_actions(&self.rules, token, &calls);
         Ok(Verdict {
             passed,
             rates,
@@ -601,9 +598,13 @@ impl<C: Clock> Engine<C> {
 
     /// Ends `token`'s ban now (an operator's unban). Returns the UNBAN, if it was banned.
     pub fn unban(&mut self, token: &str) -> Option<DecisionEvent> {
-        let (_, ep) = self.episodes.remove_entry(&BlockKey(token))?;
-        let mut end = self.end_event(&ep, self.now, None);
-        end.until = self.now;
+        if let Some(st) = self.st.tokens.get_mut(token) {
+            st.ban_until = Timestamp::MIN;
+            st.ban_trigger_until = Timestamp::MIN;
+        }
+        let (_, ep) = self.st.episodes.remove_entry(&BlockKey(token))?;
+        let mut end = State::end_event(&self.rules, &ep, self.st.now, None);
+        end.until = self.st.now;
         Some(end)
     }
 
@@ -629,7 +630,7 @@ impl<C: Clock> Engine<C> {
                 tier,
             });
         }
-        if until <= self.now {
+        if until <= self.st.now {
             return Ok(());
         }
         let rule = RuleId {
@@ -644,12 +645,14 @@ impl<C: Clock> Engine<C> {
             policy: BanPolicy::AfterTrigger,
         };
         let key = EpisodeKey::Block(token.clone());
-        if let Some(ep) = self.episodes.get_mut(&key) {
+        if let Some(ep) = self.st.episodes.get_mut(&key) {
             ep.extend(reach);
             return Ok(());
         }
-        let ep = self.new_episode(Effect::Block, token, reach, from, until);
-        self.episodes.insert(key, ep);
+        let ep = self
+            .st
+            .new_episode(Effect::Block, token, reach, from, until);
+        self.st.episodes.insert(key, ep);
         Ok(())
     }
 
@@ -657,7 +660,7 @@ impl<C: Clock> Engine<C> {
     /// come, at exactly its `until`, and forgetting idle tokens. Returns the ends, in order.
     pub fn advance(&mut self, now: Timestamp) -> Vec<DecisionEvent> {
         let mut out = Vec::new();
-        self.advance_into(now, &mut out);
+        self.st.advance_into(&self.rules, now, &mut out);
         out
     }
 
@@ -669,43 +672,49 @@ impl<C: Clock> Engine<C> {
 
     /// When the next decision may end (for a front end's timer), if any is active.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.peek().map(|Reverse(d)| d.at)
+        self.st.deadlines.peek().map(|Reverse(d)| d.at)
     }
 
     /// The input is over and the clock stops here: ends every active decision where it would
     /// end with no further time passing for its thresholds (DESIGN.md: an `after_violation`
     /// hold is bounded by the clock), and returns those ends in time order.
     pub fn finish(&mut self) -> Vec<DecisionEvent> {
-        let stop = self.now;
+        let stop = self.st.now;
         let mut ends: Vec<(Timestamp, u64, DecisionEvent)> = Vec::new();
-        let episodes = std::mem::take(&mut self.episodes);
+        let episodes = std::mem::take(&mut self.st.episodes);
         for (key, ep) in &episodes {
             let end = match key {
-                EpisodeKey::Alert(rule) => self.end_of_alert(*rule, ep),
+                EpisodeKey::Alert(rule) => self.st.end_of_alert(&self.rules, *rule, ep),
                 EpisodeKey::Block(_) | EpisodeKey::Notify(..) => {
-                    self.end_event(ep, ep.furthest(Some(stop)).0, Some(stop))
+                    State::end_event(&self.rules, ep, ep.furthest(Some(stop)).0, Some(stop))
                 }
             };
             ends.push((end.at, ep.id, end));
         }
-        self.deadlines.clear();
+        self.st.deadlines.clear();
         ends.sort_by_key(|(at, id, _)| (*at, *id));
         ends.into_iter().map(|(_, _, e)| e).collect()
     }
 
     /// Whether `token` is banned now.
     pub fn is_banned(&self, token: &str) -> bool {
-        self.episodes.contains_key(&BlockKey(token))
+        self.st.episodes.contains_key(&BlockKey(token))
     }
 
     /// `token`'s active ban, if any.
     pub fn ban(&self, token: &str) -> Option<DecisionView> {
-        self.episodes.get(&BlockKey(token)).map(|ep| self.view(ep))
+        self.st
+            .episodes
+            .get(&BlockKey(token))
+            .map(|ep| State::view(&self.rules, ep))
     }
 
     /// Every active decision (bans, notices, alerts) with its token.
     pub fn decisions(&self) -> impl Iterator<Item = (&Token, DecisionView)> + '_ {
-        self.episodes.values().map(|ep| (&ep.token, self.view(ep)))
+        self.st
+            .episodes
+            .values()
+            .map(|ep| (&ep.token, State::view(&self.rules, ep)))
     }
 
     /// The seed API's `status(token, metric)`: rates, each tier's measure, and the ban.
@@ -717,13 +726,14 @@ impl<C: Clock> Engine<C> {
         let m = self.rules.compiled(id);
         let windows = match m.rule.scope {
             Scope::Token => self
+                .st
                 .tokens
                 .get(token)
                 .and_then(|st| st.metrics.iter().find(|(mid, _)| *mid == id))
                 .map(|(_, w)| w),
-            Scope::Global => self.globals[id.index()].as_ref(),
+            Scope::Global => self.st.globals[id.index()].as_ref(),
         };
-        let now = self.now;
+        let now = self.st.now;
         let tiers = m
             .rule
             .thresholds
@@ -752,28 +762,114 @@ impl<C: Clock> Engine<C> {
     /// The seed API's `status_all()`: every tracked token and metric with its rates (zero when
     /// rates are not kept), least recently seen first, then global-scope metrics.
     pub fn status_all(&self) -> impl Iterator<Item = (&str, &str, Rates)> + '_ {
-        let now = self.now;
+        let now = self.st.now;
         let rules = &self.rules;
-        let per_token = self.tokens.iter().flat_map(move |(token, st)| {
+        let per_token = self.st.tokens.iter().flat_map(move |(token, st)| {
             st.metrics
                 .iter()
                 .map(move |(id, w)| (token.as_str(), &*rules.metric(*id).name, w.rates(now)))
         });
-        let globals = self.globals.iter().enumerate().filter_map(move |(i, w)| {
-            let w = w.as_ref()?;
-            let name = &*rules.metric(MetricId(i as u32)).name;
-            Some((Token::GLOBAL, name, w.rates(now)))
-        });
+        let globals = self
+            .st
+            .globals
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, w)| {
+                let w = w.as_ref()?;
+                let name = &*rules.metric(MetricId(i as u32)).name;
+                Some((Token::GLOBAL, name, w.rates(now)))
+            });
         per_token.chain(globals)
     }
 
     /// The engine's counters.
     pub fn counters(&self) -> EngineCounters {
         EngineCounters {
-            tracked_tokens: self.tokens.len(),
-            active_decisions: self.episodes.len(),
-            ..self.counters
+            tracked_tokens: self.st.tokens.len(),
+            active_decisions: self.st.episodes.len(),
+            ..self.st.counters
         }
+    }
+}
+
+/// The engine's mutable state, apart from its rules so that a call can read the rules
+/// while it updates the state (no reference count is touched per event).
+#[derive(Debug)]
+struct State {
+    /// Engine time: never goes back, whatever the clock or late events say.
+    now: Timestamp,
+    /// Per-token windows, least recently seen first.
+    tokens: LinkedHashMap<Token, TokenState>,
+    /// Global-scope windows, by metric index.
+    globals: Vec<Option<MetricWindows>>,
+    episodes: HashMap<EpisodeKey, Episode>,
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    next_id: u64,
+    cap: Option<NonZeroUsize>,
+    counters: EngineCounters,
+}
+
+impl State {
+    /// Whether `token` passes after an event, refreshing its cached ban end if the event
+    /// touched its ban.
+    fn passed_after(&mut self, token: &str, ban_moved: bool, banned_past_now: bool) -> bool {
+        if !ban_moved {
+            return !banned_past_now && !self.episodes.contains_key(&BlockKey(token));
+        }
+        let ends = self.episodes.get(&BlockKey(token)).map(|ep| {
+            let trigger = ep
+                .reaches
+                .iter()
+                .filter(|r| r.policy == BanPolicy::AfterTrigger)
+                .map(|r| r.mark)
+                .max()
+                .unwrap_or(Timestamp::MIN);
+            (ep.until, trigger)
+        });
+        if let Some(st) = self.tokens.get_mut(token) {
+            (st.ban_until, st.ban_trigger_until) = ends.unwrap_or((Timestamp::MIN, Timestamp::MIN));
+        }
+        ends.is_none()
+    }
+
+    /// Phase 2 of an event: starts or extends the decisions of the holding thresholds. Returns
+    /// whether a ban was touched; `calls` gets the rules whose actions must run.
+    fn apply(
+        &mut self,
+        rules: &Ruleset,
+        token: &str,
+        holding: &[Holding],
+        out: &mut Vec<DecisionEvent>,
+        calls: &mut SmallVec<[(RuleId, bool); 2]>,
+    ) -> bool {
+        let now = self.now;
+        let mut ban_moved = false;
+        for h in holding {
+            let t = rules.threshold(h.rule);
+            ban_moved |= t.effect == Effect::Block;
+            let reach = match t.policy {
+                BanPolicy::AfterTrigger => Reach {
+                    rule: h.rule,
+                    value: h.value,
+                    mark: now.plus(t.action_duration),
+                    duration: Seconds::ZERO,
+                    policy: BanPolicy::AfterTrigger,
+                },
+                BanPolicy::AfterViolation => Reach {
+                    rule: h.rule,
+                    value: h.value,
+                    // The last second at which the needed unit is still inside the window.
+                    mark: h.nth.plus(t.window.length()).minus(Seconds::new(1)),
+                    duration: t.action_duration,
+                    policy: BanPolicy::AfterViolation,
+                },
+            };
+            let recovery = h.nth.plus(t.window.length());
+            if self.hold(rules, token, t.effect, reach, recovery, out) {
+                calls.push((h.rule, false));
+            }
+        }
+        ban_moved
     }
 
     fn token_windows(
@@ -781,7 +877,7 @@ impl<C: Clock> Engine<C> {
         token: &str,
         id: MetricId,
         m: &CompiledMetric,
-    ) -> &mut MetricWindows {
+    ) -> (&mut MetricWindows, (Timestamp, Timestamp)) {
         let now = self.now;
         if let Some(cap) = self.cap {
             if self.tokens.len() >= cap.get() && !self.tokens.contains_key(token) {
@@ -799,6 +895,8 @@ impl<C: Clock> Engine<C> {
                 let key = Token::new(token).unwrap_or_else(Token::global);
                 let state = TokenState {
                     last_seen: now,
+                    ban_until: Timestamp::MIN,
+                    ban_trigger_until: Timestamp::MIN,
                     metrics: SmallVec::new(),
                 };
                 v.insert(key, state).1
@@ -811,12 +909,13 @@ impl<C: Clock> Engine<C> {
             st.metrics.push((id, MetricWindows::new(m)));
             st.metrics.len() - 1
         };
-        &mut st.metrics[pos].1
+        (&mut st.metrics[pos].1, (st.ban_until, st.ban_trigger_until))
     }
 
     /// Applies one holding threshold; returns true if it started a decision (run its actions).
     fn hold(
         &mut self,
+        rules: &Ruleset,
         token: &str,
         effect: Effect,
         reach: Reach,
@@ -838,7 +937,7 @@ impl<C: Clock> Engine<C> {
                         change: Change::Extend,
                         effect,
                         token: ep.token.clone(),
-                        metric: self.rules.metric(rule.metric).name.clone(),
+                        metric: rules.metric(rule.metric).name.clone(),
                         tier: rule.tier as usize,
                         value,
                         from: ep.from,
@@ -861,7 +960,7 @@ impl<C: Clock> Engine<C> {
             change: Change::Start,
             effect,
             token: ep.token.clone(),
-            metric: self.rules.metric(reach.rule.metric).name.clone(),
+            metric: rules.metric(reach.rule.metric).name.clone(),
             tier: reach.rule.tier as usize,
             value: reach.value,
             from: now,
@@ -903,7 +1002,7 @@ impl<C: Clock> Engine<C> {
         ep
     }
 
-    fn advance_into(&mut self, to: Timestamp, out: &mut Vec<DecisionEvent>) {
+    fn advance_into(&mut self, rules: &Ruleset, to: Timestamp, out: &mut Vec<DecisionEvent>) {
         if to > self.now {
             self.now = to;
         }
@@ -922,7 +1021,9 @@ impl<C: Clock> Engine<C> {
                 continue;
             }
             let end_at = match d.key {
-                EpisodeKey::Alert(rule) => self.alert_recovery(rule).unwrap_or(d.at).max(d.at),
+                EpisodeKey::Alert(rule) => {
+                    self.alert_recovery(rules, rule).unwrap_or(d.at).max(d.at)
+                }
                 EpisodeKey::Block(_) | EpisodeKey::Notify(..) => ep.until,
             };
             if end_at > d.at {
@@ -935,13 +1036,13 @@ impl<C: Clock> Engine<C> {
             }
             if let Some(ep) = self.episodes.remove(&d.key) {
                 let end = match d.key {
-                    EpisodeKey::Alert(rule) => self.end_of_alert(rule, &ep),
-                    _ => self.end_event(&ep, d.at, None),
+                    EpisodeKey::Alert(rule) => self.end_of_alert(rules, rule, &ep),
+                    _ => Self::end_event(rules, &ep, d.at, None),
                 };
                 out.push(end);
             }
         }
-        let horizon = self.rules.horizon();
+        let horizon = rules.horizon();
         while let Some((_, st)) = self.tokens.front() {
             if st.last_seen.plus(horizon) > now {
                 break;
@@ -952,17 +1053,20 @@ impl<C: Clock> Engine<C> {
     }
 
     /// When a global alert's measure drops back to its limit, if no further event comes.
-    fn alert_recovery(&self, rule: RuleId) -> Option<Timestamp> {
-        let m = self.rules.compiled(rule.metric);
+    fn alert_recovery(&self, rules: &Ruleset, rule: RuleId) -> Option<Timestamp> {
+        let m = rules.compiled(rule.metric);
         let t = &m.rule.thresholds[rule.tier as usize];
         let w = self.globals[rule.metric.index()].as_ref()?;
         let nth = w.nth_latest(m.slots[rule.tier as usize], t.needed())?;
         Some(nth.plus(t.window.length()))
     }
 
-    fn end_of_alert(&self, rule: RuleId, ep: &Episode) -> DecisionEvent {
-        let at = self.alert_recovery(rule).unwrap_or(ep.until).max(ep.until);
-        let m = self.rules.compiled(rule.metric);
+    fn end_of_alert(&self, rules: &Ruleset, rule: RuleId, ep: &Episode) -> DecisionEvent {
+        let at = self
+            .alert_recovery(rules, rule)
+            .unwrap_or(ep.until)
+            .max(ep.until);
+        let m = rules.compiled(rule.metric);
         let t = &m.rule.thresholds[rule.tier as usize];
         let value = self.globals[rule.metric.index()].as_ref().map_or(0, |w| {
             w.measure_after(m.slots[rule.tier as usize], t.window.boundary(at))
@@ -980,14 +1084,19 @@ impl<C: Clock> Engine<C> {
         }
     }
 
-    fn end_event(&self, ep: &Episode, at: Timestamp, stop: Option<Timestamp>) -> DecisionEvent {
+    fn end_event(
+        rules: &Ruleset,
+        ep: &Episode,
+        at: Timestamp,
+        stop: Option<Timestamp>,
+    ) -> DecisionEvent {
         let (_, rule, value) = ep.furthest(stop);
         DecisionEvent {
             at,
             change: Change::End,
             effect: ep.effect,
             token: ep.token.clone(),
-            metric: self.rules.metric(rule.metric).name.clone(),
+            metric: rules.metric(rule.metric).name.clone(),
             tier: rule.tier as usize,
             value,
             from: ep.from,
@@ -995,10 +1104,10 @@ impl<C: Clock> Engine<C> {
         }
     }
 
-    fn view(&self, ep: &Episode) -> DecisionView {
+    fn view(rules: &Ruleset, ep: &Episode) -> DecisionView {
         DecisionView {
             effect: ep.effect,
-            metric: self.rules.metric(ep.rule.metric).name.clone(),
+            metric: rules.metric(ep.rule.metric).name.clone(),
             tier: ep.rule.tier as usize,
             value: ep.value,
             from: ep.from,
@@ -1006,9 +1115,9 @@ impl<C: Clock> Engine<C> {
         }
     }
 
-    fn run_actions(&mut self, token: &str, calls: &[(RuleId, bool)]) {
+    fn run_actions(&mut self, rules: &Ruleset, token: &str, calls: &[(RuleId, bool)]) {
         for &(rule, repeat) in calls {
-            let m = self.rules.metric(rule.metric);
+            let m = rules.metric(rule.metric);
             let t = &m.thresholds[rule.tier as usize];
             let call = ActionCall {
                 token,

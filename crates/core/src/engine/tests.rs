@@ -668,6 +668,27 @@ fn unban_ends_a_ban_now_and_restore_brings_one_back() {
 }
 
 #[test]
+fn a_token_unbanned_by_hand_passes_and_can_be_banned_again() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    for _ in 0..4 {
+        e.incr("a", "m").unwrap();
+    }
+    e.unban("a").unwrap();
+    clock.set(ts(1));
+    // The window still holds 4 (≥ 3): the next event bans again at once.
+    let v = e.incr("a", "m").unwrap();
+    assert!(!v.passed);
+    assert_eq!(v.decisions[0].to_string(), "1,BAN,a");
+    e.unban("a").unwrap();
+    clock.set(ts(20));
+    assert!(
+        e.incr("a", "m").unwrap().passed,
+        "unbanned, and the window has emptied"
+    );
+}
+
+#[test]
 fn status_shows_tier_measures_and_the_ban() {
     let t0 = threshold(2, 10, Effect::Block, 100);
     let t1 = threshold(5, 60, Effect::Notify, 100);

@@ -1,0 +1,100 @@
+//! Memory bounds: a million tokens with one event each stay under 300 MB of resident memory,
+//! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
+
+use banhammer_core::{
+    Effect, Engine, Event, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp,
+    Window,
+};
+
+/// Resident set size of this process, from `/proc/self/status`.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+fn rules(cap: Option<usize>) -> Arc<Ruleset> {
+    let t = Threshold::new(
+        NonZeroU64::new(100).unwrap(),
+        Window::from_secs(60).unwrap(),
+        Effect::Block,
+        Seconds::new(600),
+    );
+    let m = MetricRule {
+        name: "request".into(),
+        scope: Scope::Token,
+        thresholds: vec![t],
+    };
+    Arc::new(
+        Ruleset::builder()
+            .rates(true)
+            .max_tokens(cap.and_then(NonZeroUsize::new))
+            .metric(m)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// An IPv4-looking token for `i`.
+fn token(i: u32, buf: &mut String) -> &str {
+    use std::fmt::Write;
+    buf.clear();
+    let [a, b, c, d] = i.to_be_bytes();
+    write!(buf, "{}.{b}.{c}.{d}", a.wrapping_add(10)).unwrap();
+    buf
+}
+
+/// One test, so that nothing else runs in this process while resident memory is read.
+#[test]
+fn memory_stays_bounded() {
+    a_million_tokens_fit_in_300_mb();
+    the_cap_holds_and_counts_its_evictions();
+}
+
+#[allow(clippy::print_stdout)] // the figure is the point of this test
+fn a_million_tokens_fit_in_300_mb() {
+    let n = 1_000_000u32;
+    let before = rss_bytes();
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(rules(None), clock.clone());
+    let mut buf = String::new();
+    for i in 0..n {
+        let at = Timestamp::from_unix(1_700_000_000 + i64::from(i / 10_000));
+        engine
+            .observe(&Event::new(token(i, &mut buf), "request", at), false)
+            .unwrap();
+    }
+    let after = rss_bytes();
+    assert_eq!(engine.counters().tracked_tokens, n as usize);
+    let grown = after.saturating_sub(before);
+    println!(
+        "1,000,000 tokens, one event each, rates on: {} MB resident, {} bytes per token",
+        grown / 1_000_000,
+        grown / u64::from(n)
+    );
+    assert!(grown < 300_000_000, "{grown} bytes for a million tokens");
+}
+
+fn the_cap_holds_and_counts_its_evictions() {
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let mut engine = Engine::new(rules(Some(100_000)), clock);
+    let mut buf = String::new();
+    for i in 0..1_000_000u32 {
+        engine.incr(token(i, &mut buf), "request").unwrap();
+    }
+    let c = engine.counters();
+    assert_eq!(c.tracked_tokens, 100_000);
+    assert_eq!(c.evictions, 900_000);
+    // The most recent tokens are the ones kept.
+    let last = token(999_999, &mut buf).to_owned();
+    assert_eq!(engine.status(&last, "request").unwrap().tiers[0].value, 1);
+    let first = token(0, &mut buf).to_owned();
+    assert_eq!(engine.status(&first, "request").unwrap().tiers[0].value, 0);
+}
