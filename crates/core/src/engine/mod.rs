@@ -470,21 +470,21 @@ impl<C: Clock> Engine<C> {
         windows.forget(m, now);
         let mut holding: SmallVec<[Holding; 2]> = SmallVec::new();
         for (tier, t) in m.rule.thresholds.iter().enumerate() {
+            // Already banned further than this tier could reach: whether it holds changes
+            // nothing (the common case of a banned token that keeps coming).
+            let unchanged = banned_past_now
+                && t.effect == Effect::Block
+                && t.policy == BanPolicy::AfterTrigger
+                && now.plus(t.action_duration) <= cached_trigger;
+            if unchanged {
+                continue;
+            }
             let slot = m.slots[tier];
             let Some(nth) = windows.nth_latest(slot, t.needed()) else {
                 continue;
             };
             let boundary = t.window.boundary(now);
             if nth > boundary {
-                // Already banned further than this would reach: nothing to do (the common
-                // case of a banned token that keeps coming).
-                let unchanged = banned_past_now
-                    && t.effect == Effect::Block
-                    && t.policy == BanPolicy::AfterTrigger
-                    && now.plus(t.action_duration) <= cached_trigger;
-                if unchanged {
-                    continue;
-                }
                 let value = windows.measure_after(slot, boundary);
                 holding.push(Holding {
                     rule: RuleId {
