@@ -298,3 +298,29 @@ fn accesslog_errors_are_located() {
         );
     }
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_text_gives_a_config_or_located_errors(text in "\\PC{0,200}") {
+            if let Err(errs) = Config::parse(&text, "t.toml") {
+                prop_assert!(!errs.0.is_empty());
+            }
+        }
+
+        #[test]
+        fn mangled_valid_configs_never_panic(cut in 0usize..400, byte in 0u8..128) {
+            let mut text = ACCESSLOG.as_bytes().to_vec();
+            text.extend_from_slice(SPEC.as_bytes());
+            let at = cut.min(text.len() - 1);
+            text[at] = byte;
+            if let Ok(t) = std::str::from_utf8(&text) {
+                let _ = Config::parse(t, "t.toml");
+            }
+        }
+    }
+}
