@@ -169,7 +169,15 @@ impl Config {
             }
         }
         for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
-            if !metrics.iter().any(|m| m.name == name) {
+            let defined = metrics.iter().any(|m| {
+                m.name == name
+                    || m.name.strip_suffix('*').is_some_and(|prefix| {
+                        prefix.ends_with(':')
+                            && name.len() > prefix.len()
+                            && name.starts_with(prefix)
+                    })
+            });
+            if !defined {
                 cx.push(
                     Some(span),
                     &field,

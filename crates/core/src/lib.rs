@@ -56,7 +56,9 @@ pub use action::{Action, ActionCall, NamedNoop};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
-pub use engine::{Engine, EngineCounters, EventError, MetricStatus, Rates, TierMeasure, Verdict};
+pub use engine::{
+    Engine, EngineCounters, EventError, MetricStatus, Rates, TierMeasure, Verdict, MAX_MEMBERS,
+};
 pub use event::Event;
 pub use rules::{
     BanPolicy, Effect, Kind, MetricId, MetricRule, RuleError, RuleId, Ruleset, RulesetBuilder,

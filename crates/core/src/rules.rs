@@ -160,9 +160,12 @@ pub enum RuleError {
     /// Two metrics share a name.
     #[error("metric `{0}` is defined twice")]
     DuplicateMetric(String),
-    /// A metric name is empty or too long.
-    #[error("metric name `{0}` must be 1 to 128 bytes")]
+    /// A metric name is empty or too long, or a family name is not `PREFIX:*`.
+    #[error("metric name `{0}` must be 1 to 128 bytes, and a family must be named `PREFIX:*`")]
     BadMetricName(String),
+    /// Families count each member apart per token; a global family makes no sense.
+    #[error("metric family `{0}` cannot be global-scope")]
+    GlobalFamily(String),
     /// A global-scope tier that is not an alert, or an alert on a token-scope metric.
     #[error("metric `{metric}` tier {tier}: {why}")]
     ScopeEffect {
@@ -206,6 +209,8 @@ pub enum RuleError {
 pub struct Ruleset {
     metrics: Vec<CompiledMetric>,
     by_name: HashMap<Arc<str>, MetricId>,
+    /// Metric families (`detect:*`): the prefix (`detect:`) and the rule every member shares.
+    families: Vec<(Box<str>, MetricId)>,
     rates: bool,
     max_tokens: Option<NonZeroUsize>,
     horizon: Seconds,
@@ -223,9 +228,21 @@ impl Ruleset {
         RulesetBuilder::default()
     }
 
-    /// The metric called `name`.
+    /// The metric called `name`: its own rule, or the rule of the family it belongs to
+    /// (`detect:login` belongs to `detect:*`).
     pub fn metric_id(&self, name: &str) -> Option<MetricId> {
-        self.by_name.get(name).copied()
+        if let Some(id) = self.by_name.get(name) {
+            return Some(*id);
+        }
+        self.families
+            .iter()
+            .find(|(prefix, _)| name.len() > prefix.len() && name.starts_with(&**prefix))
+            .map(|(_, id)| *id)
+    }
+
+    /// Whether `id` is a family (`NAME:*`) whose members count apart.
+    pub fn is_family(&self, id: MetricId) -> bool {
+        self.metrics[id.index()].rule.name.ends_with(":*")
     }
 
     /// The metric `id`.
@@ -300,8 +317,20 @@ impl RulesetBuilder {
     pub fn build(self) -> Result<Ruleset, Vec<RuleError>> {
         let mut errors = Vec::new();
         let mut by_name = HashMap::new();
+        let mut families = Vec::new();
         let mut metrics = Vec::with_capacity(self.metrics.len());
         for rule in self.metrics {
+            if let Some(prefix) = rule.name.strip_suffix('*') {
+                if !prefix.ends_with(':')
+                    || prefix.len() < 2
+                    || prefix[..prefix.len() - 1].contains('*')
+                {
+                    errors.push(RuleError::BadMetricName(rule.name.to_string()));
+                } else if rule.scope == Scope::Global {
+                    errors.push(RuleError::GlobalFamily(rule.name.to_string()));
+                }
+                families.push((prefix.into(), MetricId(metrics.len() as u32)));
+            }
             if rule.name.is_empty() || rule.name.len() > 128 {
                 errors.push(RuleError::BadMetricName(rule.name.to_string()));
             }
@@ -326,6 +355,7 @@ impl RulesetBuilder {
         Ok(Ruleset {
             metrics,
             by_name,
+            families,
             rates: self.rates,
             max_tokens: self.max_tokens,
             horizon,

@@ -61,6 +61,9 @@ pub enum EventError {
         /// The tier asked for.
         tier: usize,
     },
+    /// A token already counts the most members of a metric family that it may.
+    #[error("token counts too many members of `{0}` (at most {max})", max = MAX_MEMBERS)]
+    TooManyMembers(String),
     /// Global-scope alerts follow traffic; they cannot be fired by hand.
     #[error("metric `{0}` is global-scope: its alerts cannot be fired by hand")]
     GlobalFire(String),
@@ -228,7 +231,24 @@ struct TokenState {
     /// How far the ban's `after_trigger` reaches go (they are never cut when the clock
     /// stops, so one no further than this changes nothing).
     ban_trigger_until: Timestamp,
-    metrics: SmallVec<[(MetricId, MetricWindows); 1]>,
+    metrics: SmallVec<[(MetricKey, MetricWindows); 1]>,
+}
+
+/// The most members of one metric family a token counts apart (untrusted names must not grow
+/// memory without bound).
+pub const MAX_MEMBERS: usize = 16;
+
+/// Which windows: a metric, and for a family (`detect:*`) the member (`detect:login`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MetricKey {
+    id: MetricId,
+    member: Option<Box<str>>,
+}
+
+impl MetricKey {
+    fn is(&self, id: MetricId, member: Option<&str>) -> bool {
+        self.id == id && self.member.as_deref() == member
+    }
 }
 
 /// Which episode a decision belongs to: one ban per token (whatever metric), one notice per
@@ -274,9 +294,11 @@ impl Equivalent<EpisodeKey> for BlockKey<'_> {
 }
 
 /// How far one rule carries a decision.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Reach {
     rule: RuleId,
+    /// The family member that held (`detect:login`), for records; `None` for plain metrics.
+    member: Option<Arc<str>>,
     value: u64,
     /// `after_trigger`: the decision's end. `after_violation`: the last second the rule holds.
     mark: Timestamp,
@@ -301,6 +323,8 @@ impl Reach {
 #[derive(Debug)]
 struct Episode {
     id: u64,
+    /// The family member of the rule that started it, if any.
+    member: Option<Arc<str>>,
     effect: Effect,
     token: Token,
     rule: RuleId,
@@ -315,10 +339,11 @@ struct Episode {
 
 impl Episode {
     fn extend(&mut self, reach: Reach) {
+        let end = reach.end(None);
         match self
             .reaches
             .iter_mut()
-            .find(|r| r.rule == reach.rule && r.policy == reach.policy)
+            .find(|r| r.rule == reach.rule && r.policy == reach.policy && r.member == reach.member)
         {
             Some(r) => {
                 if reach.mark >= r.mark {
@@ -328,16 +353,17 @@ impl Episode {
             }
             None => self.reaches.push(reach),
         }
-        self.until = self.until.max(reach.end(None));
+        self.until = self.until.max(end);
     }
 
-    /// The reach that ends last with the clock stopped at `stop`, and its end.
-    fn furthest(&self, stop: Option<Timestamp>) -> (Timestamp, RuleId, u64) {
+    /// The reach that ends last with the clock stopped at `stop`: its end, rule, value and
+    /// family member.
+    fn furthest(&self, stop: Option<Timestamp>) -> (Timestamp, RuleId, u64, Option<&Arc<str>>) {
         self.reaches
             .iter()
-            .map(|r| (r.end(stop), r.rule, r.value))
-            .max_by_key(|(end, _, _)| *end)
-            .unwrap_or((self.until, self.rule, self.value))
+            .map(|r| (r.end(stop), r.rule, r.value, r.member.as_ref()))
+            .max_by_key(|(end, _, _, _)| *end)
+            .unwrap_or((self.until, self.rule, self.value, self.member.as_ref()))
     }
 }
 
@@ -447,6 +473,7 @@ impl<C: Clock> Engine<C> {
             return Err(EventError::BadToken);
         }
         let values = attr_values(m, event)?;
+        let member = member_name(rules, id, event.metric);
 
         let mut out = Vec::new();
         let clock_now = self.clock.now();
@@ -456,7 +483,7 @@ impl<C: Clock> Engine<C> {
 
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, (cached_ban, cached_trigger)) = match m.rule.scope {
-            Scope::Token => self.st.token_windows(event.token, id, m),
+            Scope::Token => self.st.token_windows(event.token, id, member, m)?,
             Scope::Global => (
                 self.st.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
                 (Timestamp::MIN, Timestamp::MIN),
@@ -507,7 +534,9 @@ impl<C: Clock> Engine<C> {
             Scope::Global => Token::GLOBAL,
         };
         let mut calls: SmallVec<[(RuleId, bool); 2]> = SmallVec::new();
-        let ban_moved = self.st.apply(rules, token, &holding, &mut out, &mut calls);
+        let ban_moved = self
+            .st
+            .apply(rules, token, member, &holding, &mut out, &mut calls);
         for (tier, t) in m.rule.thresholds.iter().enumerate() {
             let rule = RuleId {
                 metric: id,
@@ -528,7 +557,7 @@ impl<C: Clock> Engine<C> {
             .passed_after(event.token, ban_moved, banned_past_now);
 
         // Phase 3: actions, once the state is complete.
-        self.st.run_actions(&self.rules, token, &calls);
+        self.st.run_actions(&self.rules, token, member, &calls);
         Ok(Verdict {
             passed,
             rates,
@@ -566,8 +595,10 @@ impl<C: Clock> Engine<C> {
             metric: id,
             tier: tier as u32,
         };
+        let member = rules.is_family(id).then(|| Arc::from(metric));
         let reach = Reach {
             rule,
+            member,
             value: t.limit.get(),
             mark: now.plus(t.action_duration),
             duration: Seconds::ZERO,
@@ -584,11 +615,20 @@ impl<C: Clock> Engine<C> {
             self.st
                 .tokens
                 .get(token)
-                .and_then(|st| st.metrics.iter().find(|(mid, _)| *mid == id))
+                .and_then(|st| {
+                    st.metrics
+                        .iter()
+                        .find(|(k, _)| k.is(id, member_name(rules, id, metric)))
+                })
                 .map_or_else(Rates::default, |(_, w)| w.rates(now))
         });
         let passed = !self.is_banned(token);
-        self.st.run_actions(&self.rules, token, &calls);
+        self.st.run_actions(
+            &self.rules,
+            token,
+            member_name(&self.rules, id, metric),
+            &calls,
+        );
         Ok(Verdict {
             passed,
             rates,
@@ -639,6 +679,7 @@ impl<C: Clock> Engine<C> {
         };
         let reach = Reach {
             rule,
+            member: self.rules.is_family(id).then(|| Arc::from(metric)),
             value,
             mark: until,
             duration: Seconds::ZERO,
@@ -729,7 +770,10 @@ impl<C: Clock> Engine<C> {
                 .st
                 .tokens
                 .get(token)
-                .and_then(|st| st.metrics.iter().find(|(mid, _)| *mid == id))
+                .and_then(|st| {
+                    let member = member_name(&self.rules, id, metric);
+                    st.metrics.iter().find(|(k, _)| k.is(id, member))
+                })
                 .map(|(_, w)| w),
             Scope::Global => self.st.globals[id.index()].as_ref(),
         };
@@ -765,9 +809,10 @@ impl<C: Clock> Engine<C> {
         let now = self.st.now;
         let rules = &self.rules;
         let per_token = self.st.tokens.iter().flat_map(move |(token, st)| {
-            st.metrics
-                .iter()
-                .map(move |(id, w)| (token.as_str(), &*rules.metric(*id).name, w.rates(now)))
+            st.metrics.iter().map(move |(k, w)| {
+                let name = k.member.as_deref().unwrap_or(&rules.metric(k.id).name);
+                (token.as_str(), name, w.rates(now))
+            })
         });
         let globals = self
             .st
@@ -838,18 +883,21 @@ impl State {
         &mut self,
         rules: &Ruleset,
         token: &str,
+        member: Option<&str>,
         holding: &[Holding],
         out: &mut Vec<DecisionEvent>,
         calls: &mut SmallVec<[(RuleId, bool); 2]>,
     ) -> bool {
         let now = self.now;
         let mut ban_moved = false;
+        let member: Option<Arc<str>> = member.filter(|_| !holding.is_empty()).map(Arc::from);
         for h in holding {
             let t = rules.threshold(h.rule);
             ban_moved |= t.effect == Effect::Block;
             let reach = match t.policy {
                 BanPolicy::AfterTrigger => Reach {
                     rule: h.rule,
+                    member: member.clone(),
                     value: h.value,
                     mark: now.plus(t.action_duration),
                     duration: Seconds::ZERO,
@@ -857,6 +905,7 @@ impl State {
                 },
                 BanPolicy::AfterViolation => Reach {
                     rule: h.rule,
+                    member: member.clone(),
                     value: h.value,
                     // The last second at which the needed unit is still inside the window.
                     mark: h.nth.plus(t.window.length()).minus(Seconds::new(1)),
@@ -876,8 +925,9 @@ impl State {
         &mut self,
         token: &str,
         id: MetricId,
+        member: Option<&str>,
         m: &CompiledMetric,
-    ) -> (&mut MetricWindows, (Timestamp, Timestamp)) {
+    ) -> Result<(&mut MetricWindows, (Timestamp, Timestamp)), EventError> {
         let now = self.now;
         if let Some(cap) = self.cap {
             if self.tokens.len() >= cap.get() && !self.tokens.contains_key(token) {
@@ -903,13 +953,24 @@ impl State {
             }
         };
         st.last_seen = now;
-        let pos = if let Some(pos) = st.metrics.iter().position(|(mid, _)| *mid == id) {
+        let pos = if let Some(pos) = st.metrics.iter().position(|(k, _)| k.is(id, member)) {
             pos
         } else {
-            st.metrics.push((id, MetricWindows::new(m)));
+            if member.is_some()
+                && st.metrics.iter().filter(|(k, _)| k.id == id).count() >= MAX_MEMBERS
+            {
+                return Err(EventError::TooManyMembers(m.rule.name.to_string()));
+            }
+            st.metrics.push((
+                MetricKey {
+                    id,
+                    member: member.map(Box::from),
+                },
+                MetricWindows::new(m),
+            ));
             st.metrics.len() - 1
         };
-        (&mut st.metrics[pos].1, (st.ban_until, st.ban_trigger_until))
+        Ok((&mut st.metrics[pos].1, (st.ban_until, st.ban_trigger_until)))
     }
 
     /// Applies one holding threshold; returns true if it started a decision (run its actions).
@@ -931,13 +992,16 @@ impl State {
                 ep.extend(reach);
                 if ep.until > before {
                     // Stores must learn how far a ban now reaches (a restart restores it).
-                    let (_, rule, value) = ep.furthest(None);
+                    let (_, rule, value, member) = ep.furthest(None);
+                    let metric = member
+                        .cloned()
+                        .unwrap_or_else(|| rules.metric(rule.metric).name.clone());
                     out.push(DecisionEvent {
                         at: now,
                         change: Change::Extend,
                         effect,
                         token: ep.token.clone(),
-                        metric: rules.metric(rule.metric).name.clone(),
+                        metric,
                         tier: rule.tier as usize,
                         value,
                         from: ep.from,
@@ -954,15 +1018,20 @@ impl State {
             Effect::Alert => recovery,
             Effect::Block | Effect::Notify => reach.end(None),
         };
+        let (rule, value) = (reach.rule, reach.value);
+        let metric = reach
+            .member
+            .clone()
+            .unwrap_or_else(|| rules.metric(rule.metric).name.clone());
         let ep = self.new_episode(effect, token, reach, now, until);
         out.push(DecisionEvent {
             at: now,
             change: Change::Start,
             effect,
             token: ep.token.clone(),
-            metric: rules.metric(reach.rule.metric).name.clone(),
-            tier: reach.rule.tier as usize,
-            value: reach.value,
+            metric,
+            tier: rule.tier as usize,
+            value,
             from: now,
             until: ep.until,
         });
@@ -980,11 +1049,13 @@ impl State {
     ) -> Episode {
         let id = self.next_id;
         self.next_id += 1;
+        let rule = reach.rule;
         let mut ep = Episode {
             id,
+            member: reach.member.clone(),
             effect,
             token,
-            rule: reach.rule,
+            rule,
             value: reach.value,
             from,
             reaches: SmallVec::new(),
@@ -993,7 +1064,7 @@ impl State {
         if effect != Effect::Alert {
             ep.extend(reach);
         }
-        let key = episode_key(effect, ep.token.as_str(), reach.rule);
+        let key = episode_key(effect, ep.token.as_str(), rule);
         self.deadlines.push(Reverse(Deadline {
             at: ep.until,
             id,
@@ -1090,13 +1161,15 @@ impl State {
         at: Timestamp,
         stop: Option<Timestamp>,
     ) -> DecisionEvent {
-        let (_, rule, value) = ep.furthest(stop);
+        let (_, rule, value, member) = ep.furthest(stop);
         DecisionEvent {
             at,
             change: Change::End,
             effect: ep.effect,
             token: ep.token.clone(),
-            metric: rules.metric(rule.metric).name.clone(),
+            metric: member
+                .cloned()
+                .unwrap_or_else(|| rules.metric(rule.metric).name.clone()),
             tier: rule.tier as usize,
             value,
             from: ep.from,
@@ -1107,7 +1180,10 @@ impl State {
     fn view(rules: &Ruleset, ep: &Episode) -> DecisionView {
         DecisionView {
             effect: ep.effect,
-            metric: rules.metric(ep.rule.metric).name.clone(),
+            metric: ep
+                .member
+                .clone()
+                .unwrap_or_else(|| rules.metric(ep.rule.metric).name.clone()),
             tier: ep.rule.tier as usize,
             value: ep.value,
             from: ep.from,
@@ -1115,14 +1191,20 @@ impl State {
         }
     }
 
-    fn run_actions(&mut self, rules: &Ruleset, token: &str, calls: &[(RuleId, bool)]) {
+    fn run_actions(
+        &mut self,
+        rules: &Ruleset,
+        token: &str,
+        member: Option<&str>,
+        calls: &[(RuleId, bool)],
+    ) {
         for &(rule, repeat) in calls {
             let m = rules.metric(rule.metric);
             let t = &m.thresholds[rule.tier as usize];
             let call = ActionCall {
                 token,
                 duration: t.action_duration,
-                metric: &m.name,
+                metric: member.unwrap_or(&m.name),
                 window: t.window,
                 limit: t.limit.get(),
                 tier: rule.tier as usize,
@@ -1137,6 +1219,11 @@ impl State {
             }
         }
     }
+}
+
+/// The member name to look windows up by: the metric's own name for a family member.
+fn member_name<'a>(rules: &Ruleset, id: MetricId, metric: &'a str) -> Option<&'a str> {
+    rules.is_family(id).then_some(metric)
 }
 
 fn episode_key(effect: Effect, token: &str, rule: RuleId) -> EpisodeKey {

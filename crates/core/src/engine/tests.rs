@@ -8,6 +8,7 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::MAX_MEMBERS;
 use super::*;
 use crate::action::{Action, NamedNoop};
 use crate::clock::ManualClock;
@@ -758,4 +759,86 @@ fn rule_sets_refuse_what_cannot_work() {
     assert!(text[0].contains("action_duration"));
     assert!(text[1].contains("defined twice"));
     assert!(text[2].contains("global-scope"));
+}
+
+fn family() -> Arc<Ruleset> {
+    // Credential stuffing per IP and event name: 3 events of one name in 10 s ban the IP.
+    rules(vec![metric(
+        "detect:*",
+        vec![threshold(3, 10, Effect::Block, 30)],
+    )])
+}
+
+#[test]
+fn a_family_counts_each_member_apart_and_bans_the_token() {
+    let mut e = Engine::new(family(), ManualClock::new(ts(0)));
+    for name in [
+        "detect:login",
+        "detect:signup",
+        "detect:login",
+        "detect:signup",
+    ] {
+        assert!(
+            e.incr("1.2.3.4", name).unwrap().passed,
+            "two of each: below the limit"
+        );
+    }
+    let v = e.incr("1.2.3.4", "detect:login").unwrap();
+    assert!(!v.passed);
+    assert_eq!(
+        v.decisions[0].metric.as_ref(),
+        "detect:login",
+        "records name the member"
+    );
+    assert!(
+        !e.incr("1.2.3.4", "detect:reset").unwrap().passed,
+        "the token is banned"
+    );
+    assert_eq!(
+        e.status("1.2.3.4", "detect:signup").unwrap().tiers[0].value,
+        2
+    );
+    assert_eq!(
+        e.status("1.2.3.4", "detect:reset").unwrap().tiers[0].value,
+        1
+    );
+    let mut names: Vec<&str> = e.status_all().map(|(_, m, _)| m).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["detect:login", "detect:reset", "detect:signup"]);
+    let end = e.finish();
+    assert_eq!(end[0].metric.as_ref(), "detect:login");
+}
+
+#[test]
+fn a_token_counts_a_bounded_number_of_members() {
+    let mut e = Engine::new(family(), ManualClock::new(ts(0)));
+    for i in 0..MAX_MEMBERS {
+        e.incr("a", &format!("detect:{i}")).unwrap();
+    }
+    assert_eq!(
+        e.incr("a", "detect:one-too-many").unwrap_err(),
+        EventError::TooManyMembers("detect:*".into())
+    );
+    assert!(e.incr("a", "detect:0").is_ok(), "known members still count");
+    assert!(e.incr("b", "detect:one-too-many").is_ok(), "per token");
+}
+
+#[test]
+fn family_names_are_checked() {
+    let bad = |name: &str, scope: Scope| {
+        Ruleset::builder()
+            .metric(MetricRule {
+                name: name.into(),
+                scope,
+                thresholds: vec![],
+            })
+            .build()
+            .unwrap_err()[0]
+            .to_string()
+    };
+    assert!(bad("detect*", Scope::Token).contains("PREFIX:*"));
+    assert!(bad("detect:*", Scope::Global).contains("cannot be global"));
+    let r = family();
+    assert_eq!(r.metric_id("detect:login"), r.metric_id("detect:*"));
+    assert_eq!(r.metric_id("detect:"), None, "a member needs a name");
 }
