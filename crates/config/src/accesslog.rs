@@ -274,16 +274,12 @@ impl Cx<'_> {
             s.ipv6_prefix = *p.get_ref();
         }
         for net in &raw.ignore {
-            let text = net.get_ref().trim();
-            let parsed = text
-                .parse::<IpNet>()
-                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
-            match parsed {
-                Ok(n) => s.ignore.push(n),
-                Err(_) => self.push(
+            match parse_net(net.get_ref()) {
+                Some(n) => s.ignore.push(n),
+                None => self.push(
                     Some(net.span()),
                     "accesslog.ignore",
-                    format!("`{text}` is not an address or CIDR range"),
+                    format!("`{}` is not an address or CIDR range", net.get_ref().trim()),
                 ),
             }
         }
@@ -424,6 +420,14 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// An address or CIDR range (`10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`).
+pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn status_range(v: &StatusValue) -> Option<(u16, u16)> {

@@ -7,6 +7,7 @@
 mod accesslog;
 mod error;
 mod raw;
+mod serve;
 mod watch;
 
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -26,6 +27,7 @@ pub use accesslog::{AccessLogSettings, LineMatcher, Located, PathTest};
 use error::Source;
 pub use error::{ConfigError, ConfigErrors};
 use raw::{RawActions, RawDuration, RawEngine, RawThreshold};
+pub use serve::{DetectSettings, Env, ProcessEnv, ServeSettings, TokenFrom};
 pub use watch::{CommandTemplate, WatchSettings, PLACEHOLDERS};
 
 /// The built-in actions a configuration may name.
@@ -44,6 +46,10 @@ pub struct Config {
     pub accesslog: AccessLogSettings,
     /// `[watch]`: where `banhammer watch` keeps state and sends decisions.
     pub watch: WatchSettings,
+    /// `[serve]`: the HTTP service.
+    pub serve: ServeSettings,
+    /// `[detect]`: the credential-stuffing detector (with environment overrides).
+    pub detect: DetectSettings,
 }
 
 /// `[engine]`, validated.
@@ -62,6 +68,8 @@ pub struct ActionSettings {
     pub record_local_path: Option<String>,
     /// Where `report_central` appends JSON lines, if anywhere.
     pub report_central_path: Option<String>,
+    /// Where `report_central` posts decisions under `banhammer serve`, if anywhere.
+    pub report_central_url: Option<String>,
 }
 
 /// One metric, validated.
@@ -98,8 +106,14 @@ pub struct ThresholdSpec {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path` (the environment is not consulted).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(path, &std::collections::HashMap::new())
+    }
+
+    /// Reads and validates the file at `path`; settings that may come from the environment
+    /// (`[detect]`, the admin token) are read from `env`, which wins over the file.
+    pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<Config, ConfigErrors> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
@@ -110,11 +124,16 @@ impl Config {
                 message: format!("cannot read: {e}"),
             }])
         })?;
-        Config::parse(&text, &origin)
+        Config::parse_with_env(&text, &origin, env)
     }
 
     /// Validates configuration `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with_env(text, origin, &std::collections::HashMap::new())
+    }
+
+    /// [`Config::parse`], reading environment overrides from `env`.
+    pub fn parse_with_env(text: &str, origin: &str, env: &dyn Env) -> Result<Config, ConfigErrors> {
         let src = Source { origin, text };
         let mut cx = Cx {
             src: &src,
@@ -135,6 +154,8 @@ impl Config {
         let mut spans = Vec::new();
         let mut accesslog = AccessLogSettings::default();
         let mut watch = WatchSettings::default();
+        let mut serve = ServeSettings::default();
+        let mut detect_value = None;
         for (key, value) in root.get_ref() {
             match key.get_ref().as_ref() {
                 "engine" => {
@@ -144,12 +165,15 @@ impl Config {
                 }
                 "actions" => {
                     if let Some(raw) = cx.de::<RawActions>("actions", value) {
-                        actions = ActionSettings {
-                            record_local_path: raw.record_local.and_then(|r| r.path),
-                            report_central_path: raw.report_central.and_then(|r| r.path),
-                        };
+                        actions = cx.actions(raw);
                     }
                 }
+                "serve" => {
+                    if let Some(s) = cx.serve(value) {
+                        serve = s;
+                    }
+                }
+                "detect" => detect_value = Some(value),
                 "metrics" => cx.metrics(value, &mut metrics, &mut spans),
                 "accesslog" => {
                     if let Some(a) = cx.accesslog(value) {
@@ -164,7 +188,8 @@ impl Config {
                 other => cx.push(
                     Some(key.span()),
                     other,
-                    "unknown section, expected one of `engine`, `actions`, `metrics`, `accesslog`, `watch`",
+                    "unknown section, expected one of `engine`, `actions`, `metrics`, `accesslog`, \
+                     `watch`, `serve`, `detect`",
                 ),
             }
         }
@@ -185,12 +210,18 @@ impl Config {
                 );
             }
         }
+        let detect = cx.detect(detect_value, env);
+        if let Some(token) = env.var("BANHAMMER_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+            serve.admin_token = Some(token);
+        }
         let config = Config {
             engine,
             actions,
             metrics,
             accesslog,
             watch,
+            serve,
+            detect,
         };
         if cx.errors.is_empty() {
             // What the core refuses, located at the metric or threshold it is about.
@@ -207,6 +238,39 @@ impl Config {
             cx.errors.sort_by_key(|e| (e.line, e.column));
             Err(ConfigErrors(cx.errors))
         }
+    }
+
+    /// Adds the credential-stuffing detector's rules (`detect:*`, from `[detect]`) unless the
+    /// file defines that family itself. "More than N" is the (N+1)-th reaching its limit.
+    pub fn add_detector(&mut self) {
+        if self
+            .metrics
+            .iter()
+            .any(|m| m.name == DetectSettings::FAMILY)
+        {
+            return;
+        }
+        let d = self.detect;
+        let window = Window::from_secs(d.sample_period.max(1))
+            .unwrap_or(Window::from_secs(1).expect("1 is not 0"));
+        let tier = |limit: u64, kind: Kind| ThresholdSpec {
+            limit: NonZeroU64::new(limit.saturating_add(1)).unwrap_or(NonZeroU64::MIN),
+            window,
+            kind,
+            effect: Effect::Block,
+            policy: BanPolicy::AfterTrigger,
+            action_duration: Seconds::new(d.ip_ban_time.max(1)),
+            actions: vec!["block_local".to_owned()],
+            repeat_actions: false,
+        };
+        self.metrics.push(MetricSpec {
+            name: DetectSettings::FAMILY.to_owned(),
+            scope: Scope::Token,
+            thresholds: vec![
+                tier(d.ip_requests_limit, Kind::Count),
+                tier(d.ip_emails_limit, Kind::Distinct("email".into())),
+            ],
+        });
     }
 
     /// Builds the core rule set, asking `resolve` for the action behind each name.
@@ -340,6 +404,31 @@ impl Cx<'_> {
             }
             removed.push(key);
             value = Spanned::new(table_span, DeValue::Table(rest));
+        }
+    }
+
+    fn actions(&mut self, raw: RawActions) -> ActionSettings {
+        let url = raw
+            .report_central
+            .as_ref()
+            .and_then(|r| r.url.as_ref())
+            .and_then(|u| {
+                let text = u.get_ref();
+                if text.starts_with("http://") || text.starts_with("https://") {
+                    Some(text.clone())
+                } else {
+                    self.push(
+                        Some(u.span()),
+                        "actions.report_central.url",
+                        format!("`{text}` is not an http:// or https:// URL"),
+                    );
+                    None
+                }
+            });
+        ActionSettings {
+            record_local_path: raw.record_local.and_then(|r| r.path),
+            report_central_path: raw.report_central.and_then(|r| r.path),
+            report_central_url: url,
         }
     }
 

@@ -29,6 +29,11 @@ pub(crate) struct RawRecordAction {
     /// Append one JSON line per call to this file. Without it the action only counts.
     #[serde(default)]
     pub(crate) path: Option<String>,
+    /// `report_central` only, under `banhammer serve`: POST each decision as JSON to this
+    /// `http://` or `https://` URL (retried with backoff; a bounded queue drops and counts
+    /// what it cannot hold).
+    #[serde(default)]
+    pub(crate) url: Option<toml::Spanned<String>>,
 }
 
 /// `[actions]`: settings of the built-in actions.

@@ -324,3 +324,80 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn serve_and_detect_read_with_environment_overrides() {
+    let text = "[serve]\nlisten = \"0.0.0.0:9000\"\ntoken_from = \"peer\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+                [detect]\nip_requests_limit = 20\nsample_period = 10\n";
+    let env: std::collections::HashMap<String, String> = [
+        ("IP_REQUESTS_LIMIT".to_owned(), "7".to_owned()),
+        ("IP_BAN_TIME".to_owned(), "60".to_owned()),
+        ("BANHAMMER_ADMIN_TOKEN".to_owned(), "s3cret".to_owned()),
+    ]
+    .into();
+    let c = Config::parse_with_env(text, "t.toml", &env).unwrap();
+    assert_eq!(c.serve.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(c.serve.token_from, TokenFrom::Peer);
+    assert_eq!(c.serve.admin_token.as_deref(), Some("s3cret"));
+    assert_eq!(
+        c.detect,
+        DetectSettings {
+            ip_requests_limit: 7,
+            ip_emails_limit: 2,
+            sample_period: 10,
+            ip_ban_time: 60
+        },
+        "the environment wins over the file, the file over the defaults"
+    );
+    let defaults = Config::parse("", "t.toml").unwrap();
+    assert_eq!(defaults.detect, DetectSettings::default());
+}
+
+#[test]
+fn the_detector_becomes_a_metric_family() {
+    let mut c = Config::parse("", "t.toml").unwrap();
+    c.add_detector();
+    let m = &c.metrics[0];
+    assert_eq!(m.name, "detect:*");
+    assert_eq!(
+        m.thresholds[0].limit.get(),
+        11,
+        "more than 10 requests: the 11th"
+    );
+    assert_eq!(
+        m.thresholds[1].limit.get(),
+        3,
+        "more than 2 emails: the 3rd"
+    );
+    assert_eq!(m.thresholds[1].kind, Kind::Distinct("email".into()));
+    assert_eq!(m.thresholds[0].action_duration, Seconds::new(30));
+    assert!(c.ruleset(&|n| Arc::new(NamedNoop(n.to_owned()))).is_ok());
+}
+
+#[test]
+fn serve_and_detect_errors_are_located() {
+    let env: std::collections::HashMap<String, String> =
+        [("SAMPLE_PERIOD".to_owned(), "soon".to_owned())].into();
+    let errs = Config::parse_with_env(
+        "[serve]\nlisten = \"nowhere\"\ntoken_from = \"cookie\"\n[detect]\nip_ban_time = 0\n\
+         [actions.report_central]\nurl = \"ftp://x\"\n",
+        "t.toml",
+        &env,
+    )
+    .unwrap_err();
+    let text: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    let expected = [
+        "environment variable SAMPLE_PERIOD: detect.sample_period: `soon` must be a whole number",
+        "t.toml:2:10: serve.listen: `nowhere` is not an address",
+        "t.toml:3:14: serve.token_from: `cookie` is not \"body\" or \"peer\"",
+        "t.toml:5:15: detect.ip_ban_time: must be 1 to 1000000",
+        "t.toml:7:7: actions.report_central.url: `ftp://x` is not an http:// or https:// URL",
+    ];
+    assert_eq!(text.len(), expected.len(), "{text:#?}");
+    for (got, want) in text.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}

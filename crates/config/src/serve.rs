@@ -1,0 +1,307 @@
+//! `[serve]` and `[detect]`: the HTTP service and its credential-stuffing detector.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use crate::Cx;
+
+/// Where settings may also come from: the process environment, or a map in tests (tests never
+/// change the real environment).
+pub trait Env {
+    /// The variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for std::collections::HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// `[serve]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    /// SQLite file for the decision log and active bans. Default `banhammer.sqlite`.
+    #[serde(default)]
+    db: Option<String>,
+    /// Return `token_rate_1m/10m/60m` with every `POST /v1/incr` (also `?rates=true`).
+    #[serde(default)]
+    return_rates: bool,
+    /// Bearer token required by admin routes (`now`, `status`, `bans`). Also from the
+    /// environment variable `BANHAMMER_ADMIN_TOKEN`. Default: none (admin routes open).
+    #[serde(default)]
+    admin_token: Option<String>,
+    /// Where `POST /v1/incr` takes the token from: `"body"` (what the caller sends; default)
+    /// or `"peer"` (the client address, from `X-Forwarded-For` only behind trusted proxies).
+    #[serde(default)]
+    token_from: Option<Spanned<String>>,
+    /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR ranges.
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    /// Largest request body accepted, in bytes. Default 16384.
+    #[serde(default)]
+    max_body_bytes: Option<Spanned<u64>>,
+    /// Time allowed to read a request and answer it, in milliseconds. Default 10000.
+    #[serde(default)]
+    request_timeout_ms: Option<Spanned<u64>>,
+    /// Connections served at once; more wait to be accepted. Default 10000.
+    #[serde(default)]
+    max_connections: Option<Spanned<u64>>,
+}
+
+/// Where `POST /v1/incr` takes its token from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenFrom {
+    /// The request body's `token`.
+    #[default]
+    Body,
+    /// The client address.
+    Peer,
+}
+
+/// `[serve]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// SQLite decision store.
+    pub db: PathBuf,
+    /// Rates with every incr.
+    pub return_rates: bool,
+    /// Admin bearer token.
+    pub admin_token: Option<String>,
+    /// Token source for incr.
+    pub token_from: TokenFrom,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Body cap.
+    pub max_body_bytes: usize,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Connection cap.
+    pub max_connections: usize,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db: PathBuf::from("banhammer.sqlite"),
+            return_rates: false,
+            admin_token: None,
+            token_from: TokenFrom::Body,
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// `[detect]`: the credential-stuffing detector behind `PUT /detect`. Each field may also
+/// come from the environment variable named in capitals, which wins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    /// `IP_REQUESTS_LIMIT`: requests per IP and event name allowed within the sample period
+    /// (the next one is the attack). Default 10.
+    #[serde(default)]
+    ip_requests_limit: Option<Spanned<u64>>,
+    /// `IP_EMAILS_LIMIT`: distinct emails per IP and event name allowed within the sample
+    /// period. Default 2.
+    #[serde(default)]
+    ip_emails_limit: Option<Spanned<u64>>,
+    /// `SAMPLE_PERIOD`: the window, in seconds. Default 5.
+    #[serde(default)]
+    sample_period: Option<Spanned<u64>>,
+    /// `IP_BAN_TIME`: how long a detected IP is answered `true`, in seconds. Default 30.
+    #[serde(default)]
+    ip_ban_time: Option<Spanned<u64>>,
+}
+
+/// `[detect]`, validated: the original service's four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectSettings {
+    /// Requests allowed per IP and event name in the sample period.
+    pub ip_requests_limit: u64,
+    /// Distinct emails allowed per IP and event name in the sample period.
+    pub ip_emails_limit: u64,
+    /// The sample period, seconds (at least 1).
+    pub sample_period: u64,
+    /// The ban, seconds (at least 1).
+    pub ip_ban_time: u64,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings {
+            ip_requests_limit: 10,
+            ip_emails_limit: 2,
+            sample_period: 5,
+            ip_ban_time: 30,
+        }
+    }
+}
+
+impl DetectSettings {
+    /// The metric family the detector counts in: `detect:{event_name}` per IP.
+    pub const FAMILY: &'static str = "detect:*";
+}
+
+impl Cx<'_> {
+    pub(crate) fn serve(&mut self, value: &Spanned<DeValue<'_>>) -> Option<ServeSettings> {
+        let raw = self.de::<RawServe>("serve", value)?;
+        let mut s = ServeSettings::default();
+        if let Some(l) = raw.listen {
+            match l.get_ref().parse() {
+                Ok(a) => s.listen = a,
+                Err(_) => self.push(
+                    Some(l.span()),
+                    "serve.listen",
+                    format!("`{}` is not an address such as 127.0.0.1:8080", l.get_ref()),
+                ),
+            }
+        }
+        if let Some(db) = raw.db {
+            s.db = PathBuf::from(db);
+        }
+        s.return_rates = raw.return_rates;
+        s.admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        if let Some(t) = raw.token_from {
+            match t.get_ref().as_str() {
+                "body" => s.token_from = TokenFrom::Body,
+                "peer" => s.token_from = TokenFrom::Peer,
+                other => self.push(
+                    Some(t.span()),
+                    "serve.token_from",
+                    format!("`{other}` is not \"body\" or \"peer\""),
+                ),
+            }
+        }
+        for p in &raw.trusted_proxies {
+            match crate::accesslog::parse_net(p.get_ref()) {
+                Some(n) => s.trusted_proxies.push(n),
+                None => self.push(
+                    Some(p.span()),
+                    "serve.trusted_proxies",
+                    format!("`{}` is not an address or CIDR range", p.get_ref()),
+                ),
+            }
+        }
+        let mut bounded = |field: &str, v: Option<Spanned<u64>>, lo: u64, hi: u64| {
+            v.and_then(|v| {
+                let n = *v.get_ref();
+                if (lo..=hi).contains(&n) {
+                    Some(n)
+                } else {
+                    self.push(Some(v.span()), field, format!("must be {lo} to {hi}"));
+                    None
+                }
+            })
+        };
+        if let Some(n) = bounded(
+            "serve.max_body_bytes",
+            raw.max_body_bytes,
+            64,
+            64 * 1024 * 1024,
+        ) {
+            s.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = bounded(
+            "serve.request_timeout_ms",
+            raw.request_timeout_ms,
+            10,
+            600_000,
+        ) {
+            s.request_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = bounded("serve.max_connections", raw.max_connections, 1, 1_000_000) {
+            s.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Some(s)
+    }
+
+    pub(crate) fn detect(
+        &mut self,
+        value: Option<&Spanned<DeValue<'_>>>,
+        env: &dyn Env,
+    ) -> DetectSettings {
+        let raw = match value {
+            Some(v) => self.de::<RawDetect>("detect", v).unwrap_or_default(),
+            None => RawDetect::default(),
+        };
+        let mut d = DetectSettings::default();
+        let fields: [(&str, &str, Option<Spanned<u64>>, &mut u64, u64); 4] = [
+            (
+                "detect.ip_requests_limit",
+                "IP_REQUESTS_LIMIT",
+                raw.ip_requests_limit,
+                &mut d.ip_requests_limit,
+                0,
+            ),
+            (
+                "detect.ip_emails_limit",
+                "IP_EMAILS_LIMIT",
+                raw.ip_emails_limit,
+                &mut d.ip_emails_limit,
+                0,
+            ),
+            (
+                "detect.sample_period",
+                "SAMPLE_PERIOD",
+                raw.sample_period,
+                &mut d.sample_period,
+                1,
+            ),
+            (
+                "detect.ip_ban_time",
+                "IP_BAN_TIME",
+                raw.ip_ban_time,
+                &mut d.ip_ban_time,
+                1,
+            ),
+        ];
+        for (field, var, file, slot, min) in fields {
+            if let Some(v) = file {
+                if *v.get_ref() < min || *v.get_ref() > 1_000_000 {
+                    self.push(Some(v.span()), field, format!("must be {min} to 1000000"));
+                } else {
+                    *slot = *v.get_ref();
+                }
+            }
+            if let Some(text) = env.var(var) {
+                match text.trim().parse::<u64>() {
+                    Ok(n) if (min..=1_000_000).contains(&n) => *slot = n,
+                    _ => self.errors.push(crate::ConfigError {
+                        origin: format!("environment variable {var}"),
+                        line: 0,
+                        column: 0,
+                        field: field.to_owned(),
+                        message: format!("`{text}` must be a whole number from {min} to 1000000"),
+                    }),
+                }
+            }
+        }
+        d
+    }
+}
