@@ -168,6 +168,9 @@ impl DetectSettings {
     pub const FAMILY: &'static str = "detect:*";
 }
 
+/// One `[detect]` number: field, environment variable, file value, where it goes, minimum.
+type DetectField<'a> = (&'a str, &'a str, Option<Spanned<u64>>, &'a mut u64, u64);
+
 impl Cx<'_> {
     pub(crate) fn serve(&mut self, value: &Spanned<DeValue<'_>>) -> Option<ServeSettings> {
         let raw = self.de::<RawServe>("serve", value)?;
@@ -251,7 +254,7 @@ impl Cx<'_> {
             None => RawDetect::default(),
         };
         let mut d = DetectSettings::default();
-        let fields: [(&str, &str, Option<Spanned<u64>>, &mut u64, u64); 4] = [
+        let fields: [DetectField<'_>; 4] = [
             (
                 "detect.ip_requests_limit",
                 "IP_REQUESTS_LIMIT",
