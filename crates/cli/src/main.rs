@@ -4,6 +4,7 @@ mod check;
 mod eval;
 mod replay;
 mod script;
+mod serve;
 mod watch;
 
 use std::path::PathBuf;
@@ -56,6 +57,34 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+    },
+    /// Serves the engine over HTTP, with the credential-stuffing detector `PUT /detect`.
+    ///
+    /// Without a configuration it runs the detector alone, on the embedded default: state in
+    /// memory, decisions in a SQLite file. Prints the address it listens on; stops on SIGTERM or
+    /// SIGINT after the requests in flight are answered.
+    Serve {
+        /// The configuration file (TOML). Optional.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `[serve] listen`; port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The SQLite decision store (overrides `[serve] db`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Lists the active bans kept in a decision store (or, with --all, its decision log).
+    Bans {
+        /// The SQLite file of `serve` or `watch`.
+        #[arg(long)]
+        db: PathBuf,
+        /// The decision log instead of the active bans.
+        #[arg(long)]
+        all: bool,
+        /// The latest this many log rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Follows an access log like `tail -F` and sends each decision to the configured sinks.
     ///
@@ -128,6 +157,11 @@ fn main() -> ExitCode {
             files,
             format,
         } => replay::run(&config, &files, format.into()),
+        Command::Serve { config, listen, db } => {
+            init_logging();
+            serve::run(&serve::ServeOptions { config, listen, db })
+        }
+        Command::Bans { db, all, limit } => serve::list(&db, all, limit),
         Command::Watch {
             config,
             file,

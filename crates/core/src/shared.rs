@@ -69,16 +69,31 @@ impl<C: Clock + Clone> SharedEngine<C> {
         self.shard_for(token, metric).incr(token, metric)
     }
 
-    /// [`Engine::observe`]. For a global-scope metric, `passed` reflects bans kept in shard 0
-    /// only; ask [`SharedEngine::is_banned`] for the token's own.
+    /// [`Engine::observe`]. A global-scope metric counts in shard 0; `passed` is then the
+    /// token's own ban, in its shard, brought to the same time first.
     pub fn observe(&self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
-        let mut verdict = self
-            .shard_for(event.token, event.metric)
-            .observe(event, want_rates)?;
-        if self.shards.len() > 1 && self.is_global(event.metric) {
-            verdict.passed = !self.is_banned(event.token);
+        if self.shards.len() == 1 || !self.is_global(event.metric) {
+            return self
+                .shard_for(event.token, event.metric)
+                .observe(event, want_rates);
         }
-        Ok(verdict)
+        let (verdict, now) = {
+            let mut shard = lock(&self.shards[0]);
+            let verdict = shard.observe(event, want_rates)?;
+            (verdict, shard.time())
+        };
+        // The token's shard may not have seen time pass: a ban that has ended must be seen to
+        // have ended (and its UNBAN reported first, as one engine would).
+        let mut own = self.token_shard(event.token);
+        let mut decisions = own.advance(now);
+        let passed = !own.is_banned(event.token);
+        decisions.extend(verdict.decisions);
+        decisions.sort_by_key(|d| d.at);
+        Ok(Verdict {
+            passed,
+            decisions,
+            ..verdict
+        })
     }
 
     fn is_global(&self, metric: &str) -> bool {
@@ -131,6 +146,11 @@ impl<C: Clock + Clone> SharedEngine<C> {
         for s in &self.shards {
             f(&mut lock(s));
         }
+    }
+
+    /// Runs `f` on the shard that holds `token` (restoring a ban, reading one).
+    pub fn for_each_token_shard(&self, token: &str, f: impl FnOnce(&mut Engine<C>)) {
+        f(&mut self.token_shard(token));
     }
 
     /// The counters of all shards added up.

@@ -1,12 +1,13 @@
 //! Memory bounds: a million tokens with one event each stay under 300 MB of resident memory,
-//! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive.
+//! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive, in one
+//! engine and split across the shards of a `SharedEngine`.
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 
 use banhammer_core::{
-    Effect, Engine, Event, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp,
-    Window,
+    Effect, Engine, Event, ManualClock, MetricRule, Ruleset, Scope, Seconds, SharedEngine,
+    Threshold, Timestamp, Window,
 };
 
 /// Resident set size of this process, from `/proc/self/status`.
@@ -56,6 +57,7 @@ fn token(i: u32, buf: &mut String) -> &str {
 fn memory_stays_bounded() {
     a_million_tokens_fit_in_300_mb();
     the_cap_holds_and_counts_its_evictions();
+    a_shared_engine_splits_the_cap_across_its_shards();
 }
 
 #[allow(clippy::print_stdout)] // the figure is the point of this test
@@ -68,7 +70,7 @@ fn a_million_tokens_fit_in_300_mb() {
     for i in 0..n {
         let at = Timestamp::from_unix(1_700_000_000 + i64::from(i / 10_000));
         engine
-            .observe(&Event::new(token(i, &mut buf), "request", at), false)
+            .observe(&Event::new(token(i, &mut buf), "request", at), true)
             .unwrap();
     }
     let after = rss_bytes();
@@ -97,4 +99,18 @@ fn the_cap_holds_and_counts_its_evictions() {
     assert_eq!(engine.status(&last, "request").unwrap().tiers[0].value, 1);
     let first = token(0, &mut buf).to_owned();
     assert_eq!(engine.status(&first, "request").unwrap().tiers[0].value, 0);
+}
+
+fn a_shared_engine_splits_the_cap_across_its_shards() {
+    let clock = ManualClock::new(Timestamp::from_unix(1_700_000_000));
+    let shards = NonZeroUsize::new(16).unwrap();
+    let engine = SharedEngine::new(rules(Some(100_000)), &clock, shards);
+    let mut buf = String::new();
+    for i in 0..1_000_000u32 {
+        engine.incr(token(i, &mut buf), "request").unwrap();
+    }
+    // 6,250 per shard; every shard sees far more tokens than that, so each is full.
+    let c = engine.counters();
+    assert_eq!(c.tracked_tokens, 100_000);
+    assert_eq!(c.evictions, 900_000);
 }

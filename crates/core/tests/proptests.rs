@@ -1,16 +1,25 @@
 //! Property tests: random event scripts through the engine and through a naive reference
 //! model written from DESIGN.md's text alone (sorted lists of timestamps, brute force), which
-//! must agree on every decision, every `passed` and every rate.
+//! must agree on every decision, every `passed` and every rate; plus invariants that hold
+//! whatever the rules, and the windows against brute force.
+//!
+//! Contents: strategies · the reference model · drivers (`observe` as `banhammer eval`,
+//! `observe` with a tick every second, `incr` on a manual clock, `SharedEngine`) · the model
+//! on DESIGN.md's worked examples · agreement properties · invariants · windows.
 
-use std::collections::HashMap;
-use std::num::NonZeroU64;
+use std::collections::{HashMap, HashSet};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
 
 use banhammer_core::{
-    BanPolicy, Effect, Engine, Event, ManualClock, MetricRule, Rates, Ruleset, Scope, Seconds,
-    Threshold, Timestamp, Window,
+    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, Event, ManualClock,
+    MetricRule, Rates, Ruleset, Scope, Seconds, SharedEngine, SlidingWindow, Threshold, Timestamp,
+    Window,
 };
 use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
 
 #[derive(Debug, Clone)]
 struct Tier {
@@ -28,6 +37,8 @@ struct Metric {
     tiers: Vec<Tier>,
 }
 
+/// Limits 1..=5, windows 1..=19 s, durations 1..=49 s; a token-scope tier blocks or notifies,
+/// a global one alerts; either policy.
 fn tier(global: bool) -> impl Strategy<Value = Tier> {
     (1u64..6, 1i64..20, 1i64..50, any::<bool>(), any::<bool>()).prop_map(
         move |(limit, window, duration, block, violation)| Tier {
@@ -50,6 +61,7 @@ fn tier(global: bool) -> impl Strategy<Value = Tier> {
     )
 }
 
+/// One or two token-scope metrics (`m`, `n`) of 1 to 3 tiers, maybe a global `hits` metric.
 fn metrics() -> impl Strategy<Value = Vec<Metric>> {
     let token_metric = |name: &'static str| {
         proptest::collection::vec(tier(false), 1..4).prop_map(move |tiers| Metric {
@@ -78,16 +90,34 @@ fn metrics() -> impl Strategy<Value = Vec<Metric>> {
         })
 }
 
-/// `(gap, token, metric index)` triples.
-fn script(metric_count: usize) -> impl Strategy<Value = Vec<(i64, &'static str, usize)>> {
+/// `(gap, token, metric index)` triples: gaps of 0 to 15 s, mostly short so that limits are
+/// reached; with `idle`, now and then an hour or more, so that tokens expire and windows forget.
+fn script(
+    metric_count: usize,
+    idle: bool,
+) -> impl Strategy<Value = Vec<(i64, &'static str, usize)>> {
+    let gap = if idle {
+        prop_oneof![30 => 0i64..3, 10 => 3i64..16, 1 => 16i64..700, 1 => 3_000i64..5_000].boxed()
+    } else {
+        prop_oneof![3 => 0i64..3, 1 => 3i64..16].boxed()
+    };
     proptest::collection::vec(
         (
-            prop_oneof![3 => 0i64..3, 1 => 3i64..16],
+            gap,
             prop_oneof![Just("a"), Just("b"), Just("c")],
             0..metric_count,
         ),
         1..70,
     )
+}
+
+fn rules_and_script(
+    idle: bool,
+) -> impl Strategy<Value = (Vec<Metric>, Vec<(i64, &'static str, usize)>)> {
+    metrics().prop_flat_map(move |m| {
+        let n = m.len();
+        (Just(m), script(n, idle))
+    })
 }
 
 fn ruleset(metrics: &[Metric]) -> Arc<Ruleset> {
@@ -116,18 +146,36 @@ fn ruleset(metrics: &[Metric]) -> Arc<Ruleset> {
     Arc::new(b.build().unwrap())
 }
 
-/// One step of output: the decisions of an event, its `passed`, its rates.
+/// Event times from gaps, starting at 1000.
+fn timed(script: &[(i64, &'static str, usize)]) -> Vec<(i64, &'static str, usize)> {
+    let mut t = 1_000;
+    script
+        .iter()
+        .map(|&(gap, token, m)| {
+            t += gap;
+            (t, token, m)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference model
+
+/// One step of output: the decision records of an event (`at,VERB,token`), its `passed`, its
+/// rates.
 type Step = (Vec<String>, bool, Rates);
 
-/// DESIGN.md, read literally and computed by brute force.
+/// DESIGN.md, read literally and computed by brute force: every event kept, every count a scan.
 #[derive(Default)]
 struct Model {
     metrics: Vec<Metric>,
     now: i64,
-    /// Every event, per (token, metric index); global metrics use the token "global".
+    /// Every event time, per (token, metric index); global metrics use the token "global".
     events: HashMap<(String, usize), Vec<i64>>,
-    /// Active decisions by episode key.
+    /// Active decisions by episode: one ban per token, one notice per token and tier, one
+    /// alert per global tier.
     active: HashMap<Key, Active>,
+    /// Start order, the tie-break between decisions ending in the same second.
     next_id: u64,
 }
 
@@ -138,17 +186,28 @@ enum Key {
     Alert(usize, usize),
 }
 
+impl Key {
+    fn verbs(&self) -> (&'static str, &'static str) {
+        match self {
+            Key::Block(_) => ("BAN", "UNBAN"),
+            Key::Notify(..) => ("NOTIFY", "NOTIFY_END"),
+            Key::Alert(..) => ("ALERT", "RECOVER"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Active {
     id: u64,
     token: String,
-    /// after_trigger reaches: ends.
+    /// `after_trigger` reaches: t + duration for each event t at which a tier held.
     triggers: Vec<i64>,
-    /// after_violation reaches: (last holding second, duration).
+    /// `after_violation` reaches: (last second the tier holds, duration).
     holds: Vec<(i64, i64)>,
 }
 
 impl Active {
+    /// The furthest reach; with the clock stopped at `stop`, a hold runs no further than it.
     fn until(&self, stop: Option<i64>) -> i64 {
         let t = self.triggers.iter().copied().max().unwrap_or(i64::MIN);
         let h = self
@@ -162,12 +221,22 @@ impl Active {
 }
 
 impl Model {
+    fn new(metrics: &[Metric]) -> Self {
+        Model {
+            metrics: metrics.to_vec(),
+            now: i64::MIN,
+            ..Model::default()
+        }
+    }
+
+    /// Events in the window `(s - window, s]`.
     fn count(&self, token: &str, metric: usize, s: i64, window: i64) -> u64 {
         self.events.get(&(token.to_owned(), metric)).map_or(0, |v| {
             v.iter().filter(|&&t| t > s - window && t <= s).count() as u64
         })
     }
 
+    /// Token tiers hold when the count reaches the limit, global alerts when it exceeds it.
     fn holds(&self, token: &str, metric: usize, tier: usize, s: i64) -> bool {
         let t = &self.metrics[metric].tiers[tier];
         let c = self.count(token, metric, s, t.window);
@@ -178,9 +247,10 @@ impl Model {
         }
     }
 
-    /// When each active decision ends if time runs to `to` with no new event.
+    /// When an active decision ends if no further event comes (the clock stopped at `stop`).
     fn end_time(&self, key: &Key, a: &Active, stop: Option<i64>) -> i64 {
         match key {
+            // The first second at which the alert's window no longer exceeds the limit.
             Key::Alert(m, tier) => {
                 let mut s = self.now;
                 while self.holds("global", *m, *tier, s) {
@@ -192,6 +262,7 @@ impl Model {
         }
     }
 
+    /// Moves time to `to`, ending (at exactly their end) the decisions that end by then.
     fn advance(&mut self, to: i64, out: &mut Vec<String>) {
         let mut ends: Vec<(i64, u64, Key)> = self
             .active
@@ -202,22 +273,17 @@ impl Model {
         ends.sort_by_key(|(at, id, _)| (*at, *id));
         for (at, _, key) in ends {
             let a = self.active.remove(&key).unwrap();
-            let verb = match key {
-                Key::Block(_) => "UNBAN",
-                Key::Notify(..) => "NOTIFY_END",
-                Key::Alert(..) => "RECOVER",
-            };
-            out.push(format!("{at},{verb},{}", a.token));
+            out.push(format!("{at},{},{}", key.verbs().1, a.token));
         }
         self.now = self.now.max(to);
     }
 
     fn event(&mut self, t: i64, token: &str, metric: usize) -> Step {
         let mut out = Vec::new();
+        // Ends at t come before the event at t is counted.
         self.advance(t, &mut out);
         let now = self.now;
-        let scope = self.metrics[metric].scope;
-        let who = if scope == Scope::Global {
+        let who = if self.metrics[metric].scope == Scope::Global {
             "global"
         } else {
             token
@@ -236,10 +302,10 @@ impl Model {
                 Effect::Notify => Key::Notify(who.to_owned(), metric, tier),
                 Effect::Alert => Key::Alert(metric, tier),
             };
-            // Where this threshold carries the decision.
             let (trigger, hold) = match th.policy {
                 _ if th.effect == Effect::Alert => (None, None),
                 BanPolicy::AfterTrigger => (Some(now + th.duration), None),
+                // The last second at which the tier still holds with no further event.
                 BanPolicy::AfterViolation => {
                     let mut s = now;
                     while self.holds(who, metric, tier, s + 1) {
@@ -248,10 +314,9 @@ impl Model {
                     (None, Some((s, th.duration)))
                 }
             };
-            let entry = self.active.entry(key.clone());
-            let is_new = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
             let id = self.next_id;
-            let a = entry.or_insert_with(|| Active {
+            let is_new = !self.active.contains_key(&key);
+            let a = self.active.entry(key.clone()).or_insert_with(|| Active {
                 id,
                 token: who.to_owned(),
                 triggers: Vec::new(),
@@ -261,12 +326,7 @@ impl Model {
             a.holds.extend(hold);
             if is_new {
                 self.next_id += 1;
-                let verb = match key {
-                    Key::Block(_) => "BAN",
-                    Key::Notify(..) => "NOTIFY",
-                    Key::Alert(..) => "ALERT",
-                };
-                out.push(format!("{now},{verb},{who}"));
+                out.push(format!("{now},{},{who}", key.verbs().0));
             }
         }
         let passed = !self.active.contains_key(&Key::Block(token.to_owned()));
@@ -278,18 +338,14 @@ impl Model {
         (out, passed, rates)
     }
 
+    /// The input is over: every active decision ends where it would with the clock stopped.
     fn finish(&mut self) -> Vec<String> {
         let mut ends: Vec<(i64, u64, String)> = self
             .active
             .iter()
             .map(|(k, a)| {
-                let verb = match k {
-                    Key::Block(_) => "UNBAN",
-                    Key::Notify(..) => "NOTIFY_END",
-                    Key::Alert(..) => "RECOVER",
-                };
                 let at = self.end_time(k, a, Some(self.now));
-                (at, a.id, format!("{at},{verb},{}", a.token))
+                (at, a.id, format!("{at},{},{}", k.verbs().1, a.token))
             })
             .collect();
         ends.sort_by_key(|(at, id, _)| (*at, *id));
@@ -297,37 +353,8 @@ impl Model {
     }
 }
 
-fn run_engine(metrics: &[Metric], events: &[(i64, &str, usize)]) -> (Vec<Step>, Vec<String>) {
-    let mut engine = Engine::new(
-        ruleset(metrics),
-        ManualClock::new(Timestamp::from_unix(i64::MIN)),
-    );
-    let mut steps = Vec::new();
-    for &(t, token, m) in events {
-        let v = engine
-            .observe(
-                &Event::new(token, &metrics[m].name, Timestamp::from_unix(t)),
-                true,
-            )
-            .unwrap();
-        let decisions = v
-            .decisions
-            .iter()
-            .filter(|d| d.is_record())
-            .map(ToString::to_string)
-            .collect();
-        steps.push((decisions, v.passed, v.rates.unwrap()));
-    }
-    let end = engine.finish().iter().map(ToString::to_string).collect();
-    (steps, end)
-}
-
 fn run_model(metrics: &[Metric], events: &[(i64, &str, usize)]) -> (Vec<Step>, Vec<String>) {
-    let mut model = Model {
-        metrics: metrics.to_vec(),
-        now: i64::MIN,
-        ..Model::default()
-    };
+    let mut model = Model::new(metrics);
     let steps = events
         .iter()
         .map(|&(t, token, m)| model.event(t, token, m))
@@ -335,54 +362,410 @@ fn run_model(metrics: &[Metric], events: &[(i64, &str, usize)]) -> (Vec<Step>, V
     (steps, model.finish())
 }
 
-fn timed(script: &[(i64, &'static str, usize)]) -> Vec<(i64, &'static str, usize)> {
-    let mut t = 1_000;
-    script
+// ---------------------------------------------------------------------------------------------
+// Drivers
+
+/// How the engine is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drive {
+    /// As `banhammer eval`: `observe` at each event's time, then `finish`.
+    Eval,
+    /// The same, with `advance` called at every second between events.
+    Ticking,
+    /// The library call: the clock set to each event's time, then `incr`.
+    Incr,
+}
+
+/// What the engine said: per event, and at the end.
+struct Run {
+    steps: Vec<Step>,
+    /// Every start and end (no extensions), per event.
+    records: Vec<Vec<DecisionEvent>>,
+    end: Vec<DecisionEvent>,
+}
+
+impl Run {
+    fn end_strings(&self) -> Vec<String> {
+        self.end.iter().map(ToString::to_string).collect()
+    }
+}
+
+fn records(decisions: &[DecisionEvent]) -> Vec<DecisionEvent> {
+    decisions
         .iter()
-        .map(|&(gap, token, m)| {
-            t += gap;
-            (t, token, m)
-        })
+        .filter(|d| d.is_record())
+        .cloned()
         .collect()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
-
-    #[test]
-    fn the_engine_agrees_with_the_reference_model(
-        (metrics, script) in metrics().prop_flat_map(|m| { let n = m.len(); (Just(m), script(n)) })
-    ) {
-        let events = timed(&script);
-        let (engine_steps, engine_end) = run_engine(&metrics, &events);
-        let (model_steps, model_end) = run_model(&metrics, &events);
-        for (i, (e, m)) in engine_steps.iter().zip(&model_steps).enumerate() {
-            prop_assert_eq!(e, m, "event {} {:?}", i, events[i]);
-        }
-        prop_assert_eq!(engine_end, model_end);
-    }
-
-    #[test]
-    fn every_ban_ends_once_and_bans_never_overlap(
-        (metrics, script) in metrics().prop_flat_map(|m| { let n = m.len(); (Just(m), script(n)) })
-    ) {
-        let events = timed(&script);
-        let (steps, end) = run_engine(&metrics, &events);
-        let mut open: HashMap<String, i64> = HashMap::new();
-        for line in steps.iter().flat_map(|s| s.0.iter()).chain(&end) {
-            let mut parts = line.split(',');
-            let at: i64 = parts.next().unwrap().parse().unwrap();
-            let verb = parts.next().unwrap();
-            let token = parts.next().unwrap().to_owned();
-            match verb {
-                "BAN" => prop_assert!(open.insert(token, at).is_none(), "two overlapping bans"),
-                "UNBAN" => {
-                    let from = open.remove(&token);
-                    prop_assert!(from.is_some_and(|f| at > f), "an UNBAN without its BAN, or not after it");
-                }
-                _ => {}
+fn run_engine(metrics: &[Metric], events: &[(i64, &str, usize)], drive: Drive) -> Run {
+    let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+    let mut engine = Engine::new(ruleset(metrics), clock.clone());
+    let mut run = Run {
+        steps: Vec::new(),
+        records: Vec::new(),
+        end: Vec::new(),
+    };
+    let mut prev: Option<i64> = None;
+    for &(t, token, m) in events {
+        let at = Timestamp::from_unix(t);
+        let mut got = Vec::new();
+        if drive == Drive::Ticking {
+            for s in prev.map_or(t, |p| p + 1)..t {
+                got.extend(records(&engine.advance(Timestamp::from_unix(s))));
             }
         }
-        prop_assert!(open.is_empty(), "every BAN has its UNBAN at the end of input");
+        let v = if drive == Drive::Incr {
+            clock.set(at);
+            engine.incr(token, &metrics[m].name).unwrap()
+        } else {
+            engine
+                .observe(&Event::new(token, &metrics[m].name, at), true)
+                .unwrap()
+        };
+        got.extend(records(&v.decisions));
+        let strings = got.iter().map(ToString::to_string).collect();
+        run.steps.push((strings, v.passed, v.rates.unwrap()));
+        run.records.push(got);
+        prev = Some(t);
+    }
+    run.end = engine.finish();
+    run
+}
+
+/// Through a `SharedEngine` of four shards: the `passed` and rates of each event, and every
+/// record (sorted: shards end their decisions only when touched or advanced).
+fn run_shared(
+    metrics: &[Metric],
+    events: &[(i64, &str, usize)],
+) -> (Vec<(bool, Rates)>, Vec<String>) {
+    let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+    let shared = SharedEngine::new(ruleset(metrics), &clock, NonZeroUsize::new(4).unwrap());
+    let mut verdicts = Vec::new();
+    let mut all = Vec::new();
+    for &(t, token, m) in events {
+        let v = shared
+            .observe(
+                &Event::new(token, &metrics[m].name, Timestamp::from_unix(t)),
+                true,
+            )
+            .unwrap();
+        verdicts.push((v.passed, v.rates.unwrap()));
+        all.extend(records(&v.decisions));
+    }
+    // Stop every shard's clock at the last event, as `finish` on one engine does.
+    let last = Timestamp::from_unix(events.last().map_or(0, |e| e.0));
+    all.extend(records(&shared.advance(last)));
+    shared.for_each_shard(|e| all.extend(e.finish()));
+    let mut all: Vec<String> = all.iter().map(ToString::to_string).collect();
+    all.sort();
+    (verdicts, all)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model on DESIGN.md's worked examples (limit 3, window 10 s, 100 s)
+
+fn design_example(policy: BanPolicy, script: &[(i64, &'static str)]) -> Vec<String> {
+    let metrics = [Metric {
+        name: "m".to_owned(),
+        scope: Scope::Token,
+        tiers: vec![Tier {
+            limit: 3,
+            window: 10,
+            duration: 100,
+            effect: Effect::Block,
+            policy,
+        }],
+    }];
+    let events: Vec<_> = script.iter().map(|&(t, token)| (t, token, 0)).collect();
+    let (steps, end) = run_model(&metrics, &events);
+    let model: Vec<String> = steps.into_iter().flat_map(|s| s.0).chain(end).collect();
+    let run = run_engine(&metrics, &events, Drive::Eval);
+    let engine: Vec<String> = run
+        .steps
+        .into_iter()
+        .flat_map(|s| s.0)
+        .chain(run.end.iter().map(ToString::to_string))
+        .collect();
+    assert_eq!(model, engine, "{policy:?} {script:?}");
+    model
+}
+
+#[test]
+fn the_model_reproduces_the_worked_examples() {
+    use BanPolicy::{AfterTrigger as T, AfterViolation as V};
+    let a = |times: &[i64]| times.iter().map(|&t| (t, "a")).collect::<Vec<_>>();
+    let ex = design_example;
+    assert_eq!(ex(T, &a(&[0, 1, 2, 50])), ["2,BAN,a", "102,UNBAN,a"]);
+    assert_eq!(ex(T, &a(&[0, 1, 2, 5])), ["2,BAN,a", "105,UNBAN,a"]);
+    let mut script = a(&[0, 1, 2, 102, 103, 104]);
+    script.push((300, "b"));
+    assert_eq!(
+        ex(T, &script),
+        ["2,BAN,a", "102,UNBAN,a", "104,BAN,a", "204,UNBAN,a"]
+    );
+    assert_eq!(ex(V, &a(&[0, 1, 2])), ["2,BAN,a", "102,UNBAN,a"]);
+    let mut script = a(&[0, 1, 2]);
+    script.push((20, "b"));
+    assert_eq!(ex(V, &script), ["2,BAN,a", "109,UNBAN,a"]);
+    let mut script = a(&[0, 1, 2, 5]);
+    script.push((200, "b"));
+    assert_eq!(ex(V, &script), ["2,BAN,a", "110,UNBAN,a"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agreement
+
+fn assert_agrees(
+    metrics: &[Metric],
+    events: &[(i64, &str, usize)],
+    drive: Drive,
+) -> Result<(), TestCaseError> {
+    let run = run_engine(metrics, events, drive);
+    let (model_steps, model_end) = run_model(metrics, events);
+    for (i, (e, m)) in run.steps.iter().zip(&model_steps).enumerate() {
+        prop_assert_eq!(e, m, "{:?}: event {} {:?}", drive, i, events[i]);
+    }
+    prop_assert_eq!(run.end_strings(), model_end, "{:?}: at the end", drive);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every decision record, `passed` and rate, as `banhammer eval` drives the engine.
+    #[test]
+    fn the_engine_agrees_with_the_reference_model((metrics, script) in rules_and_script(false)) {
+        assert_agrees(&metrics, &timed(&script), Drive::Eval)?;
+    }
+
+    /// Ending decisions on a tick instead of at the next event changes nothing; neither does
+    /// the library call on a clock.
+    #[test]
+    fn ticks_and_the_library_call_change_nothing((metrics, script) in rules_and_script(false)) {
+        let events = timed(&script);
+        assert_agrees(&metrics, &events, Drive::Ticking)?;
+        assert_agrees(&metrics, &events, Drive::Incr)?;
+    }
+
+    /// Long idle stretches: tokens expire, windows forget, rates fall back.
+    #[test]
+    fn the_engine_agrees_across_idle_stretches((metrics, script) in rules_and_script(true)) {
+        assert_agrees(&metrics, &timed(&script), Drive::Eval)?;
+    }
+
+    /// Sharding by token changes no verdict and no decision.
+    #[test]
+    fn a_shared_engine_agrees_with_one_engine((metrics, script) in rules_and_script(false)) {
+        let events = timed(&script);
+        let run = run_engine(&metrics, &events, Drive::Eval);
+        let (verdicts, mut shared) = run_shared(&metrics, &events);
+        for (i, (step, v)) in run.steps.iter().zip(&verdicts).enumerate() {
+            prop_assert_eq!((step.1, step.2), *v, "event {} {:?}", i, events[i]);
+        }
+        let mut one: Vec<String> = run.steps.iter().flat_map(|s| s.0.iter().cloned()).chain(run.end_strings()).collect();
+        one.sort();
+        shared.sort();
+        prop_assert_eq!(one, shared);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invariants (whatever the rules)
+
+/// Which episode a record belongs to: one ban per token, one notice per token and tier, one
+/// alert per global tier.
+fn episode(d: &DecisionEvent) -> (Effect, String, String, usize) {
+    match d.effect {
+        Effect::Block => (d.effect, d.token.to_string(), String::new(), 0),
+        Effect::Notify | Effect::Alert => {
+            (d.effect, d.token.to_string(), d.metric.to_string(), d.tier)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A token never has two overlapping bans (nor a notice or alert two overlapping
+    /// episodes); every start is followed by exactly one end, at least a second later, whose
+    /// `from` is the start; records come in time order.
+    #[test]
+    fn every_decision_ends_once_and_never_overlaps((metrics, script) in rules_and_script(false)) {
+        let events = timed(&script);
+        let run = run_engine(&metrics, &events, Drive::Eval);
+        let mut open: HashMap<(Effect, String, String, usize), i64> = HashMap::new();
+        let mut last = i64::MIN;
+        for d in run.records.iter().flatten().chain(&run.end) {
+            let at = d.at.as_unix();
+            prop_assert!(at >= last, "{} after a record at {}", d, last);
+            last = at;
+            match d.change {
+                Change::Start => {
+                    prop_assert_eq!(d.from, d.at);
+                    prop_assert!(open.insert(episode(d), at).is_none(), "{} overlaps an open episode", d);
+                }
+                Change::End => {
+                    let from = open.remove(&episode(d));
+                    prop_assert_eq!(from, Some(d.from.as_unix()), "{} ends no open episode", d);
+                    prop_assert!(at > d.from.as_unix(), "{} not after its start", d);
+                }
+                Change::Extend => prop_assert!(false, "extensions are not records"),
+            }
+        }
+        prop_assert!(open.is_empty(), "left open at the end: {:?}", open);
+    }
+
+    /// `passed` is false exactly when the records so far leave a BAN of the token open; a
+    /// BAN is always issued at the time of the event that causes it.
+    #[test]
+    fn passed_matches_the_records((metrics, script) in rules_and_script(false)) {
+        let events = timed(&script);
+        let run = run_engine(&metrics, &events, Drive::Eval);
+        let mut banned: HashSet<String> = HashSet::new();
+        for (i, (&(t, token, _), records)) in events.iter().zip(&run.records).enumerate() {
+            for d in records.iter().filter(|d| d.effect == Effect::Block) {
+                if d.change == Change::Start {
+                    prop_assert_eq!(d.at.as_unix(), t);
+                    banned.insert(d.token.to_string());
+                } else {
+                    prop_assert!(d.at.as_unix() <= t);
+                    banned.remove(d.token.as_str());
+                }
+            }
+            prop_assert_eq!(run.steps[i].1, !banned.contains(token), "event {} {:?}", i, events[i]);
+        }
+    }
+
+    /// Whatever the policies and the other tiers: for every block tier (limit L, window w),
+    /// a token never gets L events of that metric passed within any w seconds.
+    #[test]
+    fn passed_events_never_reach_a_block_limit((metrics, script) in rules_and_script(false)) {
+        let events = timed(&script);
+        let run = run_engine(&metrics, &events, Drive::Eval);
+        let mut passed: HashMap<(&str, usize), Vec<i64>> = HashMap::new();
+        for (&(t, token, m), step) in events.iter().zip(&run.steps) {
+            if !step.1 || metrics[m].scope == Scope::Global {
+                continue;
+            }
+            let times = passed.entry((token, m)).or_default();
+            times.push(t);
+            for tier in metrics[m].tiers.iter().filter(|t| t.effect == Effect::Block) {
+                // The last passed event of any window is this one or an earlier one.
+                let inside = times.iter().filter(|&&p| p > t - tier.window).count() as u64;
+                prop_assert!(
+                    inside < tier.limit,
+                    "{} passed events of {} for {} in ({}, {}] with limit {}",
+                    inside, metrics[m].name, token, t - tier.window, t, tier.limit
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows against brute force
+
+/// Window operations: add (second, weight), forget up to a second, or query a boundary.
+#[derive(Debug, Clone)]
+enum Op {
+    Add(i64, u64),
+    Forget(i64),
+    Query(i64),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(
+        prop_oneof![
+            6 => (0i64..60, 0u64..4).prop_map(|(at, w)| Op::Add(at, w)),
+            1 => (0i64..60).prop_map(Op::Forget),
+            3 => (-1i64..61).prop_map(Op::Query),
+        ],
+        1..80,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// `SlidingWindow` (out-of-order adds, lazy forgetting) answers every window sum and
+    /// every "does the n-th most recent unit lie inside" exactly, for boundaries at or after
+    /// what was forgotten.
+    #[test]
+    fn sliding_window_is_exact(ops in ops()) {
+        let mut w = SlidingWindow::new();
+        let mut log: Vec<(i64, u64)> = Vec::new();
+        let mut forgotten = i64::MIN;
+        for op in ops {
+            match op {
+                // What has been forgotten cannot come back: the engine ignores events that old.
+                Op::Add(at, weight) if at > forgotten => {
+                    w.add(Timestamp::from_unix(at), weight);
+                    log.push((at, weight));
+                }
+                Op::Add(..) => {}
+                Op::Forget(b) => {
+                    forgotten = forgotten.max(b);
+                    w.forget_until(Timestamp::from_unix(b));
+                }
+                Op::Query(b) => {
+                    let b = b.max(forgotten);
+                    let boundary = Timestamp::from_unix(b);
+                    let sum: u64 = log.iter().filter(|e| e.0 > b).map(|e| e.1).sum();
+                    prop_assert_eq!(w.sum_after(boundary), sum, "sum after {}", b);
+                    let mut units: Vec<i64> = log.iter().flat_map(|&(at, wt)| (0..wt).map(move |_| at)).collect();
+                    units.sort_unstable_by(|a, b| b.cmp(a));
+                    for n in 1..=units.len() as u64 + 1 {
+                        let inside = units.get(n as usize - 1).is_some_and(|&at| at > b);
+                        prop_assert_eq!(
+                            w.nth_latest(n).is_some_and(|at| at > boundary), inside,
+                            "unit {} after {}", n, b
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `DistinctWindow` keeps the `keep` most recently seen values: it counts distinct values
+    /// after a boundary exactly up to `keep`, and knows whether the n-th most recent (n ≤ keep)
+    /// was seen after it.
+    #[test]
+    fn distinct_window_is_exact_up_to_keep(
+        adds in proptest::collection::vec((0i64..40, 0u8..6), 1..60),
+        keep in 1usize..5,
+        forget in proptest::option::of(0i64..40),
+    ) {
+        let mut w = DistinctWindow::new();
+        let mut last_seen: HashMap<u8, i64> = HashMap::new();
+        let mut forgotten = i64::MIN;
+        for (i, &(at, v)) in adds.iter().enumerate() {
+            if at <= forgotten {
+                continue;
+            }
+            w.add(Timestamp::from_unix(at), &v.to_string(), keep);
+            let seen = last_seen.entry(v).or_insert(at);
+            *seen = (*seen).max(at);
+            if i == adds.len() / 2 {
+                if let Some(b) = forget {
+                    forgotten = b;
+                    w.forget_until(Timestamp::from_unix(b));
+                }
+            }
+            let mut times: Vec<i64> = last_seen.values().copied().collect();
+            times.sort_unstable_by(|a, b| b.cmp(a));
+            for b in forgotten.max(-1)..41 {
+                let boundary = Timestamp::from_unix(b);
+                let after = times.iter().filter(|&&t| t > b).count();
+                prop_assert_eq!(w.count_after(boundary), after.min(keep) as u64, "after {}", b);
+                for n in 1..=keep {
+                    let inside = times.get(n - 1).is_some_and(|&t| t > b);
+                    prop_assert_eq!(
+                        w.nth_latest(n as u64).is_some_and(|t| t > boundary), inside,
+                        "value {} after {}", n, b
+                    );
+                }
+            }
+        }
     }
 }

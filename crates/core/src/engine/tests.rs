@@ -842,3 +842,33 @@ fn family_names_are_checked() {
     assert_eq!(r.metric_id("detect:login"), r.metric_id("detect:*"));
     assert_eq!(r.metric_id("detect:"), None, "a member needs a name");
 }
+
+/// Regression (found by the `a_shared_engine_agrees_with_one_engine` property): a global-scope
+/// event counts in shard 0, but its `passed` is the token's own ban, in the token's shard,
+/// which saw no time pass since its last event. A ban that ended meanwhile must be over, and
+/// its UNBAN reported, as one engine does.
+#[test]
+fn a_shared_engine_ends_a_ban_before_answering_a_global_event() {
+    let r = rules(vec![
+        metric("m", vec![threshold(1, 10, Effect::Block, 10)]),
+        global("hits", vec![threshold(100, 10, Effect::Alert, 0)]),
+    ]);
+    let clock = ManualClock::new(ts(i64::MIN));
+    let shared = crate::shared::SharedEngine::new(r, &clock, NonZeroUsize::new(64).unwrap());
+    // Several tokens, so that some surely live outside shard 0 whatever the hasher's seed.
+    let tokens = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for token in tokens {
+        let v = shared
+            .observe(&Event::new(token, "m", ts(0)), false)
+            .unwrap();
+        assert!(!v.passed);
+    }
+    for token in tokens {
+        let v = shared
+            .observe(&Event::new(token, "hits", ts(50)), false)
+            .unwrap();
+        assert!(v.passed, "{token}'s ban ended at 10");
+        let records: Vec<String> = v.decisions.iter().map(ToString::to_string).collect();
+        assert_eq!(records, [format!("10,UNBAN,{token}")]);
+    }
+}

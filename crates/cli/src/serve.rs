@@ -1,0 +1,154 @@
+//! `banhammer serve`: the HTTP service on the embedded default (memory + SQLite).
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use banhammer_config::{Config, ProcessEnv};
+use banhammer_core::{Action, NamedNoop};
+use banhammer_http::AppState;
+use banhammer_runtime::{ActionQueue, ActionTarget, Runtime, TokioClock};
+use banhammer_store_sqlite::DecisionStore;
+
+/// Command-line choices for `serve`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeOptions {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) db: Option<PathBuf>,
+}
+
+/// Builds the built-in actions for the service: files and webhooks go through a queue.
+fn resolver(config: &Config, queue: &Arc<ActionQueue>) -> impl Fn(&str) -> Arc<dyn Action> {
+    let a = &config.actions;
+    let record = a
+        .record_local_path
+        .as_ref()
+        .map(|p| queue.action("record_local", ActionTarget::File(PathBuf::from(p))));
+    let report = match (&a.report_central_url, &a.report_central_path) {
+        (Some(url), _) => Some(queue.action("report_central", ActionTarget::Webhook(url.clone()))),
+        (None, Some(p)) => {
+            Some(queue.action("report_central", ActionTarget::File(PathBuf::from(p))))
+        }
+        (None, None) => None,
+    };
+    move |name: &str| -> Arc<dyn Action> {
+        let queued = match name {
+            "record_local" => record.clone(),
+            "report_central" => report.clone(),
+            _ => None,
+        };
+        queued.unwrap_or_else(|| Arc::new(NamedNoop(name.to_owned())))
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then drains connections and flushes the store.
+pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
+    let mut config = match &opts.config {
+        Some(path) => Config::load_with_env(path, &ProcessEnv).map_err(|e| anyhow!("{e}"))?,
+        None => Config::parse_with_env("", "<default>", &ProcessEnv).map_err(|e| anyhow!("{e}"))?,
+    };
+    if let Some(l) = opts.listen {
+        config.serve.listen = l;
+    }
+    if let Some(db) = &opts.db {
+        config.serve.db.clone_from(db);
+    }
+    config.add_detector();
+    // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates.
+    config.engine.rates = true;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the listening address is the command's output
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let queue = ActionQueue::start();
+    let rules = config
+        .ruleset(&resolver(&config, &queue))
+        .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+    let store = DecisionStore::open(&config.serve.db)
+        .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
+    let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;
+    let rt = Runtime::start(
+        Arc::new(rules),
+        Arc::new(TokioClock::new()),
+        store,
+        NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.serve.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.serve.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(Arc::clone(&rt), config.serve.clone());
+    let app = banhammer_http::app(state);
+    println!("banhammer serve: listening on http://{addr}");
+    tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ticker = tokio::spawn(Arc::clone(&rt).run_ticker(wait_for(stop_rx.clone())));
+    let signals = async move {
+        shutdown_signal().await;
+        tracing::info!("Shutting down.");
+        let _ = stop_tx.send(true);
+    };
+    banhammer_http::run(
+        listener,
+        app,
+        config.serve.max_connections,
+        config.serve.request_timeout,
+        signals,
+    )
+    .await?;
+    let _ = ticker.await;
+    rt.close();
+    tracing::info!("Stopped.");
+    Ok(())
+}
+
+async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be watched");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be watched");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `banhammer bans --db FILE`: active bans (or, with `--all`, the decision log) from a store.
+#[allow(clippy::print_stdout)]
+pub(crate) fn list(db: &Path, all: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    if !db.exists() {
+        return Err(anyhow!("{}: no such decision store", db.display()));
+    }
+    let store = DecisionStore::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let rows = if all {
+        store.history(None, limit)?
+    } else {
+        #[allow(clippy::disallowed_methods)] // the listing shows what is active at wall time
+        let now = banhammer_core::Clock::now(&banhammer_core::SystemClock);
+        store.active_bans(now)?
+    };
+    println!(
+        "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
+        "TOKEN", "VERB", "RULE", "TIER", "VALUE", "FROM", "UNTIL"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
+            r.token, r.verb, r.rule, r.tier, r.value, r.from, r.until
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+//! `ApiError`: every failure as a status and a JSON body; client faults are not logged,
+//! internal ones are, once.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use banhammer_runtime::RuntimeError;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the body is not what the route takes.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: the admin token is missing or wrong.
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413.
+    #[error("the request body is too large")]
+    TooLarge,
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422 with one message: the request is well formed but cannot be acted on.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 422 with messages per field (the detector's shape).
+    #[error("invalid fields")]
+    Fields(BTreeMap<&'static str, Vec<&'static str>>),
+    /// 503: the decision was made but could not be stored.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Event(e) => ApiError::Unprocessable(e.to_string()),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) | ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "Request failed.");
+        }
+        let body = match &self {
+            ApiError::Fields(errors) => json!({ "errors": errors }),
+            other => json!({ "error": other.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose rejections use [`ApiError`]'s JSON shape.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(json_rejection(&e)),
+        }
+    }
+}
+
+pub(crate) fn json_rejection(e: &JsonRejection) -> ApiError {
+    match e {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("expected Content-Type: application/json".to_owned())
+        }
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}

@@ -1,0 +1,76 @@
+//! banhammer-http: the engine over HTTP, shaped like mini-redis: [`app`] builds the router
+//! (tests call it directly), [`run`] serves it on a listener until a shutdown future resolves.
+//!
+//! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
+//! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
+//! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
+
+mod auth;
+mod client_ip;
+mod detect;
+mod error;
+mod metrics;
+mod server;
+mod state;
+mod v1;
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use server::run;
+pub use state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "banhammer",
+        description = "Counts events per token over exact sliding windows and bans, alerts and reports when thresholds are crossed."
+    ),
+    components(schemas(v1::Stats))
+)]
+struct ApiDoc;
+
+/// The router and its OpenAPI document, built from the same route list so they cannot differ.
+pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let admin = OpenApiRouter::new()
+        .routes(routes!(v1::now))
+        .routes(routes!(v1::status_one))
+        .routes(routes!(v1::status_all))
+        .routes(routes!(v1::bans))
+        .routes(routes!(v1::ban, v1::unban))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(v1::incr))
+        .routes(routes!(detect::detect))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(v1::healthz))
+        .routes(routes!(v1::openapi_json))
+        .merge(admin)
+        .split_for_parts();
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings().max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.settings().request_timeout,
+        ))
+        .with_state(state.clone());
+    state.set_openapi(doc.clone());
+    (router, doc)
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    app_and_openapi(state).0
+}

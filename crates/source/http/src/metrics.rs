@@ -1,0 +1,161 @@
+//! Prometheus metrics: requests by route and status, latency, decisions, bans, tokens. No
+//! label ever holds a token or an address (unbounded cardinality).
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+/// The service's metrics and their registry.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    decisions: Family<DecisionLabels, Counter>,
+    active_bans: Gauge,
+    tracked_tokens: Gauge,
+    evictions: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("banhammer");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route",
+            latency.clone(),
+        );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Decisions started or ended since start, by kind",
+            decisions.clone(),
+        );
+        let active_bans = Gauge::default();
+        registry.register("active_bans", "Tokens banned now", active_bans.clone());
+        let tracked_tokens = Gauge::default();
+        registry.register(
+            "tracked_tokens",
+            "Tokens whose windows are in memory",
+            tracked_tokens.clone(),
+        );
+        let evictions = Counter::default();
+        registry.register(
+            "evictions",
+            "Tokens evicted by the max_tokens cap since start",
+            evictions.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            decisions,
+            active_bans,
+            tracked_tokens,
+            evictions,
+        }
+    }
+}
+
+/// Counts and times every request under its route pattern (never its concrete path).
+pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = tokio::time::Instant::now();
+    let response = next.run(req).await;
+    let m = state.metrics();
+    m.requests
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    m.latency
+        .get_or_create(&LatencyLabels { route })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
+    let m = state.metrics();
+    let rt = state.runtime();
+    let c = rt.engine_counters();
+    let set = |g: &Gauge, v: usize| {
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    };
+    // The runtime keeps the totals; counters here are brought up to them at each scrape.
+    let catch_up = |c: &Counter, total: u64| {
+        c.inc_by(total.saturating_sub(c.get()));
+    };
+    set(&m.tracked_tokens, c.tracked_tokens);
+    set(&m.active_bans, rt.bans().len());
+    catch_up(&m.evictions, c.evictions);
+    let d = rt.counters();
+    for (kind, counter) in [
+        ("ban", &d.bans),
+        ("unban", &d.unbans),
+        ("alert", &d.alerts),
+        ("notice", &d.notices),
+    ] {
+        catch_up(
+            &m.decisions
+                .get_or_create(&DecisionLabels { decision: kind }),
+            counter.load(Ordering::Relaxed),
+        );
+    }
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &m.registry).is_err() {
+        body.clear();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

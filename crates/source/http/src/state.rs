@@ -1,0 +1,61 @@
+//! `AppState`: what every handler shares — the runtime, the settings, the metrics.
+
+use std::sync::{Arc, OnceLock};
+
+use banhammer_config::ServeSettings;
+use banhammer_runtime::Runtime;
+
+use crate::metrics::Metrics;
+
+/// Shared state of the service; a cheap `Clone` handle.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runtime: Arc<Runtime>,
+    settings: ServeSettings,
+    metrics: Metrics,
+    openapi: OnceLock<String>,
+}
+
+impl AppState {
+    /// State for a service over `runtime` with `settings`.
+    pub fn new(runtime: Arc<Runtime>, settings: ServeSettings) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                runtime,
+                settings,
+                metrics: Metrics::new(),
+                openapi: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.inner.runtime
+    }
+
+    /// The `[serve]` settings.
+    pub fn settings(&self) -> &ServeSettings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn set_openapi(&self, doc: utoipa::openapi::OpenApi) {
+        let _ = self
+            .inner
+            .openapi
+            .set(doc.to_pretty_json().unwrap_or_default());
+    }
+
+    pub(crate) fn openapi(&self) -> &str {
+        self.inner.openapi.get().map_or("{}", String::as_str)
+    }
+}
