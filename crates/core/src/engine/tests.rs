@@ -863,12 +863,17 @@ fn a_shared_engine_ends_a_ban_before_answering_a_global_event() {
             .unwrap();
         assert!(!v.passed);
     }
+    // Bringing a shard forward ends every ban due in it, so an UNBAN may come with the event
+    // of another token of the same shard; each comes once, by the token's own event at latest.
+    let mut unbans = Vec::new();
     for token in tokens {
         let v = shared
             .observe(&Event::new(token, "hits", ts(50)), false)
             .unwrap();
         assert!(v.passed, "{token}'s ban ended at 10");
-        let records: Vec<String> = v.decisions.iter().map(ToString::to_string).collect();
-        assert_eq!(records, [format!("10,UNBAN,{token}")]);
+        unbans.extend(v.decisions.iter().map(ToString::to_string));
+        assert!(unbans.contains(&format!("10,UNBAN,{token}")));
     }
+    unbans.sort();
+    assert_eq!(unbans, tokens.map(|t| format!("10,UNBAN,{t}")));
 }
