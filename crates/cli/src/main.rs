@@ -12,6 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// mimalloc: the service allocates per request, and glibc's malloc showed up at 12% of a
+/// loaded server's profile (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// banhammer: counts events per token over exact sliding windows and bans, alerts, reports.
 #[derive(Debug, Parser)]
 #[command(name = "banhammer", version, about, propagate_version = true)]
