@@ -34,7 +34,7 @@ local n = 0
 request = function()
   n = n + 1
   local ip = "10." .. (n % 256) .. "." .. (math.floor(n / 256) % 256) .. ".1"
-  local body = "email=user" .. (n % 7) .. "@example.com&event_name=login&ip=" .. ip
+  local body = "email=user" .. (n % 65536) .. "@example.com&event_name=login&ip=" .. ip
   return wrk.format("PUT", "/detect", {["Content-Type"] = "application/x-www-form-urlencoded"}, body)
 end
 LUA

@@ -118,11 +118,16 @@ impl DecisionStore {
             write_decision(&tx, d)?;
         }
         if let Some((path, p)) = position {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO positions (path, dev, ino, offset) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (path) DO UPDATE SET dev = ?2, ino = ?3, offset = ?4",
-                params![path, to_sql(p.dev), to_sql(p.ino), to_sql(p.offset)],
-            )?;
+            )?
+            .execute(params![
+                path,
+                to_sql(p.dev),
+                to_sql(p.ino),
+                to_sql(p.offset)
+            ])?;
         }
         tx.commit()?;
         Ok(())
@@ -173,20 +178,21 @@ impl DecisionStore {
             rows.collect::<Result<_, _>>()?
         };
         for d in &expired {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
                  VALUES (?1, 'UNBAN', ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    d.at.as_unix(),
-                    d.token,
-                    d.rule,
-                    to_sql(d.tier as u64),
-                    to_sql(d.value),
-                    d.from.as_unix(),
-                    d.until.as_unix()
-                ],
-            )?;
-            tx.execute("DELETE FROM bans WHERE token = ?1", [&d.token])?;
+            )?
+            .execute(params![
+                d.at.as_unix(),
+                d.token,
+                d.rule,
+                to_sql(d.tier as u64),
+                to_sql(d.value),
+                d.from.as_unix(),
+                d.until.as_unix()
+            ])?;
+            tx.prepare_cached("DELETE FROM bans WHERE token = ?1")?
+                .execute([&d.token])?;
         }
         tx.commit()?;
         Ok(expired)
@@ -248,42 +254,43 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
     }
     match d.change {
         Change::End => {
-            tx.execute("DELETE FROM bans WHERE token = ?1", [d.token.as_str()])?;
+            tx.prepare_cached("DELETE FROM bans WHERE token = ?1")?
+                .execute([d.token.as_str()])?;
         }
         Change::Start | Change::Extend => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO bans (token, rule, tier, value, from_ts, until_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (token) DO UPDATE SET until_ts = max(until_ts, ?6)",
-                params![
-                    d.token.as_str(),
-                    &*d.metric,
-                    to_sql(d.tier as u64),
-                    to_sql(d.value),
-                    d.from.as_unix(),
-                    d.until.as_unix()
-                ],
-            )?;
+            )?
+            .execute(params![
+                d.token.as_str(),
+                &*d.metric,
+                to_sql(d.tier as u64),
+                to_sql(d.value),
+                d.from.as_unix(),
+                d.until.as_unix()
+            ])?;
         }
     }
     Ok(())
 }
 
 fn log_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            d.at.as_unix(),
-            d.verb(),
-            d.token.as_str(),
-            &*d.metric,
-            to_sql(d.tier as u64),
-            to_sql(d.value),
-            d.from.as_unix(),
-            d.until.as_unix()
-        ],
-    )?;
+    )?
+    .execute(params![
+        d.at.as_unix(),
+        d.verb(),
+        d.token.as_str(),
+        &*d.metric,
+        to_sql(d.tier as u64),
+        to_sql(d.value),
+        d.from.as_unix(),
+        d.until.as_unix()
+    ])?;
     Ok(())
 }
 
