@@ -23,8 +23,23 @@ pub use error::ApiError;
 pub use server::run;
 pub use state::AppState;
 
+/// Declares the `bearer` scheme that admin routes require.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerScheme),
     info(
         title = "banhammer",
         description = "Counts events per token over exact sliding windows and bans, alerts and reports when thresholds are crossed."

@@ -525,6 +525,10 @@ async fn the_openapi_document_matches_the_routes() {
     let s = start(&seed_example(), |_| {}).await;
     let (status, doc) = s.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let paths = doc["paths"].as_object().unwrap();
     let mut documented: Vec<String> = Vec::new();
     for (path, item) in paths {
