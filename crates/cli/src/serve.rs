@@ -87,7 +87,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&rt), config.serve.clone());
+    let state = AppState::new(Arc::clone(&rt), config.serve.clone()).with_action_queue(queue);
     let app = banhammer_http::app(state);
     println!("banhammer serve: listening on http://{addr}");
     tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");

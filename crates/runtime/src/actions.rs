@@ -68,7 +68,12 @@ const ATTEMPTS: u32 = 5;
 impl ActionQueue {
     /// Starts the queue's worker on the current tokio runtime.
     pub fn start() -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(CAPACITY);
+        ActionQueue::with_capacity(CAPACITY)
+    }
+
+    /// [`ActionQueue::start`] with room for `capacity` waiting records.
+    pub fn with_capacity(capacity: usize) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(QueueCounters::default());
         tokio::spawn(work(rx, Arc::clone(&counters)));
         Arc::new(ActionQueue { tx, counters })

@@ -32,6 +32,11 @@ struct DecisionLabels {
     decision: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// The service's metrics and their registry.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -42,6 +47,7 @@ pub(crate) struct Metrics {
     active_bans: Gauge,
     tracked_tokens: Gauge,
     evictions: Counter,
+    action_records: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -81,6 +87,12 @@ impl Metrics {
             "Tokens evicted by the max_tokens cap since start",
             evictions.clone(),
         );
+        let action_records = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "action_records",
+            "Action records (files, webhooks) delivered, dropped (queue full) or failed",
+            action_records.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -89,6 +101,7 @@ impl Metrics {
             active_bans,
             tracked_tokens,
             evictions,
+            action_records,
         }
     }
 }
@@ -145,6 +158,19 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
                 .get_or_create(&DecisionLabels { decision: kind }),
             counter.load(Ordering::Relaxed),
         );
+    }
+    if let Some(q) = state.action_queue() {
+        let c = q.counters();
+        for (outcome, counter) in [
+            ("delivered", &c.delivered),
+            ("dropped", &c.dropped),
+            ("failed", &c.failed),
+        ] {
+            catch_up(
+                &m.action_records.get_or_create(&OutcomeLabels { outcome }),
+                counter.load(Ordering::Relaxed),
+            );
+        }
     }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &m.registry).is_err() {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use banhammer_config::ServeSettings;
-use banhammer_runtime::Runtime;
+use banhammer_runtime::{ActionQueue, Runtime};
 
 use crate::metrics::Metrics;
 
@@ -19,6 +19,7 @@ struct Inner {
     settings: ServeSettings,
     metrics: Metrics,
     openapi: OnceLock<String>,
+    actions: OnceLock<Arc<ActionQueue>>,
 }
 
 impl AppState {
@@ -30,8 +31,20 @@ impl AppState {
                 settings,
                 metrics: Metrics::new(),
                 openapi: OnceLock::new(),
+                actions: OnceLock::new(),
             }),
         }
+    }
+
+    /// Reports `queue`'s counters in `/metrics`.
+    #[must_use]
+    pub fn with_action_queue(self, queue: Arc<ActionQueue>) -> Self {
+        let _ = self.inner.actions.set(queue);
+        self
+    }
+
+    pub(crate) fn action_queue(&self) -> Option<&Arc<ActionQueue>> {
+        self.inner.actions.get()
     }
 
     /// The runtime.
