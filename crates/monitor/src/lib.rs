@@ -1,0 +1,1 @@
+//! banhammer-monitor (in progress).

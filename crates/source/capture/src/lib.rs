@@ -1,0 +1,1 @@
+//! banhammer-capture (in progress).
