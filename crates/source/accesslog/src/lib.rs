@@ -16,15 +16,18 @@
 // Date arithmetic reads best with the short names of its formulas (y, m, d, h).
 #![allow(clippy::many_single_char_names)]
 
+mod error;
 mod events;
 mod follow;
 mod format;
 pub mod input;
 mod lines;
 mod parse;
+mod time;
 
+pub use error::{LineError, Near, Snippet};
 pub use events::LineEvents;
 pub use follow::{FollowedLine, Follower, Position};
 pub use format::{CustomFormat, FormatError, LogFormat};
 pub use lines::{BoundedLine, BoundedLines, Counted};
-pub use parse::{parse, AccessLogLine, LineError, MAX_LINE};
+pub use parse::{parse, AccessLogLine, MAX_LINE};
