@@ -2,6 +2,7 @@
 
 mod check;
 mod eval;
+mod monitor;
 mod replay;
 mod script;
 mod serve;
@@ -78,6 +79,51 @@ enum Command {
         /// The SQLite decision store (overrides `[serve] db`).
         #[arg(long)]
         db: Option<PathBuf>,
+    },
+    /// Watches HTTP traffic: busiest sections and statistics every interval, and an alert when
+    /// traffic stays high.
+    ///
+    /// Sources: live capture (default; needs root or CAP_NET_RAW), a pcap file (--pcap), or an
+    /// access log (--log, followed like `tail -F`, or replayed in event time with --replay).
+    /// A terminal UI on a terminal (quit with q), plain reports otherwise (or --plain), or JSON
+    /// lines (--json).
+    Monitor {
+        /// Interface to capture on.
+        #[arg(long, short, default_value = "any")]
+        interface: String,
+        /// BPF filter for the capture.
+        #[arg(long, default_value = "tcp port 80 or tcp port 8080")]
+        filter: String,
+        /// Read packets from this pcap or pcapng file instead, in packet time.
+        #[arg(long, conflicts_with = "log")]
+        pcap: Option<PathBuf>,
+        /// Read an access log instead.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// The log's format: common, combined, csv, or an nginx log_format string.
+        #[arg(long, default_value = "combined")]
+        log_format: String,
+        /// Replay the log from its start in event time instead of following it.
+        #[arg(long, requires = "log")]
+        replay: bool,
+        /// Seconds between reports.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Alert when requests over 2 minutes average more than this many per second.
+        #[arg(long, default_value_t = 10)]
+        threshold: u64,
+        /// Rows in top lists.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Plain text reports even on a terminal.
+        #[arg(long)]
+        plain: bool,
+        /// JSON lines: one per report and per alert.
+        #[arg(long, conflicts_with = "plain")]
+        json: bool,
+        /// Stop after this many seconds of the monitor's clock.
+        #[arg(long)]
+        duration: Option<u64>,
     },
     /// Lists the active bans kept in a decision store (or, with --all, its decision log).
     Bans {
@@ -167,6 +213,33 @@ fn main() -> ExitCode {
             serve::run(&serve::ServeOptions { config, listen, db })
         }
         Command::Bans { db, all, limit } => serve::list(&db, all, limit),
+        Command::Monitor {
+            interface,
+            filter,
+            pcap,
+            log,
+            log_format,
+            replay,
+            interval,
+            threshold,
+            top,
+            plain,
+            json,
+            duration,
+        } => monitor::run(&monitor::MonitorOptions {
+            interface,
+            filter,
+            pcap,
+            log,
+            log_format,
+            replay,
+            interval,
+            threshold,
+            top,
+            plain,
+            json,
+            duration,
+        }),
         Command::Watch {
             config,
             file,

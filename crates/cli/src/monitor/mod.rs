@@ -1,0 +1,271 @@
+//! `banhammer monitor`: HTTP traffic from packets or logs, shown every interval, with alerts.
+
+mod capture;
+mod sources;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use banhammer_core::{Clock, Seconds, SystemClock, Timestamp};
+use banhammer_monitor::{
+    alert_line, render_plain, to_json, App, MonitorConfig, Observation, Output,
+};
+
+use sources::{Source, SourceState};
+
+/// Command-line choices for `monitor`.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // interface, filter and pcap are read by the packet sources, still to land
+pub(crate) struct MonitorOptions {
+    pub(crate) interface: String,
+    pub(crate) filter: String,
+    pub(crate) pcap: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
+    pub(crate) log_format: String,
+    pub(crate) replay: bool,
+    pub(crate) interval: u64,
+    pub(crate) threshold: u64,
+    pub(crate) top: usize,
+    pub(crate) plain: bool,
+    pub(crate) json: bool,
+    /// Stop after this many seconds of the monitor's clock (tests, benchmarks).
+    pub(crate) duration: Option<u64>,
+}
+
+/// How results are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Plain,
+    Json,
+    Tui,
+}
+
+/// Seconds a live source waits for late observations before counting a second.
+const LIVE_LAG: u64 = 1;
+/// Seconds a replay waits, in event time, for lines that come out of order.
+const REPLAY_LAG: u64 = 5;
+
+pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
+    let mut source = sources::open(opts)?;
+    let view = if opts.json {
+        View::Json
+    } else if opts.plain || !io::stdout().is_terminal() {
+        View::Plain
+    } else {
+        View::Tui
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let config = MonitorConfig {
+        interval: opts.interval.max(1),
+        threshold: opts.threshold,
+        window: 120,
+        top: opts.top.max(1),
+    };
+    match view {
+        View::Tui => tui::run(&mut *source, config, opts, &stop),
+        View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),
+    }
+}
+
+/// The clock of a run: wall time for live sources, the newest observation for replays.
+struct RunClock {
+    live: bool,
+    newest: Option<Timestamp>,
+}
+
+impl RunClock {
+    fn observe(&mut self, obs: &Observation) {
+        let t = obs.time();
+        if self.newest.is_none_or(|n| t > n) {
+            self.newest = Some(t);
+        }
+    }
+
+    /// Up to where observations are counted.
+    fn watermark(&self) -> Option<Timestamp> {
+        if self.live {
+            Some(SystemClock.now().minus(Seconds::new(LIVE_LAG)))
+        } else {
+            self.newest.map(|n| n.minus(Seconds::new(REPLAY_LAG)))
+        }
+    }
+
+    fn start(&self) -> Timestamp {
+        if self.live {
+            SystemClock.now()
+        } else {
+            self.newest.unwrap_or(Timestamp::EPOCH)
+        }
+    }
+}
+
+/// Reads the source until it is done (replays) or a signal comes (live), advancing the app
+/// and handing every output to `emit`.
+fn drive(
+    source: &mut dyn Source,
+    config: MonitorConfig,
+    opts: &MonitorOptions,
+    stop: &AtomicBool,
+    mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
+    mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<App>> {
+    let mut clock = RunClock {
+        live: source.live(),
+        newest: None,
+    };
+    let mut batch = Vec::new();
+    let mut app: Option<App> = None;
+    loop {
+        batch.clear();
+        let state = source.poll(&mut batch)?;
+        for obs in batch.drain(..) {
+            clock.observe(&obs);
+            let app = app.get_or_insert_with(|| App::new(config, clock.start()));
+            app.observe(obs);
+        }
+        if app.is_none() && clock.live {
+            app = Some(App::new(config, clock.start()));
+        }
+        let done = state == SourceState::Done || stop.load(Ordering::Relaxed);
+        if let Some(app) = app.as_mut() {
+            let (packets, drops) = source.counters();
+            app.set_capture_counters(packets, drops);
+            let mark = if done && !clock.live {
+                // The input is over: count everything (the clock stops at the last one).
+                clock.newest.unwrap_or(app.now())
+            } else {
+                clock.watermark().unwrap_or(app.now())
+            };
+            for o in app.advance(mark) {
+                emit(&o)?;
+            }
+            if opts
+                .duration
+                .is_some_and(|d| app.now().since(app.start()).get() >= d)
+            {
+                break;
+            }
+            if !on_tick(app)? {
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+        if state == SourceState::Idle {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(app)
+}
+
+#[allow(clippy::print_stdout)] // reports are the command's output
+fn print_loop(
+    source: &mut dyn Source,
+    config: MonitorConfig,
+    opts: &MonitorOptions,
+    view: View,
+    stop: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
+    let stdout = io::stdout();
+    let result = drive(
+        source,
+        config,
+        opts,
+        stop,
+        |_| Ok(true),
+        |o| {
+            let mut out = stdout.lock();
+            match (view, o) {
+                (View::Json, o) => writeln!(out, "{}", to_json(o, config.top))?,
+                (_, Output::Report(r)) => writeln!(out, "{}", render_plain(r, config.top))?,
+                (_, Output::Alert(a)) => writeln!(out, "{}\n", alert_line(a))?,
+            }
+            out.flush()?;
+            Ok(())
+        },
+    );
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        // The reader went away (`| head`): that is the end, not an error.
+        Err(e)
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+mod tui {
+    //! The ratatui loop: draws every second, quits on `q`, Esc or Ctrl-C.
+
+    use std::time::Duration;
+
+    use crossterm::event::{self, Event, KeyCode, KeyModifiers};
+    use ratatui::DefaultTerminal;
+
+    use super::{drive, MonitorConfig, MonitorOptions, Source};
+
+    pub(super) fn run(
+        source: &mut dyn Source,
+        config: MonitorConfig,
+        opts: &MonitorOptions,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> anyhow::Result<std::process::ExitCode> {
+        let mut terminal: DefaultTerminal = ratatui::init();
+        let mut quit = false;
+        let result = drive(
+            source,
+            config,
+            opts,
+            stop,
+            |app| {
+                terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
+                while event::poll(Duration::from_millis(0))? {
+                    if let Event::Key(k) = event::read()? {
+                        let ctrl_c = k.code == KeyCode::Char('c')
+                            && k.modifiers.contains(KeyModifiers::CONTROL);
+                        if matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
+                            quit = true;
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            },
+            |_| Ok(()),
+        );
+        // A replay has ended: keep showing what it found until the user quits.
+        if let (Ok(Some(app)), false) = (&result, quit) {
+            loop {
+                terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
+                if event::poll(Duration::from_millis(250))? {
+                    if let Event::Key(k) = event::read()? {
+                        if matches!(
+                            k.code,
+                            KeyCode::Char('q') | KeyCode::Esc | KeyCode::Char('c')
+                        ) {
+                            break;
+                        }
+                    }
+                }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+        ratatui::restore();
+        result.map(|_| std::process::ExitCode::SUCCESS)
+    }
+}

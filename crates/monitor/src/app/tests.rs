@@ -1,0 +1,185 @@
+//! The alert logic (under/over/under, staying over or under, the exact boundary, recovery
+//! with no traffic), intervals and sections, with time injected.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::Reply;
+
+const T0: i64 = 1_700_000_000;
+
+fn ts(s: i64) -> Timestamp {
+    Timestamp::from_unix(T0 + s)
+}
+
+/// An alert at more than 1 request/s over 10 s (more than 10 hits), reports every 10 s.
+fn app() -> App {
+    App::new(
+        MonitorConfig {
+            interval: 10,
+            threshold: 1,
+            window: 10,
+            top: 5,
+        },
+        ts(0),
+    )
+}
+
+fn hit(at: i64, path: &str) -> Observation {
+    Observation::Request(Hit {
+        time: ts(at),
+        client: IpAddr::from([10, 0, 0, (at % 7) as u8]),
+        host: Some("my.site.com".to_owned()),
+        method: Some("GET".to_owned()),
+        path: Some(path.to_owned()),
+    })
+}
+
+/// `n` hits in second `at`.
+fn hits(app: &mut App, at: i64, n: usize) {
+    for _ in 0..n {
+        app.observe(hit(at, "/pages/create"));
+    }
+}
+
+fn alerts(out: &[Output]) -> Vec<(AlertKind, u64, i64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) => Some((a.kind, a.hits, a.at.as_unix() - T0)),
+            Output::Report(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn staying_under_never_alerts() {
+    let mut a = app();
+    let mut all = Vec::new();
+    for s in 0..100 {
+        hits(&mut a, s, 1); // 10 hits in any 10 s: not more than 10
+        all.extend(a.advance(ts(s)));
+    }
+    assert!(alerts(&all).is_empty());
+    assert!(!a.alerting());
+}
+
+#[test]
+fn the_boundary_is_exceeding_not_reaching() {
+    let mut a = app();
+    hits(&mut a, 0, 10);
+    assert!(
+        alerts(&a.advance(ts(0))).is_empty(),
+        "10 hits in 10 s average exactly 1/s"
+    );
+    hits(&mut a, 0, 1);
+    assert_eq!(alerts(&a.advance(ts(0))), [(AlertKind::Triggered, 11, 0)]);
+}
+
+#[test]
+fn under_over_under() {
+    let mut a = app();
+    let mut all = Vec::new();
+    for s in 0..30 {
+        // 1/s until 10, 3/s from 10 to 19, then 1/s again.
+        hits(&mut a, s, if (10..20).contains(&s) { 3 } else { 1 });
+        all.extend(a.advance(ts(s)));
+    }
+    all.extend(a.advance(ts(60)));
+    // At 10 the window (0, 10] holds 9 hits, then the second of second 10's makes 11 > 10:
+    // alert. At 29, before its own hit, (19, 29] holds seconds 20..28 at 1/s: 9, back under.
+    assert_eq!(
+        alerts(&all),
+        [
+            (AlertKind::Triggered, 11, 10),
+            (AlertKind::Recovered, 9, 29)
+        ]
+    );
+    assert!(!a.alerting());
+}
+
+#[test]
+fn staying_over_alerts_once() {
+    let mut a = app();
+    let mut all = Vec::new();
+    for s in 0..60 {
+        hits(&mut a, s, 2);
+        all.extend(a.advance(ts(s)));
+    }
+    // (−5, 5] holds seconds 0..4 (10 hits), and second 5's first hit is the 11th.
+    assert_eq!(alerts(&all), [(AlertKind::Triggered, 11, 5)]);
+    assert!(a.alerting());
+}
+
+#[test]
+fn recovery_needs_no_traffic() {
+    let mut a = app();
+    hits(&mut a, 0, 20);
+    assert_eq!(alerts(&a.advance(ts(0))), [(AlertKind::Triggered, 11, 0)]);
+    // Nothing more arrives; the clock goes on. At 10 the window (0, 10] is empty.
+    assert!(alerts(&a.advance(ts(9))).is_empty());
+    let out = a.advance(ts(10));
+    assert_eq!(alerts(&out), [(AlertKind::Recovered, 0, 10)]);
+    assert_eq!(a.alerts().len(), 2, "the history keeps both");
+}
+
+#[test]
+fn late_observations_wait_for_the_clock_and_count_in_order() {
+    let mut a = app();
+    // Arriving out of order, all before the clock reaches them.
+    for s in [3, 1, 2, 1] {
+        a.observe(hit(s, "/a/x"));
+    }
+    let out = a.advance(ts(10));
+    let Some(Output::Report(r)) = out.iter().find(|o| matches!(o, Output::Report(_))) else {
+        panic!("no report")
+    };
+    assert_eq!(r.interval.requests, 4);
+    assert_eq!(a.late(), 0);
+}
+
+#[test]
+fn reports_come_every_interval_even_without_traffic() {
+    let mut a = app();
+    hits(&mut a, 5, 3);
+    a.observe(Observation::Response(Reply {
+        time: ts(5),
+        status: 503,
+        bytes: Some(100),
+    }));
+    a.observe(Observation::Response(Reply {
+        time: ts(6),
+        status: 200,
+        bytes: Some(50),
+    }));
+    let out = a.advance(ts(35));
+    let reports: Vec<&Report> = out
+        .iter()
+        .filter_map(|o| {
+            if let Output::Report(r) = o {
+                Some(&**r)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[0].interval.requests, 3);
+    assert_eq!(
+        reports[0].interval.sections.top(5),
+        [("my.site.com/pages".to_owned(), 3)]
+    );
+    assert!((reports[0].interval.error_rate() - 0.5).abs() < 1e-9);
+    assert_eq!(reports[0].interval.bytes, 150);
+    assert_eq!(reports[1].interval.requests, 0);
+    assert_eq!(reports[2].total.requests, 3);
+    assert_eq!((reports[2].from, reports[2].to), (ts(20), ts(30)));
+}
+
+#[test]
+fn the_sparkline_counts_each_of_the_last_seconds() {
+    let mut a = app();
+    hits(&mut a, 1, 2);
+    hits(&mut a, 3, 5);
+    a.advance(ts(4));
+    assert_eq!(a.per_second(5), [0, 2, 0, 5, 0]);
+}
