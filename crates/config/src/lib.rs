@@ -103,6 +103,8 @@ pub struct ThresholdSpec {
     pub actions: Vec<String>,
     /// Re-run actions on every further event during the decision.
     pub repeat_actions: bool,
+    /// Deny while the shared store is unreachable.
+    pub fail_closed: bool,
 }
 
 impl Config {
@@ -262,6 +264,7 @@ impl Config {
             action_duration: Seconds::new(d.ip_ban_time.max(1)),
             actions: vec!["block_local".to_owned()],
             repeat_actions: false,
+            fail_closed: false,
         };
         self.metrics.push(MetricSpec {
             name: DetectSettings::FAMILY.to_owned(),
@@ -294,6 +297,7 @@ impl Config {
                     action_duration: t.action_duration,
                     actions: t.actions.iter().map(|a| resolve(a)).collect(),
                     repeat_actions: t.repeat_actions,
+                    fail_closed: t.fail_closed,
                 })
                 .collect();
             b = b.metric(MetricRule {
@@ -632,6 +636,22 @@ impl Cx<'_> {
                 }
             }
         }
+        let fail_closed = match raw
+            .on_store_error
+            .as_ref()
+            .map(|p| (p.get_ref().as_str(), p.span()))
+        {
+            None | Some(("fail_open", _)) => false,
+            Some(("fail_closed", _)) => true,
+            Some((other, span)) => {
+                self.push(
+                    Some(span),
+                    &format!("{field}.on_store_error"),
+                    format!("`{other}` is not \"fail_open\" or \"fail_closed\""),
+                );
+                false
+            }
+        };
         let blocks = actions.iter().any(|a| a == "block_local");
         let effect = match scope {
             Scope::Global => {
@@ -669,6 +689,7 @@ impl Cx<'_> {
             action_duration: action_duration?,
             actions,
             repeat_actions: raw.repeat_actions,
+            fail_closed,
         })
     }
 

@@ -76,6 +76,10 @@ pub(crate) struct RawThreshold {
     /// Run the actions again on every further event of the metric while the decision lasts.
     #[serde(default)]
     pub(crate) repeat_actions: bool,
+    /// With the Redis store, what to answer while Redis cannot be reached: `"fail_open"`
+    /// (pass; default) or `"fail_closed"` (deny). Bans already known to the node still hold.
+    #[serde(default)]
+    pub(crate) on_store_error: Option<Spanned<String>>,
 }
 
 /// A duration as typed: integer seconds or a humantime string.

@@ -61,8 +61,8 @@ pub use engine::{
 };
 pub use event::Event;
 pub use rules::{
-    BanPolicy, Effect, Kind, MetricId, MetricRule, RuleError, RuleId, Ruleset, RulesetBuilder,
-    Scope, Threshold,
+    BanPolicy, Effect, Kind, MeasureSlot, MetricId, MetricRule, RuleError, RuleId, Ruleset,
+    RulesetBuilder, Scope, Threshold, WindowLayout,
 };
 pub use shared::SharedEngine;
 pub use time::{Seconds, Timestamp, Window};

@@ -93,6 +93,9 @@ pub struct Threshold {
     pub actions: Vec<Arc<dyn Action>>,
     /// Also run the actions on every further event of the metric while the decision lasts.
     pub repeat_actions: bool,
+    /// When the shared state (Redis) cannot be reached: deny (true) or pass (false, default)
+    /// the metric's events. The in-memory engine never fails.
+    pub fail_closed: bool,
 }
 
 impl Threshold {
@@ -107,6 +110,7 @@ impl Threshold {
             action_duration: duration,
             actions: Vec::new(),
             repeat_actions: false,
+            fail_closed: false,
         }
     }
 
@@ -133,10 +137,27 @@ pub struct MetricRule {
 
 /// Where a tier reads its measure from, among a metric's windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MeasureSlot {
+pub enum MeasureSlot {
+    /// The count window (also the rates').
     Count,
+    /// The sum window of the metric's n-th `sum` attribute.
     Sum(usize),
+    /// The distinct set of the metric's n-th `distinct` attribute.
     Distinct(usize),
+}
+
+/// A metric's windows as the engine lays them out: what another store of the same state
+/// (the Redis script) must keep to decide the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowLayout<'a> {
+    /// How long the count window keeps events.
+    pub count_horizon: Seconds,
+    /// The `sum` windows: attribute and horizon.
+    pub sums: &'a [(Box<str>, Seconds)],
+    /// The `distinct` sets: attribute, horizon, values kept.
+    pub distincts: &'a [(Box<str>, Seconds, usize)],
+    /// For each tier, the window it measures.
+    pub slots: &'a [MeasureSlot],
 }
 
 /// A metric plus the window layout derived from its thresholds.
@@ -248,6 +269,17 @@ impl Ruleset {
     /// The metric `id`.
     pub fn metric(&self, id: MetricId) -> &MetricRule {
         &self.metrics[id.index()].rule
+    }
+
+    /// The window layout of metric `id`.
+    pub fn layout(&self, id: MetricId) -> WindowLayout<'_> {
+        let m = &self.metrics[id.index()];
+        WindowLayout {
+            count_horizon: m.count_horizon,
+            sums: &m.sums,
+            distincts: &m.distincts,
+            slots: &m.slots,
+        }
     }
 
     pub(crate) fn compiled(&self, id: MetricId) -> &CompiledMetric {

@@ -1,0 +1,536 @@
+//! banhammer-store-redis: the engine's state in Redis or Redis Cluster, so that many nodes
+//! enforce one limit.
+//!
+//! Per event, one round trip: `engine.lua` (loaded once, called by SHA) updates the token's
+//! windows and decisions atomically and returns the answer, its stats and any decision. All
+//! keys of a token share the hash tag `{token}` and so one cluster slot; they expire once
+//! nothing about them can matter. Active decisions are also indexed in `bh:{deadlines}` (a
+//! sorted set by end), which every node's ticker sweeps, so each end is reported exactly once
+//! whichever node gets there first. See docs/scale-out.md.
+
+mod cache;
+mod connection;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banhammer_core::{
+    BanPolicy, Change, DecisionEvent, Effect, Event, EventError, Kind, MeasureSlot, MetricId,
+    Rates, RuleId, Ruleset, Scope, Timestamp, Token, Verdict,
+};
+use redis::Script;
+
+pub use cache::BanCache;
+pub use connection::{Connection, StoreUrl};
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Redis did not answer in time, refused, or the circuit breaker is open.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// The event itself was refused (unknown metric, bad token…).
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The rules use what the script does not implement.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The script: the engine's logic, second copy.
+const ENGINE_LUA: &str = include_str!("engine.lua");
+
+/// Registers a new decision in the deadline index, with an id that orders equal ends by start.
+const INDEX_LUA: &str = r"
+local id = redis.call('INCR', KEYS[2])
+local member = string.format('%020d', id) .. '|' .. ARGV[2]
+redis.call('ZADD', KEYS[1], ARGV[1], member)
+return member";
+
+/// The sorted set of active decisions by end, and its id counter (one slot: `{deadlines}`).
+const DEADLINES: &str = "bh:{deadlines}";
+const DEADLINE_SEQ: &str = "bh:{deadlines}:seq";
+/// Where nodes tell each other of bans: `token|until` (until 0 for an unban).
+pub const BAN_CHANNEL: &str = "bh:bans";
+
+/// The engine's state in Redis.
+pub struct RedisStore {
+    conn: Connection,
+    rules: Arc<Ruleset>,
+    engine: Script,
+    index: Script,
+    /// Makes event members unique across nodes: node id, then a counter.
+    node: u64,
+    seq: AtomicU64,
+    cache: Arc<BanCache>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(token: &str, rest: &str) -> String {
+    format!("bh:{{{token}}}:{rest}")
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://…` or `redis+cluster://h1:p1,h2:p2,…`) for `rules`, with
+    /// `timeout` per call. Refuses rules the script does not implement (`sum` kinds, weights).
+    pub async fn connect(
+        url: &StoreUrl,
+        rules: Arc<Ruleset>,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        for (id, m) in rules.metrics() {
+            for t in &m.thresholds {
+                if matches!(t.kind, Kind::Sum(_)) {
+                    return Err(StoreError::Unsupported(format!(
+                        "metric `{}`: sum(...) thresholds are not available with the Redis store",
+                        m.name
+                    )));
+                }
+            }
+            let _ = id;
+        }
+        let conn = Connection::open(url, timeout).await?;
+        let node = u64::from(std::process::id()) << 20 ^ (nonce_seed() & 0xFFFFF);
+        let cache = Arc::new(BanCache::default());
+        Ok(RedisStore {
+            conn,
+            rules,
+            engine: Script::new(ENGINE_LUA),
+            index: Script::new(INDEX_LUA),
+            node,
+            seq: AtomicU64::new(0),
+            cache,
+        })
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Arc<Ruleset> {
+        &self.rules
+    }
+
+    /// The node's ban cache (fed by [`RedisStore::subscribe`]).
+    pub fn cache(&self) -> &Arc<BanCache> {
+        &self.cache
+    }
+
+    /// Listens to other nodes' bans and unbans, keeping the cache current, until the
+    /// connection drops (call again to reconnect).
+    pub async fn subscribe(&self) -> Result<(), StoreError> {
+        self.conn.subscribe(BAN_CHANNEL, &self.cache).await
+    }
+
+    /// One event at `now`; its decisions are returned (and shared) before this returns.
+    pub async fn observe(
+        &self,
+        event: &Event<'_>,
+        now: Timestamp,
+        want_rates: bool,
+    ) -> Result<Verdict, StoreError> {
+        let id = self
+            .rules
+            .metric_id(event.metric)
+            .ok_or_else(|| EventError::UnknownMetric(event.metric.chars().take(64).collect()))?;
+        if event.token.is_empty() || event.token.len() > Token::MAX_LEN {
+            return Err(EventError::BadToken.into());
+        }
+        let rule = self.rules.metric(id);
+        let global = rule.scope == Scope::Global;
+        let who = if global { Token::GLOBAL } else { event.token };
+        let layout = self.rules.layout(id);
+        let mut inv = self.engine.prepare_invoke();
+        inv.key(key(who, "ban"))
+            .key(key(who, &format!("w:{}", event.metric)));
+        for (attr, _, _) in layout.distincts {
+            inv.key(key(who, &format!("d:{}:{attr}", event.metric)));
+        }
+        for tier in 0..rule.thresholds.len() {
+            inv.key(key(who, &format!("ep:{}:{tier}", event.metric)));
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        inv.arg("event")
+            .arg(now.as_unix())
+            .arg(event.at.as_unix())
+            .arg(u8::from(want_rates && self.rules.rates()))
+            .arg(layout.count_horizon.get())
+            .arg(format!("{:x}.{seq:x}", self.node))
+            .arg(rule.thresholds.len())
+            .arg(layout.distincts.len())
+            .arg(event.metric)
+            .arg(who);
+        for (t, slot) in rule.thresholds.iter().zip(layout.slots) {
+            let (kind, dindex) = match slot {
+                MeasureSlot::Distinct(i) => (1, i + 1),
+                _ => (0, 0),
+            };
+            inv.arg(t.limit.get())
+                .arg(t.window.secs())
+                .arg(kind)
+                .arg(dindex)
+                .arg(effect_code(t.effect))
+                .arg(u8::from(t.policy == BanPolicy::AfterViolation))
+                .arg(t.action_duration.get());
+        }
+        for (attr, horizon, keep) in layout.distincts {
+            let value = event.attr(attr).ok_or_else(|| EventError::MissingAttr {
+                metric: rule.name.to_string(),
+                attr: attr.to_string(),
+            })?;
+            inv.arg(value).arg(horizon.get()).arg(*keep);
+        }
+        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
+        let parsed = Reply::parse(&reply)?;
+        let mut decisions = Vec::with_capacity(parsed.records.len());
+        for r in &parsed.records {
+            let d = self.decision(r)?;
+            if d.change == Change::Start {
+                let member = format!(
+                    "{}|{}|{}|{}",
+                    effect_code(d.effect),
+                    d.token,
+                    d.metric,
+                    d.tier
+                );
+                let _: String = self
+                    .conn
+                    .invoke(
+                        self.index
+                            .key(DEADLINES)
+                            .key(DEADLINE_SEQ)
+                            .arg(d.until.as_unix())
+                            .arg(member),
+                    )
+                    .await?;
+            }
+            self.publish(&d).await;
+            decisions.push(d);
+        }
+        let passed = if global {
+            !self.cache.is_banned(event.token, now)
+        } else {
+            parsed.passed
+        };
+        let rates = (want_rates && self.rules.rates()).then_some(parsed.rates);
+        Ok(Verdict {
+            passed,
+            rates,
+            decisions,
+        })
+    }
+
+    async fn publish(&self, d: &DecisionEvent) {
+        if d.effect != Effect::Block {
+            return;
+        }
+        let until = if d.change == Change::End {
+            0
+        } else {
+            d.until.as_unix()
+        };
+        self.cache.set(d.token.as_str(), until);
+        let _ = self
+            .conn
+            .publish(BAN_CHANNEL, &format!("{}|{until}", d.token))
+            .await;
+    }
+
+    /// Ends every decision due by `now`, whichever node started it; returns the ends in order.
+    pub async fn sweep(&self, now: Timestamp) -> Result<Vec<DecisionEvent>, StoreError> {
+        self.ends(now, false).await
+    }
+
+    /// The input is over and the clock stops at `now`: ends every active decision where it
+    /// would end with no further time for its thresholds (as `Engine::finish`).
+    pub async fn finish(&self, now: Timestamp) -> Result<Vec<DecisionEvent>, StoreError> {
+        self.ends(now, true).await
+    }
+
+    async fn ends(&self, now: Timestamp, finish: bool) -> Result<Vec<DecisionEvent>, StoreError> {
+        let due: Vec<(String, f64)> = if finish {
+            self.conn.zrange_all(DEADLINES).await?
+        } else {
+            self.conn.zrange_due(DEADLINES, now.as_unix()).await?
+        };
+        let mut out: Vec<(Timestamp, String, DecisionEvent)> = Vec::new();
+        for (member, _) in due {
+            let parts: Vec<&str> = member.splitn(5, '|').collect();
+            let [_, effect, token, metric, tier] = parts[..] else {
+                self.conn.zrem(DEADLINES, &member).await?;
+                continue;
+            };
+            let tier: usize = tier.parse().unwrap_or(0);
+            let (limit, window) = self.tier_spec(metric, tier);
+            let episode = if effect == "0" {
+                key(token, "ban")
+            } else {
+                key(token, &format!("ep:{metric}:{tier}"))
+            };
+            let mut inv = self.engine.prepare_invoke();
+            inv.key(&episode)
+                .key(key(token, &format!("w:{metric}")))
+                .arg(if finish { "finish" } else { "end" })
+                .arg(now.as_unix())
+                .arg(limit)
+                .arg(window);
+            let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
+            let parsed = Reply::parse(&reply)?;
+            match parsed.until {
+                Some(u) if !finish => self.conn.zadd(DEADLINES, &member, u).await?,
+                _ => self.conn.zrem(DEADLINES, &member).await?,
+            }
+            for r in &parsed.records {
+                let d = self.decision(r)?;
+                self.publish(&d).await;
+                out.push((d.at, member.clone(), d));
+            }
+        }
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok(out.into_iter().map(|(_, _, d)| d).collect())
+    }
+
+    fn tier_spec(&self, metric: &str, tier: usize) -> (u64, u64) {
+        self.rules
+            .metric_id(metric)
+            .and_then(|id| self.rules.metric(id).thresholds.get(tier))
+            .map_or((0, 1), |t| (t.limit.get(), t.window.secs()))
+    }
+
+    /// Fires tier `tier` of `metric` for `token` at `now`, as if its limit were reached.
+    pub async fn fire(
+        &self,
+        token: &str,
+        metric: &str,
+        tier: usize,
+        now: Timestamp,
+    ) -> Result<Verdict, StoreError> {
+        // A fired tier is an event that already reached its limit: replayed through the script
+        // as a one-tier rule of limit 1, so the episode logic is the script's own.
+        let id = self
+            .rules
+            .metric_id(metric)
+            .ok_or_else(|| EventError::UnknownMetric(metric.chars().take(64).collect()))?;
+        let rule = self.rules.metric(id);
+        let t = rule
+            .thresholds
+            .get(tier)
+            .ok_or_else(|| EventError::UnknownTier {
+                metric: metric.to_owned(),
+                tier,
+            })?;
+        if rule.scope == Scope::Global {
+            return Err(EventError::GlobalFire(metric.to_owned()).into());
+        }
+        let mut inv = self.engine.prepare_invoke();
+        inv.key(key(token, "ban"))
+            .key(key(token, &format!("fire:{metric}")));
+        for i in 0..=tier {
+            inv.key(key(token, &format!("ep:{metric}:{i}")));
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        inv.arg("event")
+            .arg(now.as_unix())
+            .arg(now.as_unix())
+            .arg(0)
+            .arg(1)
+            .arg(format!("{:x}.{seq:x}", self.node))
+            .arg(tier + 1)
+            .arg(0)
+            .arg(metric)
+            .arg(token);
+        for i in 0..=tier {
+            // Lower tiers are present only to keep the tier number; they cannot hold.
+            let limit = if i == tier { 1 } else { u64::MAX >> 12 };
+            inv.arg(limit)
+                .arg(1)
+                .arg(0)
+                .arg(0)
+                .arg(effect_code(t.effect))
+                .arg(0)
+                .arg(t.action_duration.get());
+        }
+        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
+        let parsed = Reply::parse(&reply)?;
+        let mut decisions = Vec::new();
+        for r in &parsed.records {
+            let mut d = self.decision(r)?;
+            d.value = t.limit.get();
+            if d.change == Change::Start {
+                let member = format!(
+                    "{}|{}|{}|{}",
+                    effect_code(d.effect),
+                    d.token,
+                    d.metric,
+                    d.tier
+                );
+                let _: String = self
+                    .conn
+                    .invoke(
+                        self.index
+                            .key(DEADLINES)
+                            .key(DEADLINE_SEQ)
+                            .arg(d.until.as_unix())
+                            .arg(member),
+                    )
+                    .await?;
+            }
+            self.publish(&d).await;
+            decisions.push(d);
+        }
+        Ok(Verdict {
+            passed: parsed.passed,
+            rates: None,
+            decisions,
+        })
+    }
+
+    /// Whether `token` is banned at `now`, asking Redis.
+    pub async fn ban_until(&self, token: &str) -> Result<Option<Timestamp>, StoreError> {
+        let until: Option<i64> = self.conn.hget(&key(token, "ban"), "until").await?;
+        Ok(until.map(Timestamp::from_unix))
+    }
+
+    /// Deletes every key this store wrote (tests).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.conn.flushall().await
+    }
+
+    fn decision(&self, r: &str) -> Result<DecisionEvent, StoreError> {
+        let bad = || StoreError::Unavailable(format!("unexpected record from the script: {r}"));
+        let p: Vec<&str> = r.split('|').collect();
+        let [verb, at, token, metric, tier, value, from, until, effect] = p[..] else {
+            return Err(bad());
+        };
+        let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let change = match verb {
+            "BAN" | "ALERT" | "NOTIFY" => Change::Start,
+            "EXTEND" | "NOTIFY_EXTEND" => Change::Extend,
+            _ => Change::End,
+        };
+        let effect = match effect {
+            "0" => Effect::Block,
+            "1" => Effect::Notify,
+            _ => Effect::Alert,
+        };
+        Ok(DecisionEvent {
+            at: Timestamp::from_unix(num(at)?),
+            change,
+            effect,
+            token: Token::new(token).ok_or_else(bad)?,
+            metric: self.metric_name(metric),
+            tier: usize::try_from(num(tier)?).map_err(|_| bad())?,
+            value: u64::try_from(num(value)?).unwrap_or(0),
+            from: Timestamp::from_unix(num(from)?),
+            until: Timestamp::from_unix(num(until)?),
+        })
+    }
+
+    /// The rule's own `Arc<str>` for plain metrics (no allocation), a new one for members.
+    fn metric_name(&self, name: &str) -> Arc<str> {
+        match self.rules.metric_id(name).map(|id| self.rules.metric(id)) {
+            Some(m) if &*m.name == name => Arc::clone(&m.name),
+            _ => Arc::from(name),
+        }
+    }
+
+    /// What a rule says to answer while Redis cannot be reached: false if any tier of the
+    /// metric is `fail_closed`.
+    pub fn passes_when_unavailable(&self, metric: &str) -> bool {
+        self.rules.metric_id(metric).is_none_or(|id| {
+            !self
+                .rules
+                .metric(id)
+                .thresholds
+                .iter()
+                .any(|t| t.fail_closed)
+        })
+    }
+
+    /// The connection's health counters.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A shard count is meaningless here; present for symmetry with the memory store.
+    pub fn shards(&self) -> Option<NonZeroUsize> {
+        None
+    }
+
+    /// The rule a decision is attributed to (for status views).
+    pub fn rule_of(&self, metric: &str, tier: usize) -> Option<RuleId> {
+        let id: MetricId = self.rules.metric_id(metric)?;
+        u32::try_from(tier)
+            .ok()
+            .map(|tier| RuleId { metric: id, tier })
+    }
+}
+
+fn effect_code(e: Effect) -> u8 {
+    match e {
+        Effect::Block => 0,
+        Effect::Notify => 1,
+        Effect::Alert => 2,
+    }
+}
+
+fn nonce_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// The script's answer.
+struct Reply {
+    passed: bool,
+    rates: Rates,
+    until: Option<i64>,
+    records: Vec<String>,
+}
+
+impl Reply {
+    fn parse(v: &[redis::Value]) -> Result<Self, StoreError> {
+        let int = |i: usize| -> Result<i64, StoreError> {
+            match v.get(i) {
+                Some(redis::Value::Int(n)) => Ok(*n),
+                other => Err(StoreError::Unavailable(format!(
+                    "unexpected reply {other:?}"
+                ))),
+            }
+        };
+        let rate = |i| int(i).map(|n| u64::try_from(n).unwrap_or(0));
+        let until = int(4)?;
+        let mut records = Vec::new();
+        for item in v.iter().skip(5) {
+            match item {
+                redis::Value::BulkString(b) => {
+                    records.push(String::from_utf8_lossy(b).into_owned())
+                }
+                redis::Value::SimpleString(s) => records.push(s.clone()),
+                other => {
+                    return Err(StoreError::Unavailable(format!(
+                        "unexpected record {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(Reply {
+            passed: int(0)? == 1,
+            rates: Rates {
+                last_1m: rate(1)?,
+                last_10m: rate(2)?,
+                last_60m: rate(3)?,
+            },
+            until: (until >= 0).then_some(until),
+            records,
+        })
+    }
+}
