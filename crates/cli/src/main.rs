@@ -79,6 +79,10 @@ enum Command {
         /// The SQLite decision store (overrides `[serve] db`).
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Share the state with other nodes through Redis: `redis://host:port` or
+        /// `redis+cluster://h1:p1,h2:p2,…` (overrides `[serve] store`).
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Watches HTTP traffic: busiest sections and statistics every interval, and an alert when
     /// traffic stays high.
@@ -208,9 +212,19 @@ fn main() -> ExitCode {
             files,
             format,
         } => replay::run(&config, &files, format.into()),
-        Command::Serve { config, listen, db } => {
+        Command::Serve {
+            config,
+            listen,
+            db,
+            store,
+        } => {
             init_logging();
-            serve::run(&serve::ServeOptions { config, listen, db })
+            serve::run(&serve::ServeOptions {
+                config,
+                listen,
+                db,
+                store,
+            })
         }
         Command::Bans { db, all, limit } => serve::list(&db, all, limit),
         Command::Monitor {

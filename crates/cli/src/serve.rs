@@ -10,7 +10,7 @@ use anyhow::{anyhow, Context};
 use banhammer_config::{Config, ProcessEnv};
 use banhammer_core::{Action, NamedNoop};
 use banhammer_http::AppState;
-use banhammer_runtime::{ActionQueue, ActionTarget, Runtime, TokioClock};
+use banhammer_runtime::{ActionQueue, ActionTarget, Runtime, StoreUrl, TokioClock};
 use banhammer_store_sqlite::DecisionStore;
 
 /// Command-line choices for `serve`.
@@ -19,6 +19,7 @@ pub(crate) struct ServeOptions {
     pub(crate) config: Option<PathBuf>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) db: Option<PathBuf>,
+    pub(crate) store: Option<String>,
 }
 
 /// Builds the built-in actions for the service: files and webhooks go through a queue.
@@ -57,6 +58,9 @@ pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
     if let Some(db) = &opts.db {
         config.serve.db.clone_from(db);
     }
+    if opts.store.is_some() {
+        config.serve.store.clone_from(&opts.store);
+    }
     config.add_detector();
     // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates.
     config.engine.rates = true;
@@ -77,12 +81,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = DecisionStore::open(&config.serve.db)
         .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
     let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;
-    let rt = Runtime::start(
-        Arc::new(rules),
-        Arc::new(TokioClock::new()),
-        store,
-        NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
-    )?;
+    let clock: Arc<dyn banhammer_core::Clock> = Arc::new(TokioClock::new());
+    let rt = match &config.serve.store {
+        None => Runtime::start(
+            Arc::new(rules),
+            clock,
+            store,
+            NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
+        )?,
+        Some(url) => {
+            let url: StoreUrl = url.parse().map_err(|e: String| anyhow!("--store: {e}"))?;
+            Runtime::start_redis(
+                Arc::new(rules),
+                clock,
+                store,
+                &url,
+                config.serve.store_timeout,
+            )
+            .await
+            .context("connecting to the shared store")?
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.serve.listen)
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;

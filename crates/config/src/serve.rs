@@ -67,6 +67,13 @@ struct RawServe {
     /// Connections served at once; more wait to be accepted. Default 10000.
     #[serde(default)]
     max_connections: Option<Spanned<u64>>,
+    /// Shared state: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,…`. Default: in
+    /// memory (one node).
+    #[serde(default)]
+    store: Option<Spanned<String>>,
+    /// Time allowed per call to the shared store, in milliseconds. Default 50.
+    #[serde(default)]
+    store_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// Where `POST /v1/incr` takes its token from.
@@ -100,6 +107,10 @@ pub struct ServeSettings {
     pub request_timeout: Duration,
     /// Connection cap.
     pub max_connections: usize,
+    /// The shared store's URL, if the state is shared.
+    pub store: Option<String>,
+    /// Per-call timeout to the shared store.
+    pub store_timeout: Duration,
 }
 
 impl Default for ServeSettings {
@@ -114,6 +125,8 @@ impl Default for ServeSettings {
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            store: None,
+            store_timeout: Duration::from_millis(50),
         }
     }
 }
@@ -240,6 +253,24 @@ impl Cx<'_> {
         }
         if let Some(n) = bounded("serve.max_connections", raw.max_connections, 1, 1_000_000) {
             s.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = bounded("serve.store_timeout_ms", raw.store_timeout_ms, 1, 60_000) {
+            s.store_timeout = Duration::from_millis(n);
+        }
+        if let Some(url) = raw.store {
+            let text = url.get_ref();
+            if ["redis://", "rediss://", "redis+cluster://"]
+                .iter()
+                .any(|p| text.starts_with(p))
+            {
+                s.store = Some(text.clone());
+            } else {
+                self.push(
+                    Some(url.span()),
+                    "serve.store",
+                    format!("`{text}` is not redis://host:port or redis+cluster://host:port,…"),
+                );
+            }
         }
         Some(s)
     }

@@ -12,6 +12,7 @@ mod runtime;
 mod writer;
 
 pub use actions::{ActionQueue, ActionTarget, QueueCounters, QueuedAction};
+pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;
-pub use runtime::{Runtime, RuntimeCounters, RuntimeError, StatusPage};
+pub use runtime::{Runtime, RuntimeCounters, RuntimeError, StatusPage, StoreHealth};
 pub use writer::{DecisionWriter, PersistError};

@@ -1,4 +1,5 @@
-//! `Runtime`: the engine plus its store and its clock, behind async calls.
+//! `Runtime`: the engine's state (in memory, or shared in Redis) with its decision log and its
+//! clock, behind async calls.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -10,6 +11,7 @@ use banhammer_core::{
     Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
     MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
 };
+use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::DecisionStore;
 use tokio::sync::Notify;
 
@@ -25,6 +27,12 @@ pub enum RuntimeError {
     /// The decision was made but could not be stored: an internal fault.
     #[error(transparent)]
     Persist(#[from] PersistError),
+    /// The shared store could not answer (and the call has no fail policy to fall back on).
+    #[error("{0}")]
+    Store(String),
+    /// Not available with this store.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Counters for `/metrics`.
@@ -38,6 +46,8 @@ pub struct RuntimeCounters {
     pub alerts: AtomicU64,
     /// Notices started.
     pub notices: AtomicU64,
+    /// Events answered by a rule's fail policy because the shared store was unavailable.
+    pub fail_policy_answers: AtomicU64,
 }
 
 /// One page of `status_all`.
@@ -49,9 +59,29 @@ pub struct StatusPage {
     pub next: Option<String>,
 }
 
-/// The engine with its store, its clock and its ticker. Cheap to share behind an `Arc`.
+/// Where the engine's state lives.
+enum Backend {
+    /// In this process (the embedded default).
+    Memory(SharedEngine<Arc<dyn Clock>>),
+    /// In Redis, shared by every node.
+    Redis(Arc<RedisStore>),
+}
+
+/// The shared store's health, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Whether the last call succeeded.
+    pub up: bool,
+    /// Calls that failed or timed out.
+    pub errors: u64,
+    /// Calls refused by the open circuit breaker.
+    pub short_circuited: u64,
+}
+
+/// The engine with its state, its decision log, its clock and its ticker. Share it in an `Arc`.
 pub struct Runtime {
-    engine: SharedEngine<Arc<dyn Clock>>,
+    backend: Backend,
+    rules: Arc<Ruleset>,
     clock: Arc<dyn Clock>,
     writer: DecisionWriter,
     /// Wakes the ticker when a decision starts (its end may be the next deadline).
@@ -66,8 +96,9 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Starts a runtime over `rules` and `store`: bans that ended while nobody ran are closed
-    /// (their UNBAN recorded at its own time), the others restored into the engine.
+    /// Starts a runtime with its state in memory, over `rules` and the decision log `store`:
+    /// bans that ended while nobody ran are closed (their UNBAN recorded at its own time), the
+    /// others restored into the engine.
     pub fn start(
         rules: Arc<Ruleset>,
         clock: Arc<dyn Clock>,
@@ -83,14 +114,11 @@ impl Runtime {
             .active_bans(now)
             .map_err(|e| PersistError(e.to_string()))?;
         for b in &active {
-            let restored = {
-                let mut result = Ok(());
-                engine.for_each_token_shard(&b.token, |e| {
-                    result = e.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until);
-                });
-                result
-            };
-            if let Err(e) = restored {
+            let mut result = Ok(());
+            engine.for_each_token_shard(&b.token, |e| {
+                result = e.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until);
+            });
+            if let Err(e) = result {
                 tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
             }
         }
@@ -100,7 +128,41 @@ impl Runtime {
             "Bans read back."
         );
         Ok(Arc::new(Runtime {
-            engine,
+            backend: Backend::Memory(engine),
+            rules,
+            clock,
+            writer: DecisionWriter::start(store),
+            wake: Notify::new(),
+            counters: RuntimeCounters::default(),
+        }))
+    }
+
+    /// Starts a runtime whose state is shared in Redis at `url` (every call bounded by
+    /// `timeout`); decisions are also logged in `store`. Listens for other nodes' bans.
+    pub async fn start_redis(
+        rules: Arc<Ruleset>,
+        clock: Arc<dyn Clock>,
+        store: DecisionStore,
+        url: &StoreUrl,
+        timeout: Duration,
+    ) -> Result<Arc<Runtime>, RuntimeError> {
+        let redis = RedisStore::connect(url, Arc::clone(&rules), timeout)
+            .await
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
+        let redis = Arc::new(redis);
+        // Other nodes' bans and unbans, for as long as the node runs: reconnect after a drop.
+        let listener = Arc::clone(&redis);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = listener.subscribe().await {
+                    tracing::debug!(error = %e, "Ban channel lost; reconnecting.");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Arc::new(Runtime {
+            backend: Backend::Redis(redis),
+            rules,
             clock,
             writer: DecisionWriter::start(store),
             wake: Notify::new(),
@@ -110,7 +172,7 @@ impl Runtime {
 
     /// The rules.
     pub fn rules(&self) -> &Arc<Ruleset> {
-        self.engine.rules()
+        &self.rules
     }
 
     /// The clock.
@@ -119,10 +181,68 @@ impl Runtime {
     }
 
     /// One event now; its decisions are stored before this returns.
-    pub async fn observe(&self, event: &Event<'_>, rates: bool) -> Result<Verdict, RuntimeError> {
-        let verdict = self.engine.observe(event, rates)?;
-        self.settle(&verdict.decisions).await?;
-        Ok(verdict)
+    pub async fn observe(
+        self: &Arc<Self>,
+        event: &Event<'_>,
+        rates: bool,
+    ) -> Result<Verdict, RuntimeError> {
+        match &self.backend {
+            Backend::Memory(engine) => {
+                let verdict = engine.observe(event, rates)?;
+                self.settle(&verdict.decisions).await?;
+                Ok(verdict)
+            }
+            Backend::Redis(redis) => {
+                let now = self.clock.now().max(event.at);
+                if redis.cache().is_banned(event.token, now) && !rates {
+                    // Known banned: answer at once; the event still counts, in the background.
+                    let (rt, redis) = (Arc::clone(self), Arc::clone(redis));
+                    let (token, metric) = (event.token.to_owned(), event.metric.to_owned());
+                    let attrs: Vec<(String, String)> = event
+                        .attrs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect();
+                    let at = event.at;
+                    tokio::spawn(async move {
+                        let attrs: Vec<(&str, &str)> = attrs
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        let ev = Event::new(&token, &metric, at).with_attrs(&attrs);
+                        if let Ok(v) = redis.observe(&ev, now, false).await {
+                            let _ = rt.settle(&v.decisions).await;
+                        }
+                    });
+                    return Ok(Verdict {
+                        passed: false,
+                        rates: None,
+                        decisions: Vec::new(),
+                    });
+                }
+                match redis.observe(event, now, rates).await {
+                    Ok(verdict) => {
+                        self.settle(&verdict.decisions).await?;
+                        Ok(verdict)
+                    }
+                    Err(StoreError::Event(e)) => Err(e.into()),
+                    Err(e) => {
+                        // The rule's fail policy answers; bans known here still hold.
+                        tracing::debug!(error = %e, "Answering by fail policy.");
+                        self.counters
+                            .fail_policy_answers
+                            .fetch_add(1, Ordering::Relaxed);
+                        let passed = !redis.cache().is_banned(event.token, now)
+                            && redis.passes_when_unavailable(event.metric);
+                        Ok(Verdict {
+                            passed,
+                            rates: None,
+                            decisions: Vec::new(),
+                        })
+                    }
+                }
+            }
+        }
     }
 
     /// The seed API's `now(token, metric, tier)`.
@@ -132,14 +252,26 @@ impl Runtime {
         metric: &str,
         tier: usize,
     ) -> Result<Verdict, RuntimeError> {
-        let verdict = self.engine.fire(token, metric, tier)?;
+        let verdict = match &self.backend {
+            Backend::Memory(engine) => engine.fire(token, metric, tier)?,
+            Backend::Redis(redis) => redis
+                .fire(token, metric, tier, self.clock.now())
+                .await
+                .map_err(store_error)?,
+        };
         self.settle(&verdict.decisions).await?;
         Ok(verdict)
     }
 
     /// Ends `token`'s ban now; the UNBAN is stored before this returns.
     pub async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, RuntimeError> {
-        let end = self.engine.unban(token);
+        let end = match &self.backend {
+            Backend::Memory(engine) => engine.unban(token),
+            Backend::Redis(redis) => redis
+                .unban(token, self.clock.now())
+                .await
+                .map_err(store_error)?,
+        };
         if let Some(e) = &end {
             self.settle(std::slice::from_ref(e)).await?;
         }
@@ -170,65 +302,122 @@ impl Runtime {
         self.writer.write(decisions.to_vec()).await
     }
 
-    /// `status(token, metric)`.
-    pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, EventError> {
-        self.engine.status(token, metric)
+    /// `status(token, metric)` (in-memory state only).
+    pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, RuntimeError> {
+        match &self.backend {
+            Backend::Memory(engine) => Ok(engine.status(token, metric)?),
+            Backend::Redis(_) => Err(unsupported("status")),
+        }
     }
 
-    /// A page of `status_all`, at most `limit` items from `cursor` (`None` for the start).
-    pub fn status_page(&self, cursor: Option<&str>, limit: usize) -> StatusPage {
+    /// A page of `status_all`, at most `limit` items from `cursor` (in-memory state only).
+    pub fn status_page(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<StatusPage, RuntimeError> {
+        let Backend::Memory(engine) = &self.backend else {
+            return Err(unsupported("status_all"));
+        };
         // A cursor is `shard.offset`: shards are visited in order, tokens in each in LRU order.
-        let (mut shard, mut offset) = cursor
+        let (shard, offset) = cursor
             .and_then(|c| c.split_once('.'))
             .and_then(|(s, o)| Some((s.parse::<usize>().ok()?, o.parse::<usize>().ok()?)))
             .unwrap_or((0, 0));
         let mut items = Vec::new();
         let mut index = 0usize;
         let mut next = None;
-        self.engine.for_each_shard(|e| {
+        engine.for_each_shard(|e| {
+            let skip = if index == shard { offset } else { 0 };
             if index < shard || next.is_some() {
                 index += 1;
                 return;
             }
-            for (taken, (token, metric, rates)) in e.status_all().skip(offset).enumerate() {
+            for (taken, (token, metric, rates)) in e.status_all().skip(skip).enumerate() {
                 if items.len() == limit {
-                    next = Some(format!("{index}.{}", offset + taken));
+                    next = Some(format!("{index}.{}", skip + taken));
                     break;
                 }
                 items.push((token.to_owned(), metric.to_owned(), rates));
             }
             index += 1;
-            shard = index;
-            offset = 0;
         });
-        StatusPage { items, next }
+        Ok(StatusPage { items, next })
     }
 
     /// Every active ban, oldest first.
-    pub fn bans(&self) -> Vec<(Token, DecisionView)> {
-        let mut all = Vec::new();
-        self.engine.for_each_shard(|e| {
-            all.extend(
-                e.decisions()
-                    .filter(|(_, d)| d.effect == Effect::Block)
-                    .map(|(t, d)| (t.clone(), d)),
-            );
-        });
-        all.sort_by(|a, b| (a.1.from, &a.0).cmp(&(b.1.from, &b.0)));
-        all
+    pub async fn bans(&self) -> Result<Vec<(Token, DecisionView)>, RuntimeError> {
+        match &self.backend {
+            Backend::Memory(engine) => {
+                let mut all = Vec::new();
+                engine.for_each_shard(|e| {
+                    all.extend(
+                        e.decisions()
+                            .filter(|(_, d)| d.effect == Effect::Block)
+                            .map(|(t, d)| (t.clone(), d)),
+                    );
+                });
+                all.sort_by(|a, b| (a.1.from, &a.0).cmp(&(b.1.from, &b.0)));
+                Ok(all)
+            }
+            Backend::Redis(redis) => {
+                let now = self.clock.now();
+                let bans = redis.bans().await.map_err(store_error)?;
+                Ok(bans
+                    .into_iter()
+                    .filter(|(_, until)| *until > now)
+                    .filter_map(|(t, until)| Some((Token::new(&t)?, redis_view(until))))
+                    .collect())
+            }
+        }
     }
 
     /// `token`'s active ban.
-    pub fn ban(&self, token: &str) -> Option<DecisionView> {
-        let mut found = None;
-        self.engine
-            .for_each_token_shard(token, |e| found = e.ban(token));
-        found
+    pub async fn ban(&self, token: &str) -> Result<Option<DecisionView>, RuntimeError> {
+        match &self.backend {
+            Backend::Memory(engine) => {
+                let mut found = None;
+                engine.for_each_token_shard(token, |e| found = e.ban(token));
+                Ok(found)
+            }
+            Backend::Redis(redis) => {
+                let now = self.clock.now();
+                let view = match redis.ban(token).await {
+                    Ok(b) => b.map(|(rule, tier, value, from, until)| DecisionView {
+                        effect: Effect::Block,
+                        metric: Arc::from(rule),
+                        tier,
+                        value,
+                        from,
+                        until,
+                    }),
+                    // Unreachable: what this node knows.
+                    Err(_) => redis.cache().until(token).map(redis_view),
+                };
+                Ok(view.filter(|v| v.until > now))
+            }
+        }
     }
 
-    /// The engine's counters.
+    /// The engine's counters (in-memory state; zeros for Redis).
     pub fn engine_counters(&self) -> EngineCounters {
-        self.engine.counters()
+        match &self.backend {
+            Backend::Memory(engine) => engine.counters(),
+            Backend::Redis(_) => EngineCounters::default(),
+        }
+    }
+
+    /// The shared store's health, if the state is in Redis.
+    pub fn store_health(&self) -> Option<StoreHealth> {
+        let Backend::Redis(redis) = &self.backend else {
+            return None;
+        };
+        let h = redis.connection().health();
+        Some(StoreHealth {
+            up: h.up.load(Ordering::Relaxed),
+            errors: h.errors.load(Ordering::Relaxed),
+            short_circuited: h.short_circuited.load(Ordering::Relaxed),
+        })
     }
 
     /// The decision counters.
@@ -242,13 +431,20 @@ impl Runtime {
         tokio::pin!(shutdown);
         loop {
             let now = self.clock.now();
-            let ends = self.engine.advance(now);
+            let (ends, next) = match &self.backend {
+                Backend::Memory(engine) => (engine.advance(now), engine.next_deadline()),
+                Backend::Redis(redis) => match redis.sweep(now).await {
+                    Ok(ends) => (ends, None),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "Sweep failed; next second.");
+                        (Vec::new(), None)
+                    }
+                },
+            };
             if let Err(e) = self.settle(&ends).await {
                 tracing::error!(error = %e, "Ends not stored.");
             }
-            let wait = self
-                .engine
-                .next_deadline()
+            let wait = next
                 .map_or(Duration::from_secs(1), |d| {
                     Duration::from_secs(d.since(now).get().clamp(0, 1))
                 })
@@ -264,5 +460,30 @@ impl Runtime {
     /// Commits what is queued and stops the store's writer.
     pub fn close(&self) {
         self.writer.close();
+    }
+}
+
+fn store_error(e: StoreError) -> RuntimeError {
+    match e {
+        StoreError::Event(e) => RuntimeError::Event(e),
+        other => RuntimeError::Store(other.to_string()),
+    }
+}
+
+fn unsupported(what: &str) -> RuntimeError {
+    RuntimeError::Unsupported(format!(
+        "{what} is answered from a node's memory; with the Redis store it is not available"
+    ))
+}
+
+/// What a node knows of a ban kept in Redis: its end.
+fn redis_view(until: Timestamp) -> DecisionView {
+    DecisionView {
+        effect: Effect::Block,
+        metric: Arc::from(""),
+        tier: 0,
+        value: 0,
+        from: until,
+        until,
     }
 }

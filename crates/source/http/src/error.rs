@@ -37,15 +37,19 @@ pub enum ApiError {
     /// 422 with messages per field (the detector's shape).
     #[error("invalid fields")]
     Fields(BTreeMap<&'static str, Vec<&'static str>>),
-    /// 503: the decision was made but could not be stored.
+    /// 503: the decision was made but could not be stored, or the store is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 501: the route is not available with this store.
+    #[error("{0}")]
+    NotImplemented(String),
 }
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::Event(e) => ApiError::Unprocessable(e.to_string()),
+            RuntimeError::Unsupported(why) => ApiError::NotImplemented(why),
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -61,6 +65,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "Request failed.");

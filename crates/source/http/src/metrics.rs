@@ -48,6 +48,10 @@ pub(crate) struct Metrics {
     tracked_tokens: Gauge,
     evictions: Counter,
     action_records: Family<OutcomeLabels, Counter>,
+    store_up: Gauge,
+    store_errors: Counter,
+    store_short_circuited: Counter,
+    fail_policy: Counter,
 }
 
 impl Metrics {
@@ -93,6 +97,30 @@ impl Metrics {
             "Action records (files, webhooks) delivered, dropped (queue full) or failed",
             action_records.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 while the shared store (Redis) answers, 0 during an outage",
+            store_up.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Calls to the shared store that failed or timed out",
+            store_errors.clone(),
+        );
+        let store_short_circuited = Counter::default();
+        registry.register(
+            "store_short_circuited",
+            "Calls to the shared store skipped by the open circuit breaker",
+            store_short_circuited.clone(),
+        );
+        let fail_policy = Counter::default();
+        registry.register(
+            "fail_policy_answers",
+            "Events answered by their rule's fail policy while the shared store was unavailable",
+            fail_policy.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -102,6 +130,10 @@ impl Metrics {
             tracked_tokens,
             evictions,
             action_records,
+            store_up,
+            store_errors,
+            store_short_circuited,
+            fail_policy,
         }
     }
 }
@@ -143,10 +175,19 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let catch_up = |c: &Counter, total: u64| {
         c.inc_by(total.saturating_sub(c.get()));
     };
-    set(&m.tracked_tokens, c.tracked_tokens);
-    set(&m.active_bans, rt.bans().len());
-    catch_up(&m.evictions, c.evictions);
     let d = rt.counters();
+    set(&m.tracked_tokens, c.tracked_tokens);
+    set(&m.active_bans, rt.bans().await.map_or(0, |b| b.len()));
+    if let Some(h) = rt.store_health() {
+        m.store_up.set(i64::from(h.up));
+        catch_up(&m.store_errors, h.errors);
+        catch_up(&m.store_short_circuited, h.short_circuited);
+    }
+    catch_up(
+        &m.fail_policy,
+        d.fail_policy_answers.load(Ordering::Relaxed),
+    );
+    catch_up(&m.evictions, c.evictions);
     for (kind, counter) in [
         ("ban", &d.bans),
         ("unban", &d.unbans),

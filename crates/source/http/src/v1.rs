@@ -252,10 +252,10 @@ pub(crate) struct StatusPageResponse {
 pub(crate) async fn status_all(
     State(state): State<AppState>,
     Query(q): Query<PageQuery>,
-) -> Json<StatusPageResponse> {
+) -> Result<Json<StatusPageResponse>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let page = state.runtime().status_page(q.cursor.as_deref(), limit);
-    Json(StatusPageResponse {
+    let page = state.runtime().status_page(q.cursor.as_deref(), limit)?;
+    Ok(Json(StatusPageResponse {
         items: page
             .items
             .into_iter()
@@ -266,7 +266,7 @@ pub(crate) async fn status_all(
             })
             .collect(),
         next: page.next,
-    })
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -277,14 +277,15 @@ pub(crate) struct BansResponse {
 /// `GET /v1/bans` (admin): every active ban, oldest first.
 #[utoipa::path(get, path = "/v1/bans", tag = "bans", security(("bearer" = [])),
     responses((status = 200, body = BansResponse), (status = 401)))]
-pub(crate) async fn bans(State(state): State<AppState>) -> Json<BansResponse> {
+pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansResponse>, ApiError> {
     let bans = state
         .runtime()
         .bans()
+        .await?
         .iter()
         .map(|(t, d)| Ban::new(t.as_str(), d))
         .collect();
-    Json(BansResponse { bans })
+    Ok(Json(BansResponse { bans }))
 }
 
 /// `GET /v1/bans/{token}` (admin): the token's ban, and why.
@@ -298,6 +299,7 @@ pub(crate) async fn ban(
     state
         .runtime()
         .ban(&token)
+        .await?
         .map(|d| Json(Ban::new(&token, &d)))
         .ok_or_else(|| ApiError::NotFound(format!("`{}` is not banned", cut(&token))))
 }

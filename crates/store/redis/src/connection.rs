@@ -255,6 +255,14 @@ impl Connection {
         self.query(redis::cmd("HGET").arg(key).arg(field)).await
     }
 
+    pub(crate) async fn hmget(
+        &self,
+        key: &str,
+        fields: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        self.query(redis::cmd("HMGET").arg(key).arg(fields)).await
+    }
+
     pub(crate) async fn publish(&self, channel: &str, message: &str) -> Result<(), StoreError> {
         self.query(redis::cmd("PUBLISH").arg(channel).arg(message))
             .await

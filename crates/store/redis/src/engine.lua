@@ -111,6 +111,21 @@ local function reply(passed, r1, r10, r60, until_)
   return out
 end
 
+if mode == 'unban' then
+  -- KEYS[1] the token's ban. ARGV: mode, now. Ends it now, if any.
+  local now = tonumber(ARGV[2])
+  if until_of(KEYS[1]) then
+    end_record(KEYS[1], now, nil)
+    local r = records[1]
+    -- An operator's unban ends now, whatever the reaches said.
+    local p = split(r)
+    p[8] = now
+    records[1] = table.concat(p, '|')
+    redis.call('DEL', KEYS[1])
+  end
+  return reply(1, 0, 0, 0, nil)
+end
+
 if mode == 'end' or mode == 'finish' then
   -- KEYS[1] the episode, KEYS[2] its metric's events (alerts only; else any key of the slot)
   -- ARGV: mode, now, limit, window

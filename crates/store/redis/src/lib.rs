@@ -392,6 +392,69 @@ impl RedisStore {
         })
     }
 
+    /// Ends `token`'s ban at `now` (an operator's unban); the UNBAN, if it was banned.
+    pub async fn unban(
+        &self,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Option<DecisionEvent>, StoreError> {
+        let mut inv = self.engine.prepare_invoke();
+        inv.key(key(token, "ban")).arg("unban").arg(now.as_unix());
+        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
+        let parsed = Reply::parse(&reply)?;
+        match parsed.records.first() {
+            Some(r) => {
+                let d = self.decision(r)?;
+                self.publish(&d).await;
+                Ok(Some(d))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Active bans: (token, until), from the deadline index (ends not yet swept included).
+    pub async fn bans(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        let all = self.conn.zrange_all(DEADLINES).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(member, score)| {
+                let mut p = member.splitn(5, '|');
+                let (_, effect, token) = (p.next()?, p.next()?, p.next()?);
+                #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
+                (effect == "0").then(|| (token.to_owned(), Timestamp::from_unix(score as i64)))
+            })
+            .collect())
+    }
+
+    /// `token`'s ban as Redis holds it: (rule, tier, value, from, until).
+    pub async fn ban(
+        &self,
+        token: &str,
+    ) -> Result<Option<(String, usize, u64, Timestamp, Timestamp)>, StoreError> {
+        let v: Vec<Option<String>> = self
+            .conn
+            .hmget(
+                &key(token, "ban"),
+                &["rule", "tier", "value", "from", "until"],
+            )
+            .await?;
+        let num = |i: usize| {
+            v.get(i)
+                .and_then(|x| x.as_deref())
+                .and_then(|x| x.parse::<i64>().ok())
+        };
+        let (Some(rule), Some(until)) = (v.first().cloned().flatten(), num(4)) else {
+            return Ok(None);
+        };
+        Ok(Some((
+            rule,
+            usize::try_from(num(1).unwrap_or(0)).unwrap_or(0),
+            u64::try_from(num(2).unwrap_or(0)).unwrap_or(0),
+            Timestamp::from_unix(num(3).unwrap_or(until)),
+            Timestamp::from_unix(until),
+        )))
+    }
+
     /// Whether `token` is banned at `now`, asking Redis.
     pub async fn ban_until(&self, token: &str) -> Result<Option<Timestamp>, StoreError> {
         let until: Option<i64> = self.conn.hget(&key(token, "ban"), "until").await?;

@@ -301,3 +301,49 @@ fn random_scripts_decide_alike() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
+    let server = RedisServer::start();
+    let url: StoreUrl = server.url().parse().unwrap();
+    let rules = ruleset(vec![metric(
+        "m",
+        Scope::Token,
+        vec![t(2, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
+    )]);
+    let a = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let b = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
+        .await
+        .unwrap();
+    a.flush().await.unwrap();
+    let now = Timestamp::from_unix(1_000);
+    a.observe(&Event::new("x", "m", now), now, false)
+        .await
+        .unwrap();
+    let v = b
+        .observe(&Event::new("x", "m", now), now, false)
+        .await
+        .unwrap();
+    assert!(
+        !v.passed,
+        "two events through two nodes reach the shared limit"
+    );
+    assert_eq!(
+        a.bans().await.unwrap(),
+        [("x".to_owned(), Timestamp::from_unix(1_600))]
+    );
+    let end = a
+        .unban("x", Timestamp::from_unix(1_010))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end.to_string(), "1010,UNBAN,x");
+    assert_eq!(b.ban_until("x").await.unwrap(), None);
+    assert!(a
+        .unban("x", Timestamp::from_unix(1_011))
+        .await
+        .unwrap()
+        .is_none());
+}

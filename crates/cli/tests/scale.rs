@@ -1,0 +1,258 @@
+//! Several `banhammer serve` processes sharing one Redis (or a Redis Cluster) behave as one:
+//! one limit across nodes, bans seen everywhere at once, and an outage answered by each
+//! rule's fail policy with recovery when Redis returns. The servers are real processes; Redis
+//! is started by the tests (banhammer-testkit).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use banhammer_testkit::{RedisCluster, RedisServer};
+use serde_json::{json, Value};
+
+/// A `banhammer serve` process, killed when dropped.
+struct Node {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(dir: &Path, name: &str, config: &Path, store: &str) -> Node {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--db")
+        .arg(dir.join(format!("{name}.sqlite")))
+        .args(["--store", store])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(base.starts_with("http://"), "{name} did not start: {line}");
+    Node { child, base }
+}
+
+const CONFIG: &str = r#"
+[metrics.request]
+# 51 events reach the limit: 50 pass.
+[[metrics.request.thresholds]]
+limit = 51
+window = 60
+actions = ["block_local"]
+action_duration = 600
+
+[metrics.strict]
+[[metrics.strict.thresholds]]
+limit = 1000
+window = 60
+actions = ["block_local"]
+action_duration = 600
+on_store_error = "fail_closed"
+"#;
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("scale.toml");
+    std::fs::write(&p, CONFIG).unwrap();
+    p
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn incr(c: &reqwest::blocking::Client, base: &str, token: &str, metric: &str) -> bool {
+    let r = c
+        .post(format!("{base}/v1/incr"))
+        .json(&json!({"token": token, "metric": metric}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.json::<Value>().unwrap()["passed"].as_bool().unwrap()
+}
+
+/// 3 × 60 requests for one token, concurrently through three nodes: exactly 50 pass.
+fn exactly_the_limit_passes(store: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| node(dir.path(), &format!("n{i}"), &cfg, store))
+        .collect();
+    let passed = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for n in &nodes {
+            let passed = Arc::clone(&passed);
+            s.spawn(move || {
+                let c = client();
+                for _ in 0..60 {
+                    if incr(&c, &n.base, "198.51.100.1", "request") {
+                        passed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        passed.load(Ordering::SeqCst),
+        50,
+        "one limit across all nodes"
+    );
+    // The ban is answered by every node.
+    let c = client();
+    for n in &nodes {
+        assert!(!incr(&c, &n.base, "198.51.100.1", "request"));
+        let ban: Value = c
+            .get(format!("{}/v1/bans/198.51.100.1", n.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(ban["rule"], "request");
+    }
+}
+
+#[test]
+fn three_nodes_on_one_redis_enforce_one_limit() {
+    let redis = RedisServer::start();
+    exactly_the_limit_passes(&redis.url());
+}
+
+#[test]
+fn three_nodes_on_a_redis_cluster_enforce_one_limit() {
+    let cluster = RedisCluster::start();
+    exactly_the_limit_passes(&cluster.url());
+}
+
+#[test]
+fn a_ban_made_through_one_node_is_answered_by_the_others_within_100_ms() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| node(dir.path(), &format!("n{i}"), &cfg, &redis.url()))
+        .collect();
+    let c = client();
+    let r = c
+        .post(format!("{}/v1/now", nodes[0].base))
+        .json(&json!({"token": "203.0.113.5", "metric": "request", "threshold": 0}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    #[allow(clippy::disallowed_methods)] // the propagation delay is the requirement under test
+    let banned_at = std::time::Instant::now();
+    for n in &nodes[1..] {
+        assert!(
+            !incr(&c, &n.base, "203.0.113.5", "request"),
+            "{} answers the ban",
+            n.base
+        );
+    }
+    let elapsed = banned_at.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(100),
+        "answered after {elapsed:?}"
+    );
+}
+
+#[test]
+fn an_outage_is_answered_by_fail_policy_and_recovered_from() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let a = node(dir.path(), "a", &cfg, &redis.url());
+    let b = node(dir.path(), "b", &cfg, &redis.url());
+    let c = client();
+    // A known ban before the outage.
+    for _ in 0..51 {
+        incr(&c, &a.base, "192.0.2.99", "request");
+    }
+    assert!(!incr(&c, &b.base, "192.0.2.99", "request"));
+    // Load while Redis dies.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, answered, base) = (Arc::clone(&stop), Arc::clone(&answered), a.base.clone());
+        std::thread::spawn(move || {
+            let c = client();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let ip = format!("10.9.{}.{}", (i >> 8) & 255, i & 255);
+                incr(&c, &base, &ip, "request");
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    for n in [&a, &b] {
+        assert!(
+            incr(&c, &n.base, "10.0.0.1", "request"),
+            "fail_open rules pass during the outage"
+        );
+        assert!(
+            !incr(&c, &n.base, "10.0.0.1", "strict"),
+            "fail_closed rules deny during the outage"
+        );
+        assert!(
+            !incr(&c, &n.base, "192.0.2.99", "request"),
+            "known bans still hold"
+        );
+    }
+    let metrics = c
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("banhammer_store_up 0"), "{metrics}");
+    let before = answered.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        answered.load(Ordering::Relaxed) > before,
+        "the node keeps answering"
+    );
+    // Redis comes back (empty): the nodes reconnect by themselves.
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        let m = c
+            .get(format!("{}/metrics", a.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if incr(&c, &a.base, "10.0.0.2", "strict") && m.contains("banhammer_store_up 1") {
+            recovered = true;
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert!(recovered, "the node did not recover");
+    for _ in 0..51 {
+        incr(&c, &b.base, "192.0.2.100", "request");
+    }
+    assert!(
+        !incr(&c, &a.base, "192.0.2.100", "request"),
+        "limits are shared again"
+    );
+}
