@@ -20,7 +20,6 @@ use sources::{Source, SourceState};
 
 /// Command-line choices for `monitor`.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // interface, filter and pcap are read by the packet sources, still to land
 pub(crate) struct MonitorOptions {
     pub(crate) interface: String,
     pub(crate) filter: String,
@@ -152,6 +151,7 @@ fn drive(
                 .duration
                 .is_some_and(|d| app.now().since(app.start()).get() >= d)
             {
+                finish(app, &mut emit)?;
                 break;
             }
             if !on_tick(app)? {
@@ -159,6 +159,9 @@ fn drive(
             }
         }
         if done {
+            if let Some(app) = app.as_mut() {
+                finish(app, &mut emit)?;
+            }
             break;
         }
         if state == SourceState::Idle {
@@ -166,6 +169,18 @@ fn drive(
         }
     }
     Ok(app)
+}
+
+/// The end of a run (input over, `--duration` reached, a signal): counts what is still
+/// waiting and reports the interval in progress.
+fn finish(
+    app: &mut App,
+    emit: &mut impl FnMut(&Output) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for o in app.finish() {
+        emit(&o)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)] // reports are the command's output

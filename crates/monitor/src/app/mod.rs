@@ -235,6 +235,37 @@ impl App {
         out
     }
 
+    /// Ends the run: counts every observation still waiting, moves the clock to the newest,
+    /// and reports the interval in progress (cut short at the second after the clock) if
+    /// anything was seen in it, so a replay or a stopped capture counts every request.
+    pub fn finish(&mut self) -> Vec<Output> {
+        let newest = self
+            .pending
+            .iter()
+            .map(|Reverse(p)| p.0)
+            .max()
+            .unwrap_or(self.now);
+        let mut out = self.advance(newest);
+        if self.interval.requests > 0 || self.interval.responses > 0 {
+            let to = self.now.plus(Seconds::new(1)).max(self.interval_start);
+            let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
+            let report = Report {
+                from: self.interval_start,
+                to,
+                interval,
+                total: self.total.clone(),
+                elapsed: to.since(self.start).get(),
+                packets: self.packets,
+                drops: self.drops,
+                alerting: self.alerting,
+            };
+            self.last_report = Some(report.clone());
+            out.push(Output::Report(Box::new(report)));
+            self.interval_start = to;
+        }
+        out
+    }
+
     /// Counts `obs` now (its time may be earlier than the clock, if it came late).
     fn count(&mut self, obs: Observation, out: &mut Vec<Output>) {
         let at = obs.time();

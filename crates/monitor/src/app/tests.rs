@@ -183,3 +183,21 @@ fn the_sparkline_counts_each_of_the_last_seconds() {
     a.advance(ts(4));
     assert_eq!(a.per_second(5), [0, 2, 0, 5, 0]);
 }
+
+#[test]
+fn finish_counts_what_waits_and_reports_the_interval_in_progress() {
+    let mut a = app();
+    hits(&mut a, 3, 2);
+    hits(&mut a, 14, 4);
+    hits(&mut a, 12, 1); // arrives late, still waiting for the clock
+    let first = a.advance(ts(11));
+    assert_eq!(first.len(), 1, "only [0, 10) has ended");
+    let out = a.finish();
+    let [Output::Report(r)] = out.as_slice() else {
+        panic!("one cut-short report: {out:?}")
+    };
+    assert_eq!((r.from, r.to), (ts(10), ts(15)), "up to the newest second");
+    assert_eq!(r.interval.requests, 5);
+    assert_eq!(r.total.requests, 7);
+    assert!(a.finish().is_empty(), "nothing left to report");
+}
