@@ -1,6 +1,8 @@
 //! Drives `banhammer monitor` on real packets: a live capture on `lo` while a real client talks
 //! to a real server, and the pcap file `tcpdump` wrote of the same traffic. Needs root (or
 //! CAP_NET_RAW), as CI has: without it the test fails rather than skips.
+// Built with the binary's `capture` feature, as scripts/test does.
+#![cfg(feature = "capture")]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

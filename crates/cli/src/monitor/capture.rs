@@ -1,120 +1,139 @@
 //! Packet sources for the monitor: live capture on an interface and pcap files, through
 //! banhammer-capture.
 
-use anyhow::Context;
-use banhammer_capture::{
-    open_file, open_live, FileCapture, KernelStats, Limits, LiveCapture, Seen,
-};
-use banhammer_core::Timestamp;
-use banhammer_monitor::{Hit, Observation, Reply};
+#[cfg(feature = "capture")]
+pub(super) use pcap::open;
 
-use super::sources::{Source, SourceState};
-use super::MonitorOptions;
+/// Without libpcap, a clear error instead of the capture.
+#[cfg(not(feature = "capture"))]
+pub(super) fn open(
+    _opts: &super::MonitorOptions,
+) -> anyhow::Result<Box<dyn super::sources::Source>> {
+    anyhow::bail!(
+        "this banhammer was built without packet capture: use --log FILE, or rebuild with \
+         `cargo install --path crates/cli --features capture` (needs libpcap-dev)"
+    )
+}
 
-/// Opens `--pcap FILE` when given, otherwise a live capture on `--interface` with `--filter`.
-pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
-    if let Some(path) = &opts.pcap {
-        let capture = open_file(path, Limits::default())?;
-        return Ok(Box::new(PcapReplay {
+#[cfg(feature = "capture")]
+mod pcap {
+    //! The libpcap sources.
+
+    use anyhow::Context;
+    use banhammer_capture::{
+        open_file, open_live, FileCapture, KernelStats, Limits, LiveCapture, Seen,
+    };
+    use banhammer_core::Timestamp;
+    use banhammer_monitor::{Hit, Observation, Reply};
+
+    use super::super::sources::{Source, SourceState};
+    use super::super::MonitorOptions;
+
+    /// Opens `--pcap FILE` when given, otherwise a live capture on `--interface` with `--filter`.
+    pub(crate) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
+        if let Some(path) = &opts.pcap {
+            let capture = open_file(path, Limits::default())?;
+            return Ok(Box::new(PcapReplay {
+                capture,
+                seen: Vec::new(),
+            }));
+        }
+        let capture = open_live(&opts.interface, &opts.filter, Limits::default())
+            .with_context(|| format!("monitor --interface {}", opts.interface))?;
+        // Tells the user (and tests) that packets are counted from now on; before a TUI takes
+        // the screen, so it is seen only in plain and JSON modes.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!(
+                "banhammer monitor: capturing on {} (filter {:?}, link type {:?})",
+                opts.interface,
+                opts.filter,
+                capture.link_type()
+            );
+        }
+        Ok(Box::new(LiveSource {
             capture,
             seen: Vec::new(),
-        }));
-    }
-    let capture = open_live(&opts.interface, &opts.filter, Limits::default())
-        .with_context(|| format!("monitor --interface {}", opts.interface))?;
-    // Tells the user (and tests) that packets are counted from now on; before a TUI takes
-    // the screen, so it is seen only in plain and JSON modes.
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!(
-            "banhammer monitor: capturing on {} (filter {:?}, link type {:?})",
-            opts.interface,
-            opts.filter,
-            capture.link_type()
-        );
-    }
-    Ok(Box::new(LiveSource {
-        capture,
-        seen: Vec::new(),
-        kernel: KernelStats::default(),
-    }))
-}
-
-/// Whole seconds of a packet time in microseconds (floored, also before 1970).
-fn seconds(time_us: i64) -> Timestamp {
-    Timestamp::from_unix(time_us.div_euclid(1_000_000))
-}
-
-/// A request or response seen on the wire as the monitor's observation.
-fn observation(seen: Seen) -> Observation {
-    match seen {
-        Seen::Request(r) => Observation::Request(Hit {
-            time: seconds(r.time_us),
-            client: r.client,
-            host: r.host,
-            method: Some(r.method),
-            path: Some(r.target),
-        }),
-        Seen::Response(r) => Observation::Response(Reply {
-            time: seconds(r.time_us),
-            status: r.status,
-            bytes: r.bytes,
-        }),
-    }
-}
-
-/// A pcap or pcapng file, replayed in packet time.
-struct PcapReplay {
-    capture: FileCapture,
-    seen: Vec<Seen>,
-}
-
-impl Source for PcapReplay {
-    fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
-        let more = self.capture.next_batch(&mut self.seen)?;
-        out.extend(self.seen.drain(..).map(observation));
-        Ok(if more {
-            SourceState::More
-        } else {
-            SourceState::Done
-        })
+            kernel: KernelStats::default(),
+        }))
     }
 
-    fn live(&self) -> bool {
-        false
+    /// Whole seconds of a packet time in microseconds (floored, also before 1970).
+    fn seconds(time_us: i64) -> Timestamp {
+        Timestamp::from_unix(time_us.div_euclid(1_000_000))
     }
 
-    fn counters(&self) -> (u64, u64) {
-        (self.capture.counters().packets, 0)
-    }
-}
-
-/// A live capture, in wall time.
-struct LiveSource {
-    capture: LiveCapture,
-    seen: Vec<Seen>,
-    kernel: KernelStats,
-}
-
-impl Source for LiveSource {
-    fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
-        // Waits up to the capture's read timeout (100 ms) itself, so never idle here.
-        self.capture.next_batch(&mut self.seen)?;
-        out.extend(self.seen.drain(..).map(observation));
-        self.kernel = self.capture.stats()?;
-        Ok(SourceState::More)
+    /// A request or response seen on the wire as the monitor's observation.
+    fn observation(seen: Seen) -> Observation {
+        match seen {
+            Seen::Request(r) => Observation::Request(Hit {
+                time: seconds(r.time_us),
+                client: r.client,
+                host: r.host,
+                method: Some(r.method),
+                path: Some(r.target),
+            }),
+            Seen::Response(r) => Observation::Response(Reply {
+                time: seconds(r.time_us),
+                status: r.status,
+                bytes: r.bytes,
+            }),
+        }
     }
 
-    fn live(&self) -> bool {
-        true
+    /// A pcap or pcapng file, replayed in packet time.
+    struct PcapReplay {
+        capture: FileCapture,
+        seen: Vec<Seen>,
     }
 
-    fn counters(&self) -> (u64, u64) {
-        // Packets as the kernel counted them (they passed the filter), and every drop: ours
-        // (buffer full) and the interface's.
-        (
-            self.kernel.received.max(self.capture.counters().packets),
-            self.kernel.dropped + self.kernel.if_dropped,
-        )
+    impl Source for PcapReplay {
+        fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
+            let more = self.capture.next_batch(&mut self.seen)?;
+            out.extend(self.seen.drain(..).map(observation));
+            Ok(if more {
+                SourceState::More
+            } else {
+                SourceState::Done
+            })
+        }
+
+        fn live(&self) -> bool {
+            false
+        }
+
+        fn counters(&self) -> (u64, u64) {
+            (self.capture.counters().packets, 0)
+        }
+    }
+
+    /// A live capture, in wall time.
+    struct LiveSource {
+        capture: LiveCapture,
+        seen: Vec<Seen>,
+        kernel: KernelStats,
+    }
+
+    impl Source for LiveSource {
+        fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
+            // Waits up to the capture's read timeout (100 ms) itself, so never idle here.
+            self.capture.next_batch(&mut self.seen)?;
+            out.extend(self.seen.drain(..).map(observation));
+            self.kernel = self.capture.stats()?;
+            Ok(SourceState::More)
+        }
+
+        fn live(&self) -> bool {
+            true
+        }
+
+        fn counters(&self) -> (u64, u64) {
+            // Packets we read (the kernel's own count sees each loopback packet twice, going out
+            // and coming in), and every drop: ours (buffer full) and the interface's.
+            (
+                self.capture.counters().packets,
+                self.kernel.dropped + self.kernel.if_dropped,
+            )
+        }
     }
 }

@@ -20,6 +20,8 @@ use sources::{Source, SourceState};
 
 /// Command-line choices for `monitor`.
 #[derive(Debug, Clone)]
+// Without the `capture` feature nothing reads the packet options.
+#[cfg_attr(not(feature = "capture"), allow(dead_code))]
 pub(crate) struct MonitorOptions {
     pub(crate) interface: String,
     pub(crate) filter: String,
