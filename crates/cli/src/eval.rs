@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use banhammer_config::Config;
-use banhammer_core::{Action, Engine, Event, ManualClock, NamedNoop, Timestamp};
+use banhammer_core::{
+    Action, DecisionEvent, Engine, Event, EventError, ManualClock, NamedNoop, Ruleset, Timestamp,
+};
 use banhammer_sink::{builtin_action, write_decision, DecisionFormat};
+use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 
 use crate::script;
 use banhammer_accesslog::{BoundedLine, BoundedLines};
@@ -36,12 +39,82 @@ pub(crate) fn resolve_actions(config: &Config) -> anyhow::Result<impl Fn(&str) -
     })
 }
 
-/// Runs the script at `file` (stdin if `None` or `-`) under the configuration at `config`.
+/// Where the script's events are decided.
+enum Decider {
+    /// The in-memory engine, on a clock that follows event time.
+    Memory(Engine<ManualClock>),
+    /// The Redis store (`--scratch-store`), driven as a node would be: before each event every
+    /// decision due by then ends.
+    Store {
+        rt: tokio::runtime::Runtime,
+        store: RedisStore,
+        now: Timestamp,
+    },
+}
+
+impl Decider {
+    /// The event's decisions, after the ends that came due before it. `Ok(Err(_))` is a
+    /// refused event (reported as a bad line); `Err(_)` a store that stopped answering.
+    fn observe(
+        &mut self,
+        event: &Event<'_>,
+    ) -> anyhow::Result<Result<Vec<DecisionEvent>, EventError>> {
+        match self {
+            Decider::Memory(engine) => Ok(engine.observe(event, false).map(|v| v.decisions)),
+            Decider::Store { rt, store, now } => {
+                *now = (*now).max(event.at);
+                let now = *now;
+                rt.block_on(async {
+                    let mut out = store.sweep(now).await?;
+                    match store.observe(event, now, false).await {
+                        Ok(v) => out.extend(v.decisions),
+                        Err(StoreError::Event(why)) => return Ok(Err(why)),
+                        Err(e) => return Err(e.into()),
+                    }
+                    Ok(Ok(out))
+                })
+            }
+        }
+    }
+
+    /// The input is over: the clock stops at the last event; the pending ends.
+    fn finish(&mut self) -> anyhow::Result<Vec<DecisionEvent>> {
+        match self {
+            Decider::Memory(engine) => Ok(engine.finish()),
+            Decider::Store { rt, store, now } => Ok(rt.block_on(store.finish(*now))?),
+        }
+    }
+}
+
+/// Connects to the scratch store at `url` and deletes everything on it.
+fn scratch_store(url: &str, rules: Ruleset) -> anyhow::Result<Decider> {
+    let url: StoreUrl = url
+        .parse()
+        .map_err(|e: String| anyhow!("--scratch-store: {e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let store = rt.block_on(async {
+        let store =
+            RedisStore::connect(&url, Arc::new(rules), std::time::Duration::from_secs(5)).await?;
+        store.flush().await?;
+        Ok::<_, StoreError>(store)
+    })?;
+    Ok(Decider::Store {
+        rt,
+        store,
+        now: Timestamp::MIN,
+    })
+}
+
+/// Runs the script at `file` (stdin if `None` or `-`) under the configuration at `config`,
+/// in memory or, with `scratch_store`, on that Redis (emptied first).
 #[allow(clippy::print_stderr)] // malformed lines are reported on stderr by design
 pub(crate) fn run(
     config: &Path,
     file: Option<&Path>,
     format: DecisionFormat,
+    scratch_store: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
     let rules = config
@@ -58,9 +131,14 @@ pub(crate) fn run(
             )
         }
     };
-    // Event time drives the engine: the clock never runs ahead of the newest event.
-    let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
-    let mut engine = Engine::new(Arc::new(rules), clock);
+    let mut decider = match scratch_store {
+        // Event time drives the engine: the clock never runs ahead of the newest event.
+        None => Decider::Memory(Engine::new(
+            Arc::new(rules),
+            ManualClock::new(Timestamp::from_unix(i64::MIN)),
+        )),
+        Some(url) => self::scratch_store(url, rules)?,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut lines = BoundedLines::new(input, MAX_LINE);
@@ -99,16 +177,16 @@ pub(crate) fn run(
             }
         };
         let ev = Event::new(event.token, event.metric, event.at).with_attrs(&event.attrs);
-        match engine.observe(&ev, false) {
-            Ok(verdict) => {
-                for d in &verdict.decisions {
+        match decider.observe(&ev)? {
+            Ok(decisions) => {
+                for d in &decisions {
                     write_decision(&mut out, d, format)?;
                 }
             }
             Err(why) => report(number, &why.to_string()),
         }
     }
-    for d in &engine.finish() {
+    for d in &decider.finish()? {
         write_decision(&mut out, d, format)?;
     }
     out.flush()?;

@@ -42,6 +42,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// Decide on this Redis store (`redis://…`, `redis+cluster://…`) instead of in memory,
+        /// to compare the two. It must be a scratch instance: every key on it is deleted first.
+        #[arg(long, value_name = "URL")]
+        scratch_store: Option<String>,
     },
     /// Validates a configuration file and reports every problem with its line.
     Check {
@@ -205,7 +209,13 @@ fn main() -> ExitCode {
             config,
             file,
             format,
-        } => eval::run(&config, file.as_deref(), format.into()),
+            scratch_store,
+        } => eval::run(
+            &config,
+            file.as_deref(),
+            format.into(),
+            scratch_store.as_deref(),
+        ),
         Command::Check { config } => check::run(&config),
         Command::Replay {
             config,

@@ -346,7 +346,10 @@ impl Episode {
             .find(|r| r.rule == reach.rule && r.policy == reach.policy && r.member == reach.member)
         {
             Some(r) => {
-                if reach.mark >= r.mark {
+                // Only a reach that goes further replaces the record's value: a hold that
+                // carries no further (like a banned token that keeps coming, which is not even
+                // measured) leaves the value that set the mark.
+                if reach.mark > r.mark {
                     r.mark = reach.mark;
                     r.value = reach.value;
                 }

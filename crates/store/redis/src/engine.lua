@@ -223,7 +223,8 @@ local function add_reach(key, tier, t, value, nth)
   local n = redis.call('HGET', key, id)
   if n then
     local p = split(redis.call('HGET', key, 'R' .. n))
-    if mark < tonumber(p[4]) then return end
+    -- As the engine: only a reach that goes further replaces the recorded value.
+    if mark <= tonumber(p[4]) then return end
   else
     n = redis.call('HINCRBY', key, 'nreach', 1)
     redis.call('HSET', key, id, n)
