@@ -256,3 +256,55 @@ fn an_outage_is_answered_by_fail_policy_and_recovered_from() {
         "limits are shared again"
     );
 }
+
+#[test]
+fn actions_run_once_per_decision_on_the_node_that_started_it() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.jsonl");
+    let cfg = dir.path().join("actions.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[actions.record_local]
+path = "{}"
+
+[metrics.signup]
+[[metrics.signup.thresholds]]
+limit = 3
+window = 60
+actions = ["record_local"]
+action_duration = 600
+"#,
+            records.display()
+        ),
+    )
+    .unwrap();
+    let nodes: Vec<Node> = (0..2)
+        .map(|i| node(dir.path(), &format!("n{i}"), &cfg, &redis.url()))
+        .collect();
+    let c = client();
+    // Events alternate between the nodes; the 3rd (on node 0) starts the notice, later ones
+    // (on both nodes) fall inside it.
+    for i in 0..6 {
+        assert!(incr(&c, &nodes[i % 2].base, "192.0.2.7", "signup"));
+    }
+    for _ in 0..100 {
+        if records.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Time for a second (wrong) record to appear, from either node.
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<String> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let record: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(record["token"], "192.0.2.7");
+    assert_eq!(record["limit"], 3);
+}

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
-    MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
+    ActionCall, Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event,
+    EventError, MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::DecisionStore;
@@ -48,6 +48,8 @@ pub struct RuntimeCounters {
     pub notices: AtomicU64,
     /// Events answered by a rule's fail policy because the shared store was unavailable.
     pub fail_policy_answers: AtomicU64,
+    /// Actions that panicked (caught; the decision stands).
+    pub action_panics: AtomicU64,
 }
 
 /// One page of `status_all`.
@@ -211,6 +213,7 @@ impl Runtime {
                             .collect();
                         let ev = Event::new(&token, &metric, at).with_attrs(&attrs);
                         if let Ok(v) = redis.observe(&ev, now, false).await {
+                            rt.run_store_actions(&redis, &v.decisions);
                             let _ = rt.settle(&v.decisions).await;
                         }
                     });
@@ -222,6 +225,7 @@ impl Runtime {
                 }
                 match redis.observe(event, now, rates).await {
                     Ok(verdict) => {
+                        self.run_store_actions(redis, &verdict.decisions);
                         self.settle(&verdict.decisions).await?;
                         Ok(verdict)
                     }
@@ -254,10 +258,14 @@ impl Runtime {
     ) -> Result<Verdict, RuntimeError> {
         let verdict = match &self.backend {
             Backend::Memory(engine) => engine.fire(token, metric, tier)?,
-            Backend::Redis(redis) => redis
-                .fire(token, metric, tier, self.clock.now())
-                .await
-                .map_err(store_error)?,
+            Backend::Redis(redis) => {
+                let verdict = redis
+                    .fire(token, metric, tier, self.clock.now())
+                    .await
+                    .map_err(store_error)?;
+                self.run_store_actions(redis, &verdict.decisions);
+                verdict
+            }
         };
         self.settle(&verdict.decisions).await?;
         Ok(verdict)
@@ -276,6 +284,38 @@ impl Runtime {
             self.settle(std::slice::from_ref(e)).await?;
         }
         Ok(end)
+    }
+
+    /// Runs the actions of the decisions the Redis store started, as the in-memory engine runs
+    /// its own: once per decision, on the node whose event started it.
+    fn run_store_actions(&self, redis: &RedisStore, decisions: &[DecisionEvent]) {
+        for d in decisions.iter().filter(|d| d.change == Change::Start) {
+            let Some(t) = redis
+                .rule_of(&d.metric, d.tier)
+                .and_then(|rule| self.rules.metric(rule.metric).thresholds.get(d.tier))
+            else {
+                continue;
+            };
+            let call = ActionCall {
+                token: d.token.as_str(),
+                duration: t.action_duration,
+                metric: &d.metric,
+                window: t.window,
+                limit: t.limit.get(),
+                tier: d.tier,
+                at: d.at,
+                effect: d.effect,
+                repeat: false,
+            };
+            for action in &t.actions {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    action.call(&call);
+                }));
+                if run.is_err() {
+                    self.counters.action_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Stores decisions and counts them; wakes the ticker for new ends.
