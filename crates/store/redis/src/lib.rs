@@ -11,6 +11,7 @@
 mod cache;
 mod connection;
 
+use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -76,13 +77,60 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The key `bh:{token}:rest`; the token is escaped, so its hash tag is always the whole token.
 fn key(token: &str, rest: &str) -> String {
-    format!("bh:{{{token}}}:{rest}")
+    format!("bh:{{{}}}:{rest}", enc(token))
+}
+
+/// Escapes the characters that give keys, script records and index members their structure
+/// (`%`, `{`, `}`, `:`, `|`), so that no token or metric a client chooses can reach another
+/// token's keys or break a record apart.
+fn enc(s: &str) -> Cow<'_, str> {
+    const SPECIAL: &[u8] = b"%{}:|";
+    if !s.bytes().any(|b| SPECIAL.contains(&b)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '%' | '{' | '}' | ':' | '|' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The inverse of [`enc`] (a `%` not followed by two hex digits is kept as it is).
+fn dec(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 impl RedisStore {
     /// Connects to `url` (`redis://…` or `redis+cluster://h1:p1,h2:p2,…`) for `rules`, with
-    /// `timeout` per call. Refuses rules the script does not implement (`sum` kinds, weights).
+    /// `timeout` per call. Refuses rules the script does not implement (`sum` kinds); an
+    /// event's weight counts as 1 (no front end sets another).
     pub async fn connect(
         url: &StoreUrl,
         rules: Arc<Ruleset>,
@@ -149,12 +197,12 @@ impl RedisStore {
         let layout = self.rules.layout(id);
         let mut inv = self.engine.prepare_invoke();
         inv.key(key(who, "ban"))
-            .key(key(who, &format!("w:{}", event.metric)));
+            .key(key(who, &format!("w:{}", enc(event.metric))));
         for (attr, _, _) in layout.distincts {
-            inv.key(key(who, &format!("d:{}:{attr}", event.metric)));
+            inv.key(key(who, &format!("d:{}:{}", enc(event.metric), enc(attr))));
         }
         for tier in 0..rule.thresholds.len() {
-            inv.key(key(who, &format!("ep:{}:{tier}", event.metric)));
+            inv.key(key(who, &format!("ep:{}:{tier}", enc(event.metric))));
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         inv.arg("event")
@@ -165,8 +213,8 @@ impl RedisStore {
             .arg(format!("{:x}.{seq:x}", self.node))
             .arg(rule.thresholds.len())
             .arg(layout.distincts.len())
-            .arg(event.metric)
-            .arg(who);
+            .arg(enc(event.metric).as_ref())
+            .arg(enc(who).as_ref());
         for (t, slot) in rule.thresholds.iter().zip(layout.slots) {
             let (kind, dindex) = match slot {
                 MeasureSlot::Distinct(i) => (1, i + 1),
@@ -196,8 +244,8 @@ impl RedisStore {
                 let member = format!(
                     "{}|{}|{}|{}",
                     effect_code(d.effect),
-                    d.token,
-                    d.metric,
+                    enc(d.token.as_str()),
+                    enc(&d.metric),
                     d.tier
                 );
                 let _: String = self
@@ -268,15 +316,16 @@ impl RedisStore {
                 continue;
             };
             let tier: usize = tier.parse().unwrap_or(0);
-            let (limit, window) = self.tier_spec(metric, tier);
+            let (token, emetric) = (dec(token), metric);
+            let (limit, window) = self.tier_spec(&dec(metric), tier);
             let episode = if effect == "0" {
-                key(token, "ban")
+                key(&token, "ban")
             } else {
-                key(token, &format!("ep:{metric}:{tier}"))
+                key(&token, &format!("ep:{emetric}:{tier}"))
             };
             let mut inv = self.engine.prepare_invoke();
             inv.key(&episode)
-                .key(key(token, &format!("w:{metric}")))
+                .key(key(&token, &format!("w:{emetric}")))
                 .arg(if finish { "finish" } else { "end" })
                 .arg(now.as_unix())
                 .arg(limit)
@@ -330,10 +379,11 @@ impl RedisStore {
             return Err(EventError::GlobalFire(metric.to_owned()).into());
         }
         let mut inv = self.engine.prepare_invoke();
+        let emetric = enc(metric);
         inv.key(key(token, "ban"))
-            .key(key(token, &format!("fire:{metric}")));
+            .key(key(token, &format!("fire:{emetric}")));
         for i in 0..=tier {
-            inv.key(key(token, &format!("ep:{metric}:{i}")));
+            inv.key(key(token, &format!("ep:{emetric}:{i}")));
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         inv.arg("event")
@@ -344,8 +394,8 @@ impl RedisStore {
             .arg(format!("{:x}.{seq:x}", self.node))
             .arg(tier + 1)
             .arg(0)
-            .arg(metric)
-            .arg(token);
+            .arg(emetric.as_ref())
+            .arg(enc(token).as_ref());
         for i in 0..=tier {
             // Lower tiers are present only to keep the tier number; they cannot hold.
             let limit = if i == tier { 1 } else { u64::MAX >> 12 };
@@ -367,8 +417,8 @@ impl RedisStore {
                 let member = format!(
                     "{}|{}|{}|{}",
                     effect_code(d.effect),
-                    d.token,
-                    d.metric,
+                    enc(d.token.as_str()),
+                    enc(&d.metric),
                     d.tier
                 );
                 let _: String = self
@@ -421,7 +471,8 @@ impl RedisStore {
                 let mut p = member.splitn(5, '|');
                 let (_, effect, token) = (p.next()?, p.next()?, p.next()?);
                 #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
-                (effect == "0").then(|| (token.to_owned(), Timestamp::from_unix(score as i64)))
+                (effect == "0")
+                    .then(|| (dec(token).into_owned(), Timestamp::from_unix(score as i64)))
             })
             .collect())
     }
@@ -447,7 +498,7 @@ impl RedisStore {
             return Ok(None);
         };
         Ok(Some((
-            rule,
+            dec(&rule).into_owned(),
             usize::try_from(num(1).unwrap_or(0)).unwrap_or(0),
             u64::try_from(num(2).unwrap_or(0)).unwrap_or(0),
             Timestamp::from_unix(num(3).unwrap_or(until)),
@@ -487,8 +538,8 @@ impl RedisStore {
             at: Timestamp::from_unix(num(at)?),
             change,
             effect,
-            token: Token::new(token).ok_or_else(bad)?,
-            metric: self.metric_name(metric),
+            token: Token::new(&dec(token)).ok_or_else(bad)?,
+            metric: self.metric_name(&dec(metric)),
             tier: usize::try_from(num(tier)?).map_err(|_| bad())?,
             value: u64::try_from(num(value)?).unwrap_or(0),
             from: Timestamp::from_unix(num(from)?),
@@ -595,5 +646,26 @@ impl Reply {
             until: (until >= 0).then_some(until),
             records,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dec, enc, key};
+
+    #[test]
+    fn escaped_tokens_cannot_reach_other_keys() {
+        assert_eq!(enc("10.0.0.1"), "10.0.0.1");
+        assert_eq!(enc("2001:db8::1"), "2001%3Adb8%3A%3A1");
+        // The attack the scale-out review found: these two used to share a key.
+        assert_ne!(
+            key("v}:w:f:x", &format!("w:{}", enc("f"))),
+            key("v", &format!("w:{}", enc("f:x}:ban")))
+        );
+        assert_eq!(key("a}b", "ban"), "bh:{a%7Db}:ban");
+        for s in ["", "a|b", "%", "%%41", "{x}", "é:ü|%7"] {
+            assert_eq!(dec(&enc(s)), s);
+        }
+        assert_eq!(dec("100%"), "100%");
     }
 }
