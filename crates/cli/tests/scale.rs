@@ -168,6 +168,23 @@ fn a_ban_made_through_one_node_is_answered_by_the_others_within_100_ms() {
         elapsed < Duration::from_millis(100),
         "answered after {elapsed:?}"
     );
+    // Listed once on every node, with its rule; status is the in-memory engine's only.
+    for n in &nodes {
+        let bans: Value = c
+            .get(format!("{}/v1/bans", n.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let text = bans.to_string();
+        assert_eq!(text.matches("203.0.113.5").count(), 1, "{text}");
+        assert!(text.contains("\"request\""), "{text}");
+    }
+    let r = c
+        .get(format!("{}/v1/status/203.0.113.5/request", nodes[1].base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 501);
 }
 
 #[test]
@@ -223,6 +240,11 @@ fn an_outage_is_answered_by_fail_policy_and_recovered_from() {
         .text()
         .unwrap();
     assert!(metrics.contains("banhammer_store_up 0"), "{metrics}");
+    // The bans a node knows are still listed.
+    let bans = c.get(format!("{}/v1/bans", b.base)).send().unwrap();
+    assert!(bans.status().is_success(), "{}", bans.status());
+    let bans = bans.text().unwrap();
+    assert!(bans.contains("192.0.2.99"), "{bans}");
     let before = answered.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(300));
     assert!(

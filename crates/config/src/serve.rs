@@ -259,11 +259,19 @@ impl Cx<'_> {
         }
         if let Some(url) = raw.store {
             let text = url.get_ref();
-            if ["redis://", "rediss://", "redis+cluster://"]
+            if ["redis://", "redis+cluster://"]
                 .iter()
                 .any(|p| text.starts_with(p))
             {
                 s.store = Some(text.clone());
+            } else if text.starts_with("rediss://") {
+                self.push(
+                    Some(url.span()),
+                    "serve.store",
+                    "TLS to Redis (rediss://) is not built in: use redis:// on a private network \
+                     or through a TLS tunnel"
+                        .to_owned(),
+                );
             } else {
                 self.push(
                     Some(url.span()),

@@ -379,8 +379,8 @@ fn serve_and_detect_errors_are_located() {
     let env: std::collections::HashMap<String, String> =
         [("SAMPLE_PERIOD".to_owned(), "soon".to_owned())].into();
     let errs = Config::parse_with_env(
-        "[serve]\nlisten = \"nowhere\"\ntoken_from = \"cookie\"\n[detect]\nip_ban_time = 0\n\
-         [actions.report_central]\nurl = \"ftp://x\"\n",
+        "[serve]\nlisten = \"nowhere\"\ntoken_from = \"cookie\"\nstore = \"rediss://r:6379\"\n\
+         [detect]\nip_ban_time = 0\n[actions.report_central]\nurl = \"ftp://x\"\n",
         "t.toml",
         &env,
     )
@@ -390,8 +390,9 @@ fn serve_and_detect_errors_are_located() {
         "environment variable SAMPLE_PERIOD: detect.sample_period: `soon` must be a whole number",
         "t.toml:2:10: serve.listen: `nowhere` is not an address",
         "t.toml:3:14: serve.token_from: `cookie` is not \"body\" or \"peer\"",
-        "t.toml:5:15: detect.ip_ban_time: must be 1 to 1000000",
-        "t.toml:7:7: actions.report_central.url: `ftp://x` is not an http:// or https:// URL",
+        "t.toml:4:9: serve.store: TLS to Redis (rediss://) is not built in",
+        "t.toml:6:15: detect.ip_ban_time: must be 1 to 1000000",
+        "t.toml:8:7: actions.report_central.url: `ftp://x` is not an http:// or https:// URL",
     ];
     assert_eq!(text.len(), expected.len(), "{text:#?}");
     for (got, want) in text.iter().zip(expected) {

@@ -402,12 +402,56 @@ impl Runtime {
             }
             Backend::Redis(redis) => {
                 let now = self.clock.now();
-                let bans = redis.bans().await.map_err(store_error)?;
-                Ok(bans
-                    .into_iter()
-                    .filter(|(_, until)| *until > now)
-                    .filter_map(|(t, until)| Some((Token::new(&t)?, redis_view(until))))
-                    .collect())
+                let bans = match redis.bans().await {
+                    Ok(bans) => bans,
+                    Err(e) => {
+                        // Unreachable: the bans this node knows, without their rule.
+                        tracing::debug!(error = %e, "Listing the bans this node knows.");
+                        return Ok(redis
+                            .cache()
+                            .snapshot()
+                            .into_iter()
+                            .filter(|(_, until)| *until > now.as_unix())
+                            .filter_map(|(t, until)| {
+                                let until = Timestamp::from_unix(until);
+                                Some((Token::new(&t)?, redis_view("", 0, until)))
+                            })
+                            .collect());
+                    }
+                };
+                let mut out = Vec::with_capacity(bans.len());
+                for (t, metric, tier, until) in bans.into_iter().filter(|b| b.3 > now) {
+                    let Some(token) = Token::new(&t) else {
+                        continue;
+                    };
+                    // The full record (value, from) when Redis has it; one round trip per ban
+                    // on an admin route.
+                    let view = match self.ban(&t).await {
+                        Ok(Some(v)) => v,
+                        _ => redis_view(&metric, tier, until),
+                    };
+                    out.push((token, view));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// How many tokens are banned now (for metrics: no per-ban round trips).
+    pub async fn active_bans(&self) -> Result<usize, RuntimeError> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(self.bans().await?.len()),
+            Backend::Redis(redis) => {
+                let now = self.clock.now();
+                Ok(match redis.bans().await {
+                    Ok(bans) => bans.iter().filter(|b| b.3 > now).count(),
+                    Err(_) => redis
+                        .cache()
+                        .snapshot()
+                        .iter()
+                        .filter(|(_, until)| *until > now.as_unix())
+                        .count(),
+                })
             }
         }
     }
@@ -432,7 +476,7 @@ impl Runtime {
                         until,
                     }),
                     // Unreachable: what this node knows.
-                    Err(_) => redis.cache().until(token).map(redis_view),
+                    Err(_) => redis.cache().until(token).map(|u| redis_view("", 0, u)),
                 };
                 Ok(view.filter(|v| v.until > now))
             }
@@ -517,11 +561,13 @@ fn unsupported(what: &str) -> RuntimeError {
 }
 
 /// What a node knows of a ban kept in Redis: its end.
-fn redis_view(until: Timestamp) -> DecisionView {
+/// A ban known only by its index entry (or, in an outage, by the node's cache): its value and
+/// start are not known.
+fn redis_view(metric: &str, tier: usize, until: Timestamp) -> DecisionView {
     DecisionView {
         effect: Effect::Block,
-        metric: Arc::from(""),
-        tier: 0,
+        metric: Arc::from(metric),
+        tier,
         value: 0,
         from: until,
         until,

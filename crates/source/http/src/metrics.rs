@@ -177,7 +177,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     };
     let d = rt.counters();
     set(&m.tracked_tokens, c.tracked_tokens);
-    set(&m.active_bans, rt.bans().await.map_or(0, |b| b.len()));
+    set(&m.active_bans, rt.active_bans().await.unwrap_or(0));
     if let Some(h) = rt.store_health() {
         m.store_up.set(i64::from(h.up));
         catch_up(&m.store_errors, h.errors);

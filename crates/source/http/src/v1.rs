@@ -188,15 +188,14 @@ pub(crate) struct StatusResponse {
 #[utoipa::path(get, path = "/v1/status/{token}/{metric}", tag = "engine",
     params(("token" = String, Path), ("metric" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = StatusResponse), (status = 401), (status = 422)))]
+    responses((status = 200, body = StatusResponse), (status = 401), (status = 422), (status = 501)))]
 pub(crate) async fn status_one(
     State(state): State<AppState>,
     Path((token, metric)): Path<(String, String)>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let rt = state.runtime();
-    let s = rt
-        .status(&token, &metric)
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    // An unknown metric is 422; the Redis store's missing status is 501.
+    let s = rt.status(&token, &metric)?;
     let id = rt.rules().metric_id(&metric);
     let tiers = s
         .tiers

@@ -35,7 +35,7 @@ impl std::str::FromStr for StoreUrl {
                 return Err(format!("`{s}` names no cluster node"));
             }
             Ok(StoreUrl::Cluster(nodes))
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+        } else if s.starts_with("redis://") {
             Ok(StoreUrl::Single(s.to_owned()))
         } else {
             Err(format!(

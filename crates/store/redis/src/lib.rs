@@ -456,24 +456,48 @@ impl RedisStore {
             Some(r) => {
                 let d = self.decision(r)?;
                 self.publish(&d).await;
+                // Its deadline entries go too, or listings would show the ban until its old
+                // end. A scan of the index: unbans are rare operator actions.
+                let prefix = format!("|0|{}|", enc(token));
+                for (member, _) in self.conn.zrange_all(DEADLINES).await? {
+                    if member
+                        .split_once('|')
+                        .is_some_and(|(_, rest)| format!("|{rest}").starts_with(&prefix))
+                    {
+                        self.conn.zrem(DEADLINES, &member).await?;
+                    }
+                }
                 Ok(Some(d))
             }
             None => Ok(None),
         }
     }
 
-    /// Active bans: (token, until), from the deadline index (ends not yet swept included).
-    pub async fn bans(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+    /// Active bans from the deadline index (ends not yet swept included): token, the metric
+    /// and tier that started the ban, and its end; one entry per token.
+    pub async fn bans(&self) -> Result<Vec<(String, String, usize, Timestamp)>, StoreError> {
         let all = self.conn.zrange_all(DEADLINES).await?;
-        Ok(all
+        let mut bans: std::collections::BTreeMap<String, (String, usize, Timestamp)> =
+            std::collections::BTreeMap::new();
+        for (member, score) in all {
+            let parts: Vec<&str> = member.splitn(5, '|').collect();
+            let [_, "0", token, metric, tier] = parts[..] else {
+                continue;
+            };
+            #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
+            let until = Timestamp::from_unix(score as i64);
+            let entry = (dec(metric).into_owned(), tier.parse().unwrap_or(0), until);
+            bans.entry(dec(token).into_owned())
+                .and_modify(|e| {
+                    if until > e.2 {
+                        *e = entry.clone();
+                    }
+                })
+                .or_insert(entry);
+        }
+        Ok(bans
             .into_iter()
-            .filter_map(|(member, score)| {
-                let mut p = member.splitn(5, '|');
-                let (_, effect, token) = (p.next()?, p.next()?, p.next()?);
-                #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
-                (effect == "0")
-                    .then(|| (dec(token).into_owned(), Timestamp::from_unix(score as i64)))
-            })
+            .map(|(token, (metric, tier, until))| (token, metric, tier, until))
             .collect())
     }
 

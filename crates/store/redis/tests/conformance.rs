@@ -332,7 +332,12 @@ async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
     );
     assert_eq!(
         a.bans().await.unwrap(),
-        [("x".to_owned(), Timestamp::from_unix(1_600))]
+        [(
+            "x".to_owned(),
+            "m".to_owned(),
+            0,
+            Timestamp::from_unix(1_600)
+        )]
     );
     let end = a
         .unban("x", Timestamp::from_unix(1_010))
@@ -341,6 +346,24 @@ async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
         .unwrap();
     assert_eq!(end.to_string(), "1010,UNBAN,x");
     assert_eq!(b.ban_until("x").await.unwrap(), None);
+    assert!(b.bans().await.unwrap().is_empty(), "no longer listed");
+    // Banned again: listed once, with the new end.
+    let later = Timestamp::from_unix(1_020);
+    for node in [&a, &b] {
+        node.observe(&Event::new("x", "m", later), later, false)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        a.bans().await.unwrap(),
+        [(
+            "x".to_owned(),
+            "m".to_owned(),
+            0,
+            Timestamp::from_unix(1_620)
+        )]
+    );
+    assert!(a.unban("x", later).await.unwrap().is_some());
     assert!(a
         .unban("x", Timestamp::from_unix(1_011))
         .await
