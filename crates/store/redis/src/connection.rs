@@ -78,6 +78,8 @@ pub struct Health {
     /// When the breaker opened (tokio instant as ms since the store started), 0 if closed.
     opened_at_ms: AtomicU64,
     started: std::sync::OnceLock<tokio::time::Instant>,
+    /// Which node of a cluster URL the next ban subscription goes to.
+    subscribe_turn: AtomicU64,
 }
 
 impl Health {
@@ -279,7 +281,8 @@ impl Connection {
     }
 
     /// Subscribes to `channel` on one node and applies each message to `cache` until the
-    /// connection drops. (Cluster messages are broadcast to every node.)
+    /// connection drops. (Cluster messages are broadcast to every node, so any node will do;
+    /// each call tries the next node of the URL, so a node that is down is not retried alone.)
     pub(crate) async fn subscribe(
         &self,
         channel: &str,
@@ -288,7 +291,11 @@ impl Connection {
         use futures_util::StreamExt;
         let url = match &self.url {
             StoreUrl::Single(u) => u.clone(),
-            StoreUrl::Cluster(nodes) => nodes.first().cloned().unwrap_or_default(),
+            StoreUrl::Cluster(nodes) => {
+                let turn = self.health.subscribe_turn.fetch_add(1, Ordering::Relaxed);
+                let i = usize::try_from(turn).unwrap_or(0) % nodes.len().max(1);
+                nodes.get(i).cloned().unwrap_or_default()
+            }
         };
         let fail = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
         let client = redis::Client::open(url.as_str()).map_err(fail)?;
