@@ -14,7 +14,11 @@ use std::thread;
 use serde_json::Value;
 
 const SECTIONS: [&str; 4] = ["/api/user", "/api/help", "/report", "/pages/create"];
-const REQUESTS: usize = 40;
+/// Sent by hand, each head in two segments.
+const SPLIT: usize = 40;
+/// Sent by reqwest, an ordinary HTTP client.
+const CLIENT: usize = 12;
+const REQUESTS: usize = SPLIT + CLIENT;
 
 /// A keep-alive HTTP/1.1 server answering `200 ok` to each request until the client closes.
 fn serve(listener: TcpListener) {
@@ -87,8 +91,22 @@ fn expected_sections(port: u16) -> BTreeMap<String, u64> {
     want
 }
 
-/// Sends the requests over 4 keep-alive connections, each request's head in two segments.
+/// Sends the requests: over 4 keep-alive connections with each head in two segments, then
+/// through reqwest.
 fn send_requests(port: u16) {
+    send_split(port);
+    let client = reqwest::blocking::Client::new();
+    for i in SPLIT..REQUESTS {
+        let path = SECTIONS[i % SECTIONS.len()];
+        let r = client
+            .get(format!("http://127.0.0.1:{port}{path}?n={i}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.text().unwrap(), "ok");
+    }
+}
+
+fn send_split(port: u16) {
     let mut conns: Vec<TcpStream> = (0..4)
         .map(|_| {
             let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -96,7 +114,7 @@ fn send_requests(port: u16) {
             s
         })
         .collect();
-    for i in 0..REQUESTS {
+    for i in 0..SPLIT {
         let conn = &mut conns[i % 4];
         let path = SECTIONS[i % SECTIONS.len()];
         conn.write_all(format!("GET {path}?n={i} HTTP/1.1\r\nHost: 127.0.0.1:").as_bytes())
