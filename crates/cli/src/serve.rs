@@ -62,8 +62,12 @@ pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
         config.serve.store.clone_from(&opts.store);
     }
     config.add_detector();
-    // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates.
-    config.engine.rates = true;
+    // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates. On a shared
+    // store only when asked for (`[engine] rates` or `[serve] return_rates`): they keep every
+    // event in Redis for an hour, where the rules alone keep it for their longest window.
+    if config.serve.store.is_none() || config.serve.return_rates {
+        config.engine.rates = true;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

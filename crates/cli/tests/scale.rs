@@ -113,6 +113,15 @@ fn exactly_the_limit_passes(store: &str) {
         50,
         "one limit across all nodes"
     );
+    // Rates are not kept on the store unless the configuration asks.
+    let r: Value = client()
+        .post(format!("{}/v1/incr?rates=true", nodes[0].base))
+        .json(&json!({"token": "198.51.100.9", "metric": "request"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(r.get("stats").is_none_or(Value::is_null), "{r}");
     // The ban is answered by every node.
     let c = client();
     for n in &nodes {
@@ -289,6 +298,9 @@ fn actions_run_once_per_decision_on_the_node_that_started_it() {
         &cfg,
         format!(
             r#"
+[serve]
+return_rates = true
+
 [actions.record_local]
 path = "{}"
 
@@ -312,6 +324,15 @@ action_duration = 600
     for i in 0..6 {
         assert!(incr(&c, &nodes[i % 2].base, "192.0.2.7", "signup"));
     }
+    // Rates asked for in the configuration come from Redis: all six events, whichever node.
+    let r: Value = c
+        .post(format!("{}/v1/incr", nodes[1].base))
+        .json(&json!({"token": "192.0.2.7", "metric": "signup"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["stats"]["token_rate_1m"], 7, "{r}");
     for _ in 0..100 {
         if records.exists() {
             break;
