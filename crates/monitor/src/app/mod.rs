@@ -248,20 +248,7 @@ impl App {
         let mut out = self.advance(newest);
         if self.interval.requests > 0 || self.interval.responses > 0 {
             let to = self.now.plus(Seconds::new(1)).max(self.interval_start);
-            let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
-            let report = Report {
-                from: self.interval_start,
-                to,
-                interval,
-                total: self.total.clone(),
-                elapsed: to.since(self.start).get(),
-                packets: self.packets,
-                drops: self.drops,
-                alerting: self.alerting,
-            };
-            self.last_report = Some(report.clone());
-            out.push(Output::Report(Box::new(report)));
-            self.interval_start = to;
+            self.close_interval(to, &mut out);
         }
         out
     }
@@ -326,22 +313,26 @@ impl App {
     fn report_until(&mut self, t: Timestamp, out: &mut Vec<Output>) {
         let len = Seconds::new(self.config.interval.max(1));
         while self.interval_start.plus(len) <= t {
-            let to = self.interval_start.plus(len);
-            let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
-            let report = Report {
-                from: self.interval_start,
-                to,
-                interval,
-                total: self.total.clone(),
-                elapsed: to.since(self.start).get(),
-                packets: self.packets,
-                drops: self.drops,
-                alerting: self.alerting,
-            };
-            self.last_report = Some(report.clone());
-            out.push(Output::Report(Box::new(report)));
-            self.interval_start = to;
+            self.close_interval(self.interval_start.plus(len), out);
         }
+    }
+
+    /// Reports the interval from its start to `to` and starts the next one there.
+    fn close_interval(&mut self, to: Timestamp, out: &mut Vec<Output>) {
+        let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
+        let report = Report {
+            from: self.interval_start,
+            to,
+            interval,
+            total: self.total.clone(),
+            elapsed: to.since(self.start).get(),
+            packets: self.packets,
+            drops: self.drops,
+            alerting: self.alerting,
+        };
+        self.last_report = Some(report.clone());
+        out.push(Output::Report(Box::new(report)));
+        self.interval_start = to;
     }
 
     /// The settings.
