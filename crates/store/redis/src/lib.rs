@@ -435,9 +435,28 @@ impl RedisStore {
             self.publish(&d).await;
             decisions.push(d);
         }
+        // The stats the seed's `now` answers, when rates are kept: the token's events of the
+        // metric (the fire itself is not one).
+        let rates = if self.rules.rates() {
+            let events = key(token, &format!("w:{emetric}"));
+            let mut r = [0u64; 3];
+            for (n, secs) in r.iter_mut().zip([60, 600, 3600]) {
+                *n = self
+                    .conn
+                    .zcount_after(&events, now.as_unix() - secs)
+                    .await?;
+            }
+            Some(Rates {
+                last_1m: r[0],
+                last_10m: r[1],
+                last_60m: r[2],
+            })
+        } else {
+            None
+        };
         Ok(Verdict {
             passed: parsed.passed,
-            rates: None,
+            rates,
             decisions,
         })
     }

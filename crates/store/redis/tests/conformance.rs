@@ -370,3 +370,53 @@ async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
+    let server = RedisServer::start();
+    let url: StoreUrl = server.url().parse().unwrap();
+    let rules = ruleset(vec![metric(
+        "m",
+        Scope::Token,
+        vec![
+            t(5, 60, Effect::Block, 600, BanPolicy::AfterTrigger),
+            t(50, 600, Effect::Notify, 900, BanPolicy::AfterTrigger),
+        ],
+    )]);
+    let store = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let clock = ManualClock::new(Timestamp::from_unix(0));
+    let mut engine = Engine::new(Arc::clone(&rules), clock.clone());
+    for at in [0, 100, 500, 530, 560] {
+        let at = Timestamp::from_unix(at);
+        clock.set(at);
+        engine.observe(&Event::new("x", "m", at), false).unwrap();
+        store
+            .observe(&Event::new("x", "m", at), at, false)
+            .await
+            .unwrap();
+    }
+    let now = Timestamp::from_unix(570);
+    clock.set(now);
+    for tier in [1, 0] {
+        let mem = engine.fire("x", "m", tier).unwrap();
+        let red = store.fire("x", "m", tier, now).await.unwrap();
+        assert_eq!(mem.rates, red.rates, "tier {tier}");
+        assert_eq!(mem.passed, red.passed, "tier {tier}");
+        let show = |v: &banhammer_core::Verdict| -> Vec<String> {
+            v.decisions.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(show(&mem), show(&red), "tier {tier}");
+    }
+    assert_eq!(
+        engine.fire("x", "m", 0).unwrap().rates,
+        // (510, 570] holds 530 and 560; (-30, 570] all five.
+        Some(Rates {
+            last_1m: 2,
+            last_10m: 5,
+            last_60m: 5
+        })
+    );
+}
