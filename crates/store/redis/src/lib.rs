@@ -241,23 +241,7 @@ impl RedisStore {
         for r in &parsed.records {
             let d = self.decision(r)?;
             if d.change == Change::Start {
-                let member = format!(
-                    "{}|{}|{}|{}",
-                    effect_code(d.effect),
-                    enc(d.token.as_str()),
-                    enc(&d.metric),
-                    d.tier
-                );
-                let _: String = self
-                    .conn
-                    .invoke(
-                        self.index
-                            .key(DEADLINES)
-                            .key(DEADLINE_SEQ)
-                            .arg(d.until.as_unix())
-                            .arg(member),
-                    )
-                    .await?;
+                self.register(&d).await;
             }
             self.publish(&d).await;
             decisions.push(d);
@@ -273,6 +257,32 @@ impl RedisStore {
             rates,
             decisions,
         })
+    }
+
+    /// Adds a decision that just started to the deadline index, for the sweep. A failure here
+    /// does not undo the decision (the script made it, every node sees it): it is logged, and
+    /// the decision then ends at the token's next event after its end instead of by the sweep.
+    async fn register(&self, d: &DecisionEvent) {
+        let member = format!(
+            "{}|{}|{}|{}",
+            effect_code(d.effect),
+            enc(d.token.as_str()),
+            enc(&d.metric),
+            d.tier
+        );
+        let registered: Result<String, StoreError> = self
+            .conn
+            .invoke(
+                self.index
+                    .key(DEADLINES)
+                    .key(DEADLINE_SEQ)
+                    .arg(d.until.as_unix())
+                    .arg(member),
+            )
+            .await;
+        if let Err(e) = registered {
+            tracing::warn!(token = %d.token, error = %e, "A decision could not be indexed for its end.");
+        }
     }
 
     async fn publish(&self, d: &DecisionEvent) {
@@ -414,23 +424,7 @@ impl RedisStore {
             let mut d = self.decision(r)?;
             d.value = t.limit.get();
             if d.change == Change::Start {
-                let member = format!(
-                    "{}|{}|{}|{}",
-                    effect_code(d.effect),
-                    enc(d.token.as_str()),
-                    enc(&d.metric),
-                    d.tier
-                );
-                let _: String = self
-                    .conn
-                    .invoke(
-                        self.index
-                            .key(DEADLINES)
-                            .key(DEADLINE_SEQ)
-                            .arg(d.until.as_unix())
-                            .arg(member),
-                    )
-                    .await?;
+                self.register(&d).await;
             }
             self.publish(&d).await;
             decisions.push(d);

@@ -420,3 +420,43 @@ async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_ban_stands_when_its_deadline_cannot_be_indexed() {
+    let server = RedisServer::start();
+    let url: StoreUrl = server.url().parse().unwrap();
+    let rules = ruleset(vec![metric(
+        "m",
+        Scope::Token,
+        vec![t(2, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
+    )]);
+    let store = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    // The index key of the wrong type: registering fails, the event's own script does not.
+    let cli = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port.to_string(), "SET", "bh:{deadlines}", "x"])
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    let now = Timestamp::from_unix(1_000);
+    store
+        .observe(&Event::new("y", "m", now), now, false)
+        .await
+        .unwrap();
+    let v = store
+        .observe(&Event::new("y", "m", now), now, false)
+        .await
+        .expect("the decision is answered, not turned into a store error");
+    assert!(!v.passed);
+    assert_eq!(v.decisions[0].to_string(), "1000,BAN,y");
+    // Not swept, but ended by the token's next event after its end.
+    let later = Timestamp::from_unix(1_700);
+    let v = store
+        .observe(&Event::new("y", "m", later), later, false)
+        .await
+        .unwrap();
+    assert!(v.passed);
+    assert_eq!(v.decisions[0].to_string(), "1600,UNBAN,y");
+}
