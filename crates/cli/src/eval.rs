@@ -87,7 +87,7 @@ impl Decider {
 }
 
 /// Connects to the scratch store at `url` and deletes everything on it.
-fn scratch_store(url: &str, rules: Ruleset) -> anyhow::Result<Decider> {
+fn open_scratch_store(url: &str, rules: Ruleset) -> anyhow::Result<Decider> {
     let url: StoreUrl = url
         .parse()
         .map_err(|e: String| anyhow!("--scratch-store: {e}"))?;
@@ -137,7 +137,7 @@ pub(crate) fn run(
             Arc::new(rules),
             ManualClock::new(Timestamp::from_unix(i64::MIN)),
         )),
-        Some(url) => self::scratch_store(url, rules)?,
+        Some(url) => open_scratch_store(url, rules)?,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -127,6 +127,52 @@ fn dec(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// An entry of the deadline index: `SEQ|EFFECT|TOKEN|METRIC|TIER` (SEQ is drawn by the index
+/// script; token and metric escaped). One format, written by [`RedisStore::register`] and read
+/// by the sweep, the ban listing and the unban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeadlineMember {
+    effect: u8,
+    token: String,
+    metric: String,
+    tier: usize,
+}
+
+impl DeadlineMember {
+    fn of(d: &DecisionEvent) -> Self {
+        DeadlineMember {
+            effect: effect_code(d.effect),
+            token: d.token.as_str().to_owned(),
+            metric: d.metric.to_string(),
+            tier: d.tier,
+        }
+    }
+
+    /// The member without its SEQ, as the index script receives it.
+    fn unsequenced(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.effect,
+            enc(&self.token),
+            enc(&self.metric),
+            self.tier
+        )
+    }
+
+    /// Reads a member as the index holds it; `None` for anything else.
+    fn parse(member: &str) -> Option<Self> {
+        let mut p = member.splitn(5, '|');
+        let (_seq, effect, token, metric, tier) =
+            (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
+        Some(DeadlineMember {
+            effect: effect.parse().ok()?,
+            token: dec(token).into_owned(),
+            metric: dec(metric).into_owned(),
+            tier: tier.parse().ok()?,
+        })
+    }
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://…` or `redis+cluster://h1:p1,h2:p2,…`) for `rules`, with
     /// `timeout` per call. Refuses rules the script does not implement (`sum` kinds); an
@@ -263,13 +309,7 @@ impl RedisStore {
     /// does not undo the decision (the script made it, every node sees it): it is logged, and
     /// the decision then ends at the token's next event after its end instead of by the sweep.
     async fn register(&self, d: &DecisionEvent) {
-        let member = format!(
-            "{}|{}|{}|{}",
-            effect_code(d.effect),
-            enc(d.token.as_str()),
-            enc(&d.metric),
-            d.tier
-        );
+        let member = DeadlineMember::of(d).unsequenced();
         let registered: Result<String, StoreError> = self
             .conn
             .invoke(
@@ -320,22 +360,20 @@ impl RedisStore {
         };
         let mut out: Vec<(Timestamp, String, DecisionEvent)> = Vec::new();
         for (member, _) in due {
-            let parts: Vec<&str> = member.splitn(5, '|').collect();
-            let [_, effect, token, metric, tier] = parts[..] else {
+            let Some(m) = DeadlineMember::parse(&member) else {
                 self.conn.zrem(DEADLINES, &member).await?;
                 continue;
             };
-            let tier: usize = tier.parse().unwrap_or(0);
-            let (token, emetric) = (dec(token), metric);
-            let (limit, window) = self.tier_spec(&dec(metric), tier);
-            let episode = if effect == "0" {
-                key(&token, "ban")
+            let (limit, window) = self.tier_spec(&m.metric, m.tier);
+            let emetric = enc(&m.metric);
+            let episode = if m.effect == 0 {
+                key(&m.token, "ban")
             } else {
-                key(&token, &format!("ep:{emetric}:{tier}"))
+                key(&m.token, &format!("ep:{emetric}:{}", m.tier))
             };
             let mut inv = self.engine.prepare_invoke();
             inv.key(&episode)
-                .key(key(&token, &format!("w:{emetric}")))
+                .key(key(&m.token, &format!("w:{emetric}")))
                 .arg(if finish { "finish" } else { "end" })
                 .arg(now.as_unix())
                 .arg(limit)
@@ -471,11 +509,9 @@ impl RedisStore {
                 self.publish(&d).await;
                 // Its deadline entries go too, or listings would show the ban until its old
                 // end. A scan of the index: unbans are rare operator actions.
-                let prefix = format!("|0|{}|", enc(token));
                 for (member, _) in self.conn.zrange_all(DEADLINES).await? {
-                    if member
-                        .split_once('|')
-                        .is_some_and(|(_, rest)| format!("|{rest}").starts_with(&prefix))
+                    if DeadlineMember::parse(&member)
+                        .is_some_and(|m| m.effect == 0 && m.token == token)
                     {
                         self.conn.zrem(DEADLINES, &member).await?;
                     }
@@ -493,14 +529,13 @@ impl RedisStore {
         let mut bans: std::collections::BTreeMap<String, (String, usize, Timestamp)> =
             std::collections::BTreeMap::new();
         for (member, score) in all {
-            let parts: Vec<&str> = member.splitn(5, '|').collect();
-            let [_, "0", token, metric, tier] = parts[..] else {
+            let Some(m) = DeadlineMember::parse(&member).filter(|m| m.effect == 0) else {
                 continue;
             };
             #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
             let until = Timestamp::from_unix(score as i64);
-            let entry = (dec(metric).into_owned(), tier.parse().unwrap_or(0), until);
-            bans.entry(dec(token).into_owned())
+            let entry = (m.metric, m.tier, until);
+            bans.entry(m.token)
                 .and_modify(|e| {
                     if until > e.2 {
                         *e = entry.clone();
@@ -688,7 +723,7 @@ impl Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::{dec, enc, key};
+    use super::{dec, enc, key, DeadlineMember};
 
     #[test]
     fn escaped_tokens_cannot_reach_other_keys() {
@@ -704,5 +739,18 @@ mod tests {
             assert_eq!(dec(&enc(s)), s);
         }
         assert_eq!(dec("100%"), "100%");
+    }
+
+    #[test]
+    fn a_deadline_member_reads_back_as_written() {
+        let m = DeadlineMember {
+            effect: 0,
+            token: "a|b:{c}".to_owned(),
+            metric: "detect:login".to_owned(),
+            tier: 1,
+        };
+        let stored = format!("{:020}|{}", 7, m.unsequenced());
+        assert_eq!(DeadlineMember::parse(&stored), Some(m));
+        assert_eq!(DeadlineMember::parse("00000000000000000007|0|x"), None);
     }
 }

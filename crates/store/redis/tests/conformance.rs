@@ -133,6 +133,26 @@ fn metric(name: &str, scope: Scope, thresholds: Vec<Threshold>) -> MetricRule {
     }
 }
 
+/// A node on `url` for `rules` (2 s timeout: tests wait for real servers, not for speed).
+async fn connect(url: &str, rules: &Arc<Ruleset>) -> RedisStore {
+    RedisStore::connect(
+        &url.parse::<StoreUrl>().unwrap(),
+        Arc::clone(rules),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap()
+}
+
+/// One token-scope metric `m` that bans for 600 s at `limit` events in 60 s.
+fn one_ban_rule(limit: u64) -> Arc<Ruleset> {
+    ruleset(vec![metric(
+        "m",
+        Scope::Token,
+        vec![t(limit, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
+    )])
+}
+
 /// The fixed scripts: each a rule set and its events.
 fn cases() -> Vec<(&'static str, Arc<Ruleset>, &'static str)> {
     use BanPolicy::{AfterTrigger as Tr, AfterViolation as Vi};
@@ -183,13 +203,7 @@ fn check(name: &str, memory: &(Vec<Step>, Vec<String>), redis: &(Vec<Step>, Vec<
 
 async fn conform(url: &str) {
     for (name, rules, script) in cases() {
-        let store = RedisStore::connect(
-            &url.parse::<StoreUrl>().unwrap(),
-            Arc::clone(&rules),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap();
+        let store = connect(url, &rules).await;
         let script = parse(script);
         check(
             name,
@@ -278,7 +292,7 @@ fn random_script() -> impl Strategy<Value = Vec<(i64, String, String, Option<Str
 #[test]
 fn random_scripts_decide_alike() {
     let server = RedisServer::start();
-    let url: StoreUrl = server.url().parse().unwrap();
+    let url = server.url();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -288,9 +302,7 @@ fn random_scripts_decide_alike() {
         .run(&(random_rules(), random_script()), |(rules, script)| {
             let mem = memory(&rules, &script);
             let red = rt.block_on(async {
-                let store = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
-                    .await
-                    .unwrap();
+                let store = connect(&url, &rules).await;
                 redis(&store, &script).await
             });
             for (i, (m, r)) in mem.0.iter().zip(&red.0).enumerate() {
@@ -305,18 +317,9 @@ fn random_scripts_decide_alike() {
 #[tokio::test]
 async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
     let server = RedisServer::start();
-    let url: StoreUrl = server.url().parse().unwrap();
-    let rules = ruleset(vec![metric(
-        "m",
-        Scope::Token,
-        vec![t(2, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
-    )]);
-    let a = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
-        .await
-        .unwrap();
-    let b = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
-        .await
-        .unwrap();
+    let rules = one_ban_rule(2);
+    let a = connect(&server.url(), &rules).await;
+    let b = connect(&server.url(), &rules).await;
     a.flush().await.unwrap();
     let now = Timestamp::from_unix(1_000);
     a.observe(&Event::new("x", "m", now), now, false)
@@ -374,7 +377,6 @@ async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
 #[tokio::test]
 async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
     let server = RedisServer::start();
-    let url: StoreUrl = server.url().parse().unwrap();
     let rules = ruleset(vec![metric(
         "m",
         Scope::Token,
@@ -383,9 +385,7 @@ async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
             t(50, 600, Effect::Notify, 900, BanPolicy::AfterTrigger),
         ],
     )]);
-    let store = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
-        .await
-        .unwrap();
+    let store = connect(&server.url(), &rules).await;
     store.flush().await.unwrap();
     let clock = ManualClock::new(Timestamp::from_unix(0));
     let mut engine = Engine::new(Arc::clone(&rules), clock.clone());
@@ -424,15 +424,7 @@ async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
 #[tokio::test]
 async fn a_ban_stands_when_its_deadline_cannot_be_indexed() {
     let server = RedisServer::start();
-    let url: StoreUrl = server.url().parse().unwrap();
-    let rules = ruleset(vec![metric(
-        "m",
-        Scope::Token,
-        vec![t(2, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
-    )]);
-    let store = RedisStore::connect(&url, Arc::clone(&rules), Duration::from_secs(2))
-        .await
-        .unwrap();
+    let store = connect(&server.url(), &one_ban_rule(2)).await;
     store.flush().await.unwrap();
     // The index key of the wrong type: registering fails, the event's own script does not.
     let cli = std::process::Command::new("redis-cli")
