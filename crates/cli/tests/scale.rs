@@ -3,15 +3,16 @@
 //! rule's fail policy with recovery when Redis returns. The servers are real processes; Redis
 //! is started by the tests (banhammer-testkit).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_testkit::{RedisCluster, RedisServer};
 use serde_json::{json, Value};
+
+mod common;
 
 /// A `banhammer serve` process, killed when dropped.
 struct Node {
@@ -27,22 +28,15 @@ impl Drop for Node {
 }
 
 fn node(dir: &Path, name: &str, config: &Path, store: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_banhammer"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--db")
-        .arg(dir.join(format!("{name}.sqlite")))
-        .args(["--store", store])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(base.starts_with("http://"), "{name} did not start: {line}");
+    let db = dir.join(format!("{name}.sqlite"));
+    let (child, base) = common::start_serve(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--store".as_ref(),
+        store.as_ref(),
+    ]);
     Node { child, base }
 }
 

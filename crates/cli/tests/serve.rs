@@ -1,13 +1,14 @@
 //! Drives the real `banhammer serve` process: a ban survives SIGKILL under load, SIGTERM stops
 //! cleanly, and `banhammer bans` reads the store.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
+
+mod common;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_banhammer"))
@@ -15,20 +16,7 @@ fn bin() -> Command {
 
 /// Starts `banhammer serve` on a free port with `db`; returns the child and its base URL.
 fn serve(db: &Path) -> (Child, String) {
-    let mut child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
+    common::start_serve(&["--db".as_ref(), db.as_os_str()])
 }
 
 fn detect(client: &reqwest::blocking::Client, base: &str, ip: &str) -> bool {
