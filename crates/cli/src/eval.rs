@@ -60,14 +60,20 @@ impl Decider {
         event: &Event<'_>,
     ) -> anyhow::Result<Result<Vec<DecisionEvent>, EventError>> {
         match self {
-            Decider::Memory(engine) => Ok(engine.observe(event, false).map(|v| v.decisions)),
+            Decider::Memory(engine) => Ok(engine.observe(event, false).map(|v| {
+                engine.rules().run_actions(&v.actions);
+                v.decisions
+            })),
             Decider::Store { rt, store, now } => {
                 *now = (*now).max(event.at);
                 let now = *now;
                 rt.block_on(async {
                     let mut out = store.sweep(now).await?;
                     match store.observe(event, now, false).await {
-                        Ok(v) => out.extend(v.decisions),
+                        Ok(v) => {
+                            store.rules().run_actions(&v.actions);
+                            out.extend(v.decisions);
+                        }
                         Err(StoreError::Event(why)) => return Ok(Err(why)),
                         Err(e) => return Err(e.into()),
                     }

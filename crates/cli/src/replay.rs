@@ -101,6 +101,7 @@ pub(crate) fn run(
                 let verdict = engine
                     .observe(&Event::new(&token, metric, line.time), false)
                     .map_err(|e| anyhow!("{origin}:{number}: {e}"))?;
+                rules.run_actions(&verdict.actions);
                 for d in &verdict.decisions {
                     summary.bans += u64::from(d.verb() == "BAN");
                     write_decision(&mut out, d, format)?;

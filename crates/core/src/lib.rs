@@ -45,24 +45,26 @@ mod clock;
 mod decision;
 mod distinct;
 mod engine;
+mod error;
 mod event;
+mod resolve;
 mod rules;
 mod shared;
 mod time;
 mod token;
 mod window;
 
-pub use action::{Action, ActionCall, NamedNoop};
+pub use action::{Action, ActionCall, DueAction, NamedNoop};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
-pub use engine::{
-    Engine, EngineCounters, EventError, MetricStatus, Rates, TierMeasure, Verdict, MAX_MEMBERS,
-};
+pub use engine::{Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict};
+pub use error::{EventError, MAX_MEMBERS};
 pub use event::Event;
+pub use resolve::{check_token, MetricRef, ResolvedEvent};
 pub use rules::{
-    BanPolicy, Effect, Kind, MeasureSlot, MetricId, MetricRule, RuleError, RuleId, Ruleset,
-    RulesetBuilder, Scope, Threshold, WindowLayout,
+    metric_matches, BanPolicy, Effect, Kind, MeasureSlot, MetricId, MetricRule, RuleError, RuleId,
+    Ruleset, RulesetBuilder, Scope, Threshold, WindowLayout,
 };
 pub use shared::SharedEngine;
 pub use time::{Seconds, Timestamp, Window};

@@ -73,8 +73,11 @@ pub enum BanPolicy {
 }
 
 /// A threshold: when its measure over `window` reaches `limit`, the decision `effect` starts.
+///
+/// `A` is what an action is at this stage: the engine runs [`Action`] objects; a
+/// configuration holds action names until they are resolved ([`Threshold::map_actions`]).
 #[derive(Debug, Clone)]
-pub struct Threshold {
+pub struct Threshold<A = Arc<dyn Action>> {
     /// The limit; token-scope thresholds hold when the measure reaches it (≥), global-scope
     /// alerts when the measure exceeds it (>).
     pub limit: NonZeroU64,
@@ -90,7 +93,7 @@ pub struct Threshold {
     /// while the measure exceeds the limit).
     pub action_duration: Seconds,
     /// Run when the decision starts.
-    pub actions: Vec<Arc<dyn Action>>,
+    pub actions: Vec<A>,
     /// Also run the actions on every further event of the metric while the decision lasts.
     pub repeat_actions: bool,
     /// When the shared state (Redis) cannot be reached: deny (true) or pass (false, default)
@@ -98,7 +101,7 @@ pub struct Threshold {
     pub fail_closed: bool,
 }
 
-impl Threshold {
+impl<A> Threshold<A> {
     /// A `count` threshold with the given effect, `after_trigger`, no actions.
     pub fn new(limit: NonZeroU64, window: Window, effect: Effect, duration: Seconds) -> Self {
         Threshold {
@@ -122,17 +125,90 @@ impl Threshold {
             Effect::Block | Effect::Notify => self.limit.get(),
         }
     }
+
+    /// The same threshold with each action turned into a `B` (names into actions).
+    pub fn map_actions<B>(self, f: impl FnMut(A) -> B) -> Threshold<B> {
+        Threshold {
+            limit: self.limit,
+            window: self.window,
+            kind: self.kind,
+            effect: self.effect,
+            policy: self.policy,
+            action_duration: self.action_duration,
+            actions: self.actions.into_iter().map(f).collect(),
+            repeat_actions: self.repeat_actions,
+            fail_closed: self.fail_closed,
+        }
+    }
+
+    /// Like [`Threshold::map_actions`], stopping at the first action `f` refuses.
+    pub fn try_map_actions<B, E>(
+        self,
+        f: impl FnMut(A) -> Result<B, E>,
+    ) -> Result<Threshold<B>, E> {
+        let actions = self.actions.into_iter().map(f).collect::<Result<_, E>>()?;
+        Ok(Threshold {
+            limit: self.limit,
+            window: self.window,
+            kind: self.kind,
+            effect: self.effect,
+            policy: self.policy,
+            action_duration: self.action_duration,
+            actions,
+            repeat_actions: self.repeat_actions,
+            fail_closed: self.fail_closed,
+        })
+    }
 }
 
 /// A metric: a named kind of event and its hierarchy of thresholds.
 #[derive(Debug, Clone)]
-pub struct MetricRule {
+pub struct MetricRule<A = Arc<dyn Action>> {
     /// The metric's name, as events carry it.
     pub name: Arc<str>,
     /// Per token or global.
     pub scope: Scope,
     /// Tier 0, tier 1, …: each checked on its own.
-    pub thresholds: Vec<Threshold>,
+    pub thresholds: Vec<Threshold<A>>,
+}
+
+impl<A> MetricRule<A> {
+    /// Whether this metric is a family (`PREFIX:*`) whose members count apart.
+    pub fn is_family(&self) -> bool {
+        self.name.ends_with(":*")
+    }
+
+    /// Whether `name` is this metric, or a member of this family.
+    pub fn matches(&self, name: &str) -> bool {
+        metric_matches(&self.name, name)
+    }
+
+    /// The same metric with each action turned into a `B`.
+    pub fn try_map_actions<B, E>(
+        self,
+        mut f: impl FnMut(A) -> Result<B, E>,
+    ) -> Result<MetricRule<B>, E> {
+        Ok(MetricRule {
+            name: self.name,
+            scope: self.scope,
+            thresholds: self
+                .thresholds
+                .into_iter()
+                .map(|t| t.try_map_actions(&mut f))
+                .collect::<Result<_, E>>()?,
+        })
+    }
+}
+
+/// Whether an event's metric `name` is counted by the metric defined as `defined`: the same
+/// name, or a member of the family (`detect:login` of `detect:*`; `detect:` alone is not).
+pub fn metric_matches(defined: &str, name: &str) -> bool {
+    match defined.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with(':') => {
+            name.len() > prefix.len() && name.starts_with(prefix)
+        }
+        _ => defined == name,
+    }
 }
 
 /// Where a tier reads its measure from, among a metric's windows.
@@ -263,7 +339,7 @@ impl Ruleset {
 
     /// Whether `id` is a family (`NAME:*`) whose members count apart.
     pub fn is_family(&self, id: MetricId) -> bool {
-        self.metrics[id.index()].rule.name.ends_with(":*")
+        self.metrics[id.index()].rule.is_family()
     }
 
     /// The metric `id`.

@@ -6,12 +6,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::decision::DecisionEvent;
-use crate::engine::{Engine, EngineCounters, EventError, MetricStatus, Verdict};
+use crate::engine::{Engine, EngineCounters, MetricStatus, Verdict};
+use crate::error::EventError;
 use crate::event::Event;
 use crate::rules::{Ruleset, Scope};
 use crate::time::Timestamp;
 
 /// An [`Engine`] that many threads can call at once.
+///
+/// Like the engine, it returns the actions due in the verdict: callers run them with
+/// [`Ruleset::run_actions`] after the shard lock is released.
 ///
 /// Every token-scope decision depends on one token only, so tokens are split across
 /// independent shards by hash and threads rarely wait for each other. Global-scope metrics
@@ -163,13 +167,13 @@ impl<C: Clock + Clone> SharedEngine<C> {
             total.evictions += c.evictions;
             total.expired += c.expired;
             total.late_events += c.late_events;
-            total.action_panics += c.action_panics;
         }
         total
     }
 }
 
-/// Actions are called under `catch_unwind`, so a poisoned shard still holds complete state.
+/// No caller code runs under a shard lock (actions run after it is released), so a poisoned
+/// shard can only come from a bug in the engine; its state is still used rather than lost.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -248,7 +248,8 @@ pub(crate) fn compile(
             } else {
                 Effect::Notify
             };
-            let mut t = Threshold::new(spec.limit, spec.window, effect, spec.action_duration);
+            let mut t: Threshold =
+                Threshold::new(spec.limit, spec.window, effect, spec.action_duration);
             if !spec.callables.is_empty() {
                 t.actions.push(Arc::new(Recorder {
                     slot: actions.len(),

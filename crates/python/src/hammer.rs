@@ -76,7 +76,11 @@ impl BanHammer {
         // touches Python; the thresholds' callables are only written down (actions.rs).
         let verdict = py.detach(|| {
             let event = Event::new(token, metric, self.clock.now());
-            self.engine.observe(&event, want_rates)
+            let verdict = self.engine.observe(&event, want_rates);
+            if let Ok(v) = &verdict {
+                self.engine.rules().run_actions(&v.actions);
+            }
+            verdict
         });
         // Taken before anything can fail, so that no call is left for the next caller.
         let calls = take_pending();
@@ -106,7 +110,11 @@ impl BanHammer {
             self.engine.for_each_token_shard(token, |e| {
                 out = Some(e.fire(token, metric, threshold));
             });
-            out.unwrap_or(Err(EventError::BadToken))
+            let verdict = out.unwrap_or(Err(EventError::BadToken));
+            if let Ok(v) = &verdict {
+                self.engine.rules().run_actions(&v.actions);
+            }
+            verdict
         });
         let calls = take_pending();
         let verdict = verdict.map_err(value_error)?;

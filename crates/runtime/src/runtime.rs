@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    ActionCall, Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event,
-    EventError, MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
+    Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
+    MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::DecisionStore;
@@ -191,6 +191,7 @@ impl Runtime {
         match &self.backend {
             Backend::Memory(engine) => {
                 let verdict = engine.observe(event, rates)?;
+                self.run_actions(&verdict);
                 self.settle(&verdict.decisions).await?;
                 Ok(verdict)
             }
@@ -213,7 +214,7 @@ impl Runtime {
                             .collect();
                         let ev = Event::new(&token, &metric, at).with_attrs(&attrs);
                         if let Ok(v) = redis.observe(&ev, now, false).await {
-                            rt.run_store_actions(&redis, &v.decisions);
+                            rt.run_actions(&v);
                             let _ = rt.settle(&v.decisions).await;
                         }
                     });
@@ -221,11 +222,12 @@ impl Runtime {
                         passed: false,
                         rates: None,
                         decisions: Vec::new(),
+                        actions: Vec::new(),
                     });
                 }
                 match redis.observe(event, now, rates).await {
                     Ok(verdict) => {
-                        self.run_store_actions(redis, &verdict.decisions);
+                        self.run_actions(&verdict);
                         self.settle(&verdict.decisions).await?;
                         Ok(verdict)
                     }
@@ -242,6 +244,7 @@ impl Runtime {
                             passed,
                             rates: None,
                             decisions: Vec::new(),
+                            actions: Vec::new(),
                         })
                     }
                 }
@@ -258,15 +261,12 @@ impl Runtime {
     ) -> Result<Verdict, RuntimeError> {
         let verdict = match &self.backend {
             Backend::Memory(engine) => engine.fire(token, metric, tier)?,
-            Backend::Redis(redis) => {
-                let verdict = redis
-                    .fire(token, metric, tier, self.clock.now())
-                    .await
-                    .map_err(store_error)?;
-                self.run_store_actions(redis, &verdict.decisions);
-                verdict
-            }
+            Backend::Redis(redis) => redis
+                .fire(token, metric, tier, self.clock.now())
+                .await
+                .map_err(store_error)?,
         };
+        self.run_actions(&verdict);
         self.settle(&verdict.decisions).await?;
         Ok(verdict)
     }
@@ -286,35 +286,16 @@ impl Runtime {
         Ok(end)
     }
 
-    /// Runs the actions of the decisions the Redis store started, as the in-memory engine runs
-    /// its own: once per decision, on the node whose event started it.
-    fn run_store_actions(&self, redis: &RedisStore, decisions: &[DecisionEvent]) {
-        for d in decisions.iter().filter(|d| d.change == Change::Start) {
-            let Some(t) = redis
-                .rule_of(&d.metric, d.tier)
-                .and_then(|rule| self.rules.metric(rule.metric).thresholds.get(d.tier))
-            else {
-                continue;
-            };
-            let call = ActionCall {
-                token: d.token.as_str(),
-                duration: t.action_duration,
-                metric: &d.metric,
-                window: t.window,
-                limit: t.limit.get(),
-                tier: d.tier,
-                at: d.at,
-                effect: d.effect,
-                repeat: false,
-            };
-            for action in &t.actions {
-                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    action.call(&call);
-                }));
-                if run.is_err() {
-                    self.counters.action_panics.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+    /// Runs the actions a verdict lists, after the engine (and its lock) is done with it.
+    fn run_actions(&self, verdict: &Verdict) {
+        if verdict.actions.is_empty() {
+            return;
+        }
+        let panics = self.rules.run_actions(&verdict.actions);
+        if panics > 0 {
+            self.counters
+                .action_panics
+                .fetch_add(panics, Ordering::Relaxed);
         }
     }
 

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use banhammer_core::{
-    Effect, Engine, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
+    Effect, Engine, EventError, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold,
+    Timestamp, Verdict, Window,
 };
 use banhammer_runtime::{ActionQueue, ActionTarget};
 use serde_json::Value;
@@ -62,6 +63,13 @@ fn engine(action: Arc<dyn banhammer_core::Action>) -> Engine<ManualClock> {
     Engine::new(rules, ManualClock::new(Timestamp::from_unix(1_700_000_000)))
 }
 
+/// One event now, then its actions, as the runtime runs them.
+fn incr(e: &mut Engine<ManualClock>, token: &str, metric: &str) -> Result<Verdict, EventError> {
+    let v = e.incr(token, metric)?;
+    e.rules().run_actions(&v.actions);
+    Ok(v)
+}
+
 async fn eventually(what: &str, check: impl Fn() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -81,8 +89,8 @@ async fn report_central_posts_the_decision_and_retries_until_it_is_taken() {
     let url = receiver(r.clone()).await;
     let queue = ActionQueue::start();
     let mut e = engine(queue.action("report_central", ActionTarget::Webhook(url)));
-    e.incr("203.0.113.9", "login_failed").unwrap();
-    let v = e.incr("203.0.113.9", "login_failed").unwrap();
+    incr(&mut e, "203.0.113.9", "login_failed").unwrap();
+    let v = incr(&mut e, "203.0.113.9", "login_failed").unwrap();
     assert!(v.passed, "the call returned at once; the post is queued");
     eventually("the post", || !r.got.lock().unwrap().is_empty()).await;
     let body = r.got.lock().unwrap()[0].clone();
@@ -109,13 +117,13 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let url = receiver(r.clone()).await;
     let queue = ActionQueue::with_capacity(1);
     let mut e = engine(queue.action("report_central", ActionTarget::Webhook(url)));
-    e.incr("a", "login_failed").unwrap();
-    e.incr("a", "login_failed").unwrap();
+    incr(&mut e, "a", "login_failed").unwrap();
+    incr(&mut e, "a", "login_failed").unwrap();
     // The worker takes the first record and hangs on its post.
     eventually("the first post", || r.calls.load(Ordering::SeqCst) == 1).await;
     for token in ["b", "c", "d"] {
-        e.incr(token, "login_failed").unwrap();
-        e.incr(token, "login_failed").unwrap();
+        incr(&mut e, token, "login_failed").unwrap();
+        incr(&mut e, token, "login_failed").unwrap();
     }
     // One more waits in the queue; the other two are dropped, and the calls did not wait.
     assert_eq!(queue.counters().dropped.load(Ordering::SeqCst), 2);
@@ -128,8 +136,8 @@ async fn record_local_appends_json_lines() {
     let queue = ActionQueue::start();
     let mut e = engine(queue.action("record_local", ActionTarget::File(path.clone())));
     for token in ["a", "b"] {
-        e.incr(token, "login_failed").unwrap();
-        e.incr(token, "login_failed").unwrap();
+        incr(&mut e, token, "login_failed").unwrap();
+        incr(&mut e, token, "login_failed").unwrap();
     }
     eventually("two lines", || {
         std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 2)

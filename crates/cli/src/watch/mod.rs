@@ -268,7 +268,10 @@ impl<C: Clock> Watcher<C> {
                     .engine
                     .observe(&Event::new(&token, metric, line.time), false)
                 {
-                    Ok(v) => decisions.extend(v.decisions),
+                    Ok(v) => {
+                        self.engine.rules().run_actions(&v.actions);
+                        decisions.extend(v.decisions);
+                    }
                     Err(e) => tracing::warn!(error = %e, "Event refused."),
                 }
             }

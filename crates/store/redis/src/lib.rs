@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, Effect, Event, EventError, Kind, MeasureSlot, MetricId,
-    Rates, RuleId, Ruleset, Scope, Timestamp, Token, Verdict,
+    BanPolicy, Change, DecisionEvent, DueAction, Effect, Event, EventError, Kind, MeasureSlot,
+    MetricId, Rates, RuleId, Ruleset, Scope, Timestamp, Token, Verdict,
 };
 use redis::Script;
 
@@ -298,11 +298,31 @@ impl RedisStore {
             parsed.passed
         };
         let rates = (want_rates && self.rules.rates()).then_some(parsed.rates);
+        let actions = self.due(&decisions);
         Ok(Verdict {
             passed,
             rates,
             decisions,
+            actions,
         })
+    }
+
+    /// The actions of the decisions this node's call started: they run here, once, as the
+    /// in-memory engine runs its own.
+    fn due(&self, decisions: &[DecisionEvent]) -> Vec<DueAction> {
+        decisions
+            .iter()
+            .filter(|d| d.change == Change::Start)
+            .filter_map(|d| {
+                Some(DueAction {
+                    rule: self.rule_of(&d.metric, d.tier)?,
+                    token: d.token.clone(),
+                    metric: Arc::clone(&d.metric),
+                    at: d.at,
+                    repeat: false,
+                })
+            })
+            .collect()
     }
 
     /// Adds a decision that just started to the deadline index, for the sweep. A failure here
@@ -486,10 +506,12 @@ impl RedisStore {
         } else {
             None
         };
+        let actions = self.due(&decisions);
         Ok(Verdict {
             passed: parsed.passed,
             rates,
             decisions,
+            actions,
         })
     }
 
@@ -650,12 +672,12 @@ impl RedisStore {
         None
     }
 
-    /// The rule a decision is attributed to (for status views).
+    /// The rule a decision is attributed to.
     pub fn rule_of(&self, metric: &str, tier: usize) -> Option<RuleId> {
         let id: MetricId = self.rules.metric_id(metric)?;
-        u32::try_from(tier)
-            .ok()
-            .map(|tier| RuleId { metric: id, tier })
+        let tier = u32::try_from(tier).ok()?;
+        ((tier as usize) < self.rules.metric(id).thresholds.len())
+            .then_some(RuleId { metric: id, tier })
     }
 }
 

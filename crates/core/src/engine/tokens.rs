@@ -1,0 +1,178 @@
+//! `TokenTable`: every tracked token's windows, least recently seen first, capped and expired.
+
+use std::num::NonZeroUsize;
+
+use hashlink::linked_hash_map::RawEntryMut;
+use hashlink::LinkedHashMap;
+use smallvec::SmallVec;
+
+use crate::error::{EventError, MAX_MEMBERS};
+use crate::resolve::MetricRef;
+use crate::rules::{CompiledMetric, MetricId};
+use crate::time::{Seconds, Timestamp};
+use crate::token::Token;
+
+use super::windows::MetricWindows;
+
+/// A copy of a token's ban kept beside its windows, so a banned token hammering away is
+/// answered, and its ban found not to move, without a lookup of the decisions. Only ever
+/// trusted when it says "banned past now".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BanCache {
+    /// The ban's end (`Timestamp::MIN` when not banned).
+    pub(super) until: Timestamp,
+    /// How far the ban's `after_trigger` reaches go (they are never cut when the clock stops,
+    /// so one no further than this changes nothing).
+    pub(super) trigger_until: Timestamp,
+}
+
+impl BanCache {
+    /// Not banned.
+    pub(super) const NONE: BanCache = BanCache {
+        until: Timestamp::MIN,
+        trigger_until: Timestamp::MIN,
+    };
+}
+
+#[derive(Debug)]
+pub(super) struct TokenState {
+    /// The engine time at the last event: the LRU order and idle expiry go by it.
+    last_seen: Timestamp,
+    ban: BanCache,
+    metrics: SmallVec<[(MetricKey, MetricWindows); 1]>,
+}
+
+/// Which windows: a metric, and for a family (`detect:*`) the member (`detect:login`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MetricKey {
+    id: MetricId,
+    member: Option<Box<str>>,
+}
+
+impl MetricKey {
+    fn is(&self, m: MetricRef<'_>) -> bool {
+        self.id == m.id && self.member.as_deref() == m.member
+    }
+}
+
+/// Per-token windows in least-recently-seen order, so that idle expiry and the `max_tokens`
+/// cap both drop from the front in O(1).
+#[derive(Debug)]
+pub(super) struct TokenTable {
+    map: LinkedHashMap<Token, TokenState>,
+    cap: Option<NonZeroUsize>,
+    /// Tokens dropped for the cap.
+    pub(super) evictions: u64,
+    /// Tokens dropped because nothing about them could matter any more.
+    pub(super) expired: u64,
+}
+
+impl TokenTable {
+    pub(super) fn new(cap: Option<NonZeroUsize>) -> Self {
+        TokenTable {
+            map: LinkedHashMap::new(),
+            cap,
+            evictions: 0,
+            expired: 0,
+        }
+    }
+
+    pub(super) fn set_cap(&mut self, cap: Option<NonZeroUsize>) {
+        self.cap = cap;
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// `token`'s windows of `metric`, created if new (evicting the least recently seen token
+    /// at the cap), with its cached ban; `token` becomes the most recently seen at `now`.
+    /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved).
+    pub(super) fn windows_mut(
+        &mut self,
+        token: &str,
+        metric: MetricRef<'_>,
+        m: &CompiledMetric,
+        now: Timestamp,
+    ) -> Result<(&mut MetricWindows, BanCache), EventError> {
+        if let Some(cap) = self.cap {
+            if self.map.len() >= cap.get() && !self.map.contains_key(token) {
+                self.map.pop_front();
+                self.evictions += 1;
+            }
+        }
+        let st = match self.map.raw_entry_mut().from_key(token) {
+            RawEntryMut::Occupied(mut o) => {
+                o.to_back();
+                o.into_mut()
+            }
+            RawEntryMut::Vacant(v) => {
+                let key = Token::new(token).unwrap_or_else(Token::global);
+                let state = TokenState {
+                    last_seen: now,
+                    ban: BanCache::NONE,
+                    metrics: SmallVec::new(),
+                };
+                v.insert(key, state).1
+            }
+        };
+        st.last_seen = now;
+        let pos = if let Some(pos) = st.metrics.iter().position(|(k, _)| k.is(metric)) {
+            pos
+        } else {
+            if metric.member.is_some()
+                && st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() >= MAX_MEMBERS
+            {
+                return Err(EventError::TooManyMembers(m.rule.name.to_string()));
+            }
+            st.metrics.push((
+                MetricKey {
+                    id: metric.id,
+                    member: metric.member.map(Box::from),
+                },
+                MetricWindows::new(m),
+            ));
+            st.metrics.len() - 1
+        };
+        Ok((&mut st.metrics[pos].1, st.ban))
+    }
+
+    /// `token`'s windows of `metric`, if tracked.
+    pub(super) fn windows(&self, token: &str, metric: MetricRef<'_>) -> Option<&MetricWindows> {
+        self.map
+            .get(token)?
+            .metrics
+            .iter()
+            .find(|(k, _)| k.is(metric))
+            .map(|(_, w)| w)
+    }
+
+    /// Updates `token`'s cached ban, if it is tracked.
+    pub(super) fn set_ban(&mut self, token: &str, ban: BanCache) {
+        if let Some(st) = self.map.get_mut(token) {
+            st.ban = ban;
+        }
+    }
+
+    /// Forgets tokens not seen for `horizon` by `now`.
+    pub(super) fn expire(&mut self, now: Timestamp, horizon: Seconds) {
+        while let Some((_, st)) = self.map.front() {
+            if st.last_seen.plus(horizon) > now {
+                break;
+            }
+            self.map.pop_front();
+            self.expired += 1;
+        }
+    }
+
+    /// Every token's windows, least recently seen first: `(token, metric, member, windows)`.
+    pub(super) fn iter(
+        &self,
+    ) -> impl Iterator<Item = (&Token, MetricId, Option<&str>, &MetricWindows)> + '_ {
+        self.map.iter().flat_map(|(token, st)| {
+            st.metrics
+                .iter()
+                .map(move |(k, w)| (token, k.id, k.member.as_deref(), w))
+        })
+    }
+}
