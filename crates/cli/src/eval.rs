@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,10 +10,10 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use banhammer_config::Config;
 use banhammer_core::{
-    Action, DecisionEvent, Engine, Event, EventError, ManualClock, NamedNoop, Ruleset, Timestamp,
+    Action, Clock, DecisionEvent, Event, EventError, ManualClock, NamedNoop, Ruleset, Timestamp,
 };
+use banhammer_runtime::{Backend, BackendError, MemoryBackend, RedisBackend, StoreUrl};
 use banhammer_sink::{builtin_action, write_decision, DecisionFormat};
-use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 
 use crate::script;
 use banhammer_accesslog::{BoundedLine, BoundedLines};
@@ -39,78 +40,97 @@ pub(crate) fn resolve_actions(config: &Config) -> anyhow::Result<impl Fn(&str) -
     })
 }
 
-/// Where the script's events are decided.
-enum Decider {
-    /// The in-memory engine, on a clock that follows event time.
-    Memory(Engine<ManualClock>),
-    /// The Redis store (`--scratch-store`), driven as a node would be: before each event every
-    /// decision due by then ends.
-    Store {
-        rt: tokio::runtime::Runtime,
-        store: RedisStore,
-        now: Timestamp,
-    },
+/// Where the script's events are decided: a backend (in memory, or the Redis store with
+/// `--scratch-store`) on a clock that follows event time, driven as a node would be: before
+/// each event every decision due by then ends.
+struct Decider {
+    rt: tokio::runtime::Runtime,
+    backend: Box<dyn Backend>,
+    clock: ManualClock,
+    rules: Arc<Ruleset>,
 }
 
 impl Decider {
+    /// Decides in memory: one engine (one shard, so ends come in the engine's own order).
+    fn memory(rules: Arc<Ruleset>) -> anyhow::Result<Self> {
+        let clock = ManualClock::new(Timestamp::MIN);
+        let backend = MemoryBackend::new(
+            Arc::clone(&rules),
+            Arc::new(clock.clone()),
+            NonZeroUsize::MIN,
+        );
+        Ok(Decider {
+            rt: current_thread()?,
+            backend: Box::new(backend),
+            clock,
+            rules,
+        })
+    }
+
+    /// Decides on the scratch store at `url`, after deleting everything on it.
+    fn scratch_store(url: &str, rules: Arc<Ruleset>) -> anyhow::Result<Self> {
+        let url: StoreUrl = url
+            .parse()
+            .map_err(|e: String| anyhow!("--scratch-store: {e}"))?;
+        let clock = ManualClock::new(Timestamp::MIN);
+        let rt = current_thread()?;
+        let backend = rt.block_on(async {
+            let backend = RedisBackend::connect(
+                &url,
+                Arc::clone(&rules),
+                Arc::new(clock.clone()),
+                std::time::Duration::from_secs(5),
+            )
+            .await?;
+            backend.flush().await?;
+            Ok::<_, BackendError>(backend)
+        })?;
+        Ok(Decider {
+            rt,
+            backend: Box::new(backend),
+            clock,
+            rules,
+        })
+    }
+
     /// The event's decisions, after the ends that came due before it. `Ok(Err(_))` is a
-    /// refused event (reported as a bad line); `Err(_)` a store that stopped answering.
+    /// refused event (reported as a bad line; it moves no clock); `Err(_)` a store that
+    /// stopped answering.
     fn observe(
         &mut self,
         event: &Event<'_>,
     ) -> anyhow::Result<Result<Vec<DecisionEvent>, EventError>> {
-        match self {
-            Decider::Memory(engine) => Ok(engine.observe(event, false).map(|v| {
-                engine.rules().run_actions(&v.actions);
-                v.decisions
-            })),
-            Decider::Store { rt, store, now } => {
-                *now = (*now).max(event.at);
-                let now = *now;
-                rt.block_on(async {
-                    let mut out = store.sweep(now).await?;
-                    match store.observe(event, now, false).await {
-                        Ok(v) => {
-                            store.rules().run_actions(&v.actions);
-                            out.extend(v.decisions);
-                        }
-                        Err(StoreError::Event(why)) => return Ok(Err(why)),
-                        Err(e) => return Err(e.into()),
-                    }
-                    Ok(Ok(out))
-                })
-            }
+        if let Err(why) = self.rules.resolve(event) {
+            return Ok(Err(why));
         }
+        if event.at > self.clock.now() {
+            self.clock.set(event.at);
+        }
+        let (backend, rules) = (&self.backend, &self.rules);
+        self.rt.block_on(async {
+            let mut out = backend.sweep().await?.ends;
+            match backend.observe(event, false).await {
+                Ok(v) => {
+                    rules.run_actions(&v.actions);
+                    out.extend(v.decisions);
+                }
+                Err(BackendError::Event(why)) => return Ok(Err(why)),
+                Err(e) => return Err(e.into()),
+            }
+            Ok(Ok(out))
+        })
     }
 
     /// The input is over: the clock stops at the last event; the pending ends.
     fn finish(&mut self) -> anyhow::Result<Vec<DecisionEvent>> {
-        match self {
-            Decider::Memory(engine) => Ok(engine.finish()),
-            Decider::Store { rt, store, now } => Ok(rt.block_on(store.finish(*now))?),
-        }
+        Ok(self.rt.block_on(self.backend.finish())?)
     }
 }
 
-/// Connects to the scratch store at `url` and deletes everything on it.
-fn open_scratch_store(url: &str, rules: Ruleset) -> anyhow::Result<Decider> {
-    let url: StoreUrl = url
-        .parse()
-        .map_err(|e: String| anyhow!("--scratch-store: {e}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let store = rt.block_on(async {
-        let store =
-            RedisStore::connect(&url, Arc::new(rules), std::time::Duration::from_secs(5)).await?;
-        store.flush().await?;
-        Ok::<_, StoreError>(store)
-    })?;
-    Ok(Decider::Store {
-        rt,
-        store,
-        now: Timestamp::MIN,
-    })
+        .build()?)
 }
 
 /// Runs the script at `file` (stdin if `None` or `-`) under the configuration at `config`,
@@ -137,13 +157,10 @@ pub(crate) fn run(
             )
         }
     };
+    // Event time drives the engine: the clock never runs ahead of the newest event.
     let mut decider = match scratch_store {
-        // Event time drives the engine: the clock never runs ahead of the newest event.
-        None => Decider::Memory(Engine::new(
-            Arc::new(rules),
-            ManualClock::new(Timestamp::from_unix(i64::MIN)),
-        )),
-        Some(url) => open_scratch_store(url, rules)?,
+        None => Decider::memory(Arc::new(rules))?,
+        Some(url) => Decider::scratch_store(url, Arc::new(rules))?,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

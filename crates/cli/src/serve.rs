@@ -10,7 +10,9 @@ use anyhow::{anyhow, Context};
 use banhammer_config::{Config, ProcessEnv};
 use banhammer_core::{Action, NamedNoop};
 use banhammer_http::AppState;
-use banhammer_runtime::{ActionQueue, ActionTarget, Runtime, StoreUrl, TokioClock};
+use banhammer_runtime::{
+    ActionQueue, ActionTarget, Backend, MemoryBackend, RedisBackend, Runtime, StoreUrl, TokioClock,
+};
 use banhammer_store_sqlite::DecisionStore;
 
 /// Command-line choices for `serve`.
@@ -86,26 +88,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
     let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;
     let clock: Arc<dyn banhammer_core::Clock> = Arc::new(TokioClock::new());
-    let rt = match &config.serve.store {
-        None => Runtime::start(
-            Arc::new(rules),
-            clock,
-            store,
+    let rules = Arc::new(rules);
+    let backend: Box<dyn Backend> = match &config.serve.store {
+        None => Box::new(MemoryBackend::new(
+            Arc::clone(&rules),
+            Arc::clone(&clock),
             NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
-        )?,
+        )),
         Some(url) => {
             let url: StoreUrl = url.parse().map_err(|e: String| anyhow!("--store: {e}"))?;
-            Runtime::start_redis(
-                Arc::new(rules),
-                clock,
-                store,
-                &url,
-                config.serve.store_timeout,
+            Box::new(
+                RedisBackend::connect(
+                    &url,
+                    Arc::clone(&rules),
+                    Arc::clone(&clock),
+                    config.serve.store_timeout,
+                )
+                .await
+                .context("connecting to the shared store")?,
             )
-            .await
-            .context("connecting to the shared store")?
         }
     };
+    let guard = Runtime::start(rules, clock, store, backend)?;
+    let rt = Arc::clone(guard.runtime());
     let listener = tokio::net::TcpListener::bind(config.serve.listen)
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
@@ -114,12 +119,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = banhammer_http::app(state);
     println!("banhammer serve: listening on http://{addr}");
     tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ticker = tokio::spawn(Arc::clone(&rt).run_ticker(wait_for(stop_rx.clone())));
     let signals = async move {
         shutdown_signal().await;
         tracing::info!("Shutting down.");
-        let _ = stop_tx.send(true);
     };
     banhammer_http::run(
         listener,
@@ -129,14 +131,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         signals,
     )
     .await?;
-    let _ = ticker.await;
-    rt.close();
+    drop(rt);
+    guard.shutdown().await;
     tracing::info!("Stopped.");
     Ok(())
-}
-
-async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {

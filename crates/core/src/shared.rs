@@ -137,6 +137,15 @@ impl<C: Clock + Clone> SharedEngine<C> {
         all
     }
 
+    /// [`Engine::finish`] on every shard; the ends in time order (each shard's own order kept
+    /// among equal times, so one shard ends exactly as one engine does).
+    pub fn finish(&self) -> Vec<DecisionEvent> {
+        let mut all: Vec<DecisionEvent> =
+            self.shards.iter().flat_map(|s| lock(s).finish()).collect();
+        all.sort_by_key(|d| d.at);
+        all
+    }
+
     /// The earliest next deadline of any shard.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.shards

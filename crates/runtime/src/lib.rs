@@ -1,18 +1,23 @@
-//! banhammer-runtime: the async shell that owns an engine and its store.
+//! banhammer-runtime: the async shell that owns a backend and its decision log.
 //!
-//! It answers events through a sharded [`banhammer_core::SharedEngine`], writes every decision
-//! to the SQLite store *before* the answer that reports it, ends decisions on time with a
-//! ticker task (no request needed), and runs actions off the request path through a bounded
-//! queue (JSON-lines files, webhooks with retries). Front ends (the HTTP service) only
-//! translate requests into calls on a [`Runtime`].
+//! A [`Runtime`] answers events through a [`Backend`] (a sharded in-memory engine, or Redis
+//! shared by many nodes), writes every decision to the SQLite store *before* the answer that
+//! reports it, ends decisions on time with a ticker task (no request needed), and runs
+//! actions after the engine has answered. Its background tasks belong to the
+//! [`RuntimeGuard`] that starts them. Front ends (the HTTP service, `eval`) only translate
+//! their input into calls on a `Runtime` or a `Backend`.
 
 mod actions;
+pub mod backend;
 mod clock;
 mod runtime;
 mod writer;
 
 pub use actions::{ActionQueue, ActionTarget, QueueCounters, QueuedAction};
+pub use backend::{
+    Backend, BackendError, MemoryBackend, RedisBackend, StatusPage, StoreHealth, Sweep,
+};
 pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;
-pub use runtime::{Runtime, RuntimeCounters, RuntimeError, StatusPage, StoreHealth};
+pub use runtime::{Runtime, RuntimeCounters, RuntimeError, RuntimeGuard};
 pub use writer::{DecisionWriter, PersistError};

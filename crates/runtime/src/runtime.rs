@@ -1,21 +1,25 @@
-//! `Runtime`: the engine's state (in memory, or shared in Redis) with its decision log and its
-//! clock, behind async calls.
+//! `Runtime`: a backend (the engine's state, in memory or shared in Redis) with its decision
+//! log, its clock and its background work, behind async calls.
 
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
     Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
-    MetricStatus, Rates, Ruleset, SharedEngine, Timestamp, Token, Verdict,
+    MetricStatus, Ruleset, Timestamp, Token, Verdict,
 };
-use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::DecisionStore;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
 
+use crate::backend::{Backend, BackendError, StatusPage, StoreHealth};
 use crate::writer::{DecisionWriter, PersistError};
+
+/// How many events of known-banned tokens may be counting in the background at once; past
+/// that they are answered but not counted (their token is banned already).
+const BACKGROUND_COUNTS: usize = 256;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,9 +34,23 @@ pub enum RuntimeError {
     /// The shared store could not answer (and the call has no fail policy to fall back on).
     #[error("{0}")]
     Store(String),
+    /// The shared store answered what this node cannot understand: an internal fault.
+    #[error("{0}")]
+    Protocol(String),
     /// Not available with this store.
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl From<BackendError> for RuntimeError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Event(e) => RuntimeError::Event(e),
+            BackendError::Unavailable(why) => RuntimeError::Store(why),
+            BackendError::Unsupported(why) => RuntimeError::Unsupported(why),
+            BackendError::Protocol(why) => RuntimeError::Protocol(why),
+        }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -50,45 +68,22 @@ pub struct RuntimeCounters {
     pub fail_policy_answers: AtomicU64,
     /// Actions that panicked (caught; the decision stands).
     pub action_panics: AtomicU64,
+    /// Events of known-banned tokens answered but not counted: too many were counting already.
+    pub background_dropped: AtomicU64,
 }
 
-/// One page of `status_all`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusPage {
-    /// `(token, metric, rates)`.
-    pub items: Vec<(String, String, Rates)>,
-    /// Where the next page starts, if there is one.
-    pub next: Option<String>,
-}
-
-/// Where the engine's state lives.
-enum Backend {
-    /// In this process (the embedded default).
-    Memory(SharedEngine<Arc<dyn Clock>>),
-    /// In Redis, shared by every node.
-    Redis(Arc<RedisStore>),
-}
-
-/// The shared store's health, for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreHealth {
-    /// Whether the last call succeeded.
-    pub up: bool,
-    /// Calls that failed or timed out.
-    pub errors: u64,
-    /// Calls refused by the open circuit breaker.
-    pub short_circuited: u64,
-}
-
-/// The engine with its state, its decision log, its clock and its ticker. Share it in an `Arc`.
+/// The backend with its decision log, its clock and its counters. Share it in an `Arc`; its
+/// background work belongs to the [`RuntimeGuard`] that [`Runtime::start`] returns.
 pub struct Runtime {
-    backend: Backend,
+    backend: Box<dyn Backend>,
     rules: Arc<Ruleset>,
     clock: Arc<dyn Clock>,
     writer: DecisionWriter,
     /// Wakes the ticker when a decision starts (its end may be the next deadline).
     wake: Notify,
     counters: RuntimeCounters,
+    /// Bounds the events of known-banned tokens counting in the background.
+    background: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -97,17 +92,52 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// Owns a running [`Runtime`]'s background tasks (the ticker that ends decisions on time,
+/// the backend's own work such as listening to other nodes' bans): dropping it stops them
+/// (mini-redis's `DbDropGuard`); [`RuntimeGuard::shutdown`] also waits and commits.
+#[derive(Debug)]
+pub struct RuntimeGuard {
+    runtime: Arc<Runtime>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RuntimeGuard {
+    /// The runtime, for the front ends.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Stops the background tasks, waits for them, and commits what the writer holds.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
+        self.runtime.writer.close();
+    }
+}
+
+impl Drop for RuntimeGuard {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 impl Runtime {
-    /// Starts a runtime with its state in memory, over `rules` and the decision log `store`:
-    /// bans that ended while nobody ran are closed (their UNBAN recorded at its own time), the
-    /// others restored into the engine.
+    /// Starts a runtime on `backend` for `rules`, logging decisions in `store`: bans that
+    /// ended while nobody ran are closed in the log (their UNBAN recorded at its own time),
+    /// the others restored into the backend. Spawns its background tasks on the current
+    /// tokio runtime; they live as long as the returned guard.
     pub fn start(
         rules: Arc<Ruleset>,
         clock: Arc<dyn Clock>,
         mut store: DecisionStore,
-        shards: NonZeroUsize,
-    ) -> Result<Arc<Runtime>, PersistError> {
-        let engine = SharedEngine::new(Arc::clone(&rules), &clock, shards);
+        backend: Box<dyn Backend>,
+    ) -> Result<RuntimeGuard, PersistError> {
         let now = clock.now();
         let closed = store
             .close_expired(now)
@@ -116,11 +146,8 @@ impl Runtime {
             .active_bans(now)
             .map_err(|e| PersistError(e.to_string()))?;
         for b in &active {
-            let mut result = Ok(());
-            engine.for_each_token_shard(&b.token, |e| {
-                result = e.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until);
-            });
-            if let Err(e) = result {
+            if let Err(e) = backend.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until)
+            {
                 tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
             }
         }
@@ -129,47 +156,34 @@ impl Runtime {
             closed = closed.len(),
             "Bans read back."
         );
-        Ok(Arc::new(Runtime {
-            backend: Backend::Memory(engine),
+        let background = backend.background();
+        let runtime = Arc::new(Runtime {
+            backend,
             rules,
             clock,
             writer: DecisionWriter::start(store),
             wake: Notify::new(),
             counters: RuntimeCounters::default(),
-        }))
-    }
-
-    /// Starts a runtime whose state is shared in Redis at `url` (every call bounded by
-    /// `timeout`); decisions are also logged in `store`. Listens for other nodes' bans.
-    pub async fn start_redis(
-        rules: Arc<Ruleset>,
-        clock: Arc<dyn Clock>,
-        store: DecisionStore,
-        url: &StoreUrl,
-        timeout: Duration,
-    ) -> Result<Arc<Runtime>, RuntimeError> {
-        let redis = RedisStore::connect(url, Arc::clone(&rules), timeout)
-            .await
-            .map_err(|e| RuntimeError::Store(e.to_string()))?;
-        let redis = Arc::new(redis);
-        // Other nodes' bans and unbans, for as long as the node runs: reconnect after a drop.
-        let listener = Arc::clone(&redis);
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = listener.subscribe().await {
-                    tracing::debug!(error = %e, "Ban channel lost; reconnecting.");
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            background: Arc::new(Semaphore::new(BACKGROUND_COUNTS)),
         });
-        Ok(Arc::new(Runtime {
-            backend: Backend::Redis(redis),
-            rules,
-            clock,
-            writer: DecisionWriter::start(store),
-            wake: Notify::new(),
-            counters: RuntimeCounters::default(),
-        }))
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(
+            Arc::clone(&runtime).run_ticker(wait_for(stopped.clone())),
+        )];
+        if let Some(work) = background {
+            let mut stopped = stopped;
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = work => {}
+                    _ = stopped.wait_for(|s| *s) => {}
+                }
+            }));
+        }
+        Ok(RuntimeGuard {
+            runtime,
+            stop,
+            tasks,
+        })
     }
 
     /// The rules.
@@ -188,68 +202,69 @@ impl Runtime {
         event: &Event<'_>,
         rates: bool,
     ) -> Result<Verdict, RuntimeError> {
-        match &self.backend {
-            Backend::Memory(engine) => {
-                let verdict = engine.observe(event, rates)?;
+        if !rates && self.backend.known_banned(event.token) {
+            // Known banned: answer at once; the event still counts, in the background.
+            self.count_in_background(event);
+            return Ok(Verdict {
+                passed: false,
+                rates: None,
+                decisions: Vec::new(),
+                actions: Vec::new(),
+            });
+        }
+        match self.backend.observe(event, rates).await {
+            Ok(verdict) => {
                 self.run_actions(&verdict);
                 self.settle(&verdict.decisions).await?;
                 Ok(verdict)
             }
-            Backend::Redis(redis) => {
-                let now = self.clock.now().max(event.at);
-                if redis.cache().is_banned(event.token, now) && !rates {
-                    // Known banned: answer at once; the event still counts, in the background.
-                    let (rt, redis) = (Arc::clone(self), Arc::clone(redis));
-                    let (token, metric) = (event.token.to_owned(), event.metric.to_owned());
-                    let attrs: Vec<(String, String)> = event
-                        .attrs
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                        .collect();
-                    let at = event.at;
-                    tokio::spawn(async move {
-                        let attrs: Vec<(&str, &str)> = attrs
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str()))
-                            .collect();
-                        let ev = Event::new(&token, &metric, at).with_attrs(&attrs);
-                        if let Ok(v) = redis.observe(&ev, now, false).await {
-                            rt.run_actions(&v);
-                            let _ = rt.settle(&v.decisions).await;
-                        }
-                    });
-                    return Ok(Verdict {
-                        passed: false,
-                        rates: None,
-                        decisions: Vec::new(),
-                        actions: Vec::new(),
-                    });
-                }
-                match redis.observe(event, now, rates).await {
-                    Ok(verdict) => {
-                        self.run_actions(&verdict);
-                        self.settle(&verdict.decisions).await?;
-                        Ok(verdict)
-                    }
-                    Err(StoreError::Event(e)) => Err(e.into()),
-                    Err(e) => {
-                        // The rule's fail policy answers; bans known here still hold.
-                        tracing::debug!(error = %e, "Answering by fail policy.");
-                        self.counters
-                            .fail_policy_answers
-                            .fetch_add(1, Ordering::Relaxed);
-                        let passed = !redis.cache().is_banned(event.token, now)
-                            && redis.passes_when_unavailable(event.metric);
-                        Ok(Verdict {
-                            passed,
-                            rates: None,
-                            decisions: Vec::new(),
-                            actions: Vec::new(),
-                        })
-                    }
-                }
+            Err(BackendError::Unavailable(why)) => {
+                // The rule's fail policy answers; bans known here still hold.
+                tracing::debug!(error = %why, "Answering by fail policy.");
+                self.counters
+                    .fail_policy_answers
+                    .fetch_add(1, Ordering::Relaxed);
+                let passed = !self.backend.known_banned(event.token)
+                    && passes_when_unavailable(&self.rules, event.metric);
+                Ok(Verdict {
+                    passed,
+                    rates: None,
+                    decisions: Vec::new(),
+                    actions: Vec::new(),
+                })
             }
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Counts `event` of a known-banned token off the request path, at most
+    /// [`BACKGROUND_COUNTS`] at a time.
+    fn count_in_background(self: &Arc<Self>, event: &Event<'_>) {
+        let Ok(permit) = Arc::clone(&self.background).try_acquire_owned() else {
+            self.counters
+                .background_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let rt = Arc::clone(self);
+        let (token, metric, at) = (event.token.to_owned(), event.metric.to_owned(), event.at);
+        let attrs: Vec<(String, String)> = event
+            .attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        tokio::spawn(async move {
+            let attrs: Vec<(&str, &str)> = attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let ev = Event::new(&token, &metric, at).with_attrs(&attrs);
+            if let Ok(v) = rt.backend.observe(&ev, false).await {
+                rt.run_actions(&v);
+                let _ = rt.settle(&v.decisions).await;
+            }
+            drop(permit);
+        });
     }
 
     /// The seed API's `now(token, metric, tier)`.
@@ -259,13 +274,7 @@ impl Runtime {
         metric: &str,
         tier: usize,
     ) -> Result<Verdict, RuntimeError> {
-        let verdict = match &self.backend {
-            Backend::Memory(engine) => engine.fire(token, metric, tier)?,
-            Backend::Redis(redis) => redis
-                .fire(token, metric, tier, self.clock.now())
-                .await
-                .map_err(store_error)?,
-        };
+        let verdict = self.backend.fire(token, metric, tier).await?;
         self.run_actions(&verdict);
         self.settle(&verdict.decisions).await?;
         Ok(verdict)
@@ -273,20 +282,14 @@ impl Runtime {
 
     /// Ends `token`'s ban now; the UNBAN is stored before this returns.
     pub async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, RuntimeError> {
-        let end = match &self.backend {
-            Backend::Memory(engine) => engine.unban(token),
-            Backend::Redis(redis) => redis
-                .unban(token, self.clock.now())
-                .await
-                .map_err(store_error)?,
-        };
+        let end = self.backend.unban(token).await?;
         if let Some(e) = &end {
             self.settle(std::slice::from_ref(e)).await?;
         }
         Ok(end)
     }
 
-    /// Runs the actions a verdict lists, after the engine (and its lock) is done with it.
+    /// Runs the actions a verdict lists, after the backend (and any lock) is done with it.
     fn run_actions(&self, verdict: &Verdict) {
         if verdict.actions.is_empty() {
             return;
@@ -325,10 +328,7 @@ impl Runtime {
 
     /// `status(token, metric)` (in-memory state only).
     pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, RuntimeError> {
-        match &self.backend {
-            Backend::Memory(engine) => Ok(engine.status(token, metric)?),
-            Backend::Redis(_) => Err(unsupported("status")),
-        }
+        Ok(self.backend.status(token, metric)?)
     }
 
     /// A page of `status_all`, at most `limit` items from `cursor` (in-memory state only).
@@ -337,152 +337,32 @@ impl Runtime {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<StatusPage, RuntimeError> {
-        let Backend::Memory(engine) = &self.backend else {
-            return Err(unsupported("status_all"));
-        };
-        // A cursor is `shard.offset`: shards are visited in order, tokens in each in LRU order.
-        let (shard, offset) = cursor
-            .and_then(|c| c.split_once('.'))
-            .and_then(|(s, o)| Some((s.parse::<usize>().ok()?, o.parse::<usize>().ok()?)))
-            .unwrap_or((0, 0));
-        let mut items = Vec::new();
-        let mut index = 0usize;
-        let mut next = None;
-        engine.for_each_shard(|e| {
-            let skip = if index == shard { offset } else { 0 };
-            if index < shard || next.is_some() {
-                index += 1;
-                return;
-            }
-            for (taken, (token, metric, rates)) in e.status_all().skip(skip).enumerate() {
-                if items.len() == limit {
-                    next = Some(format!("{index}.{}", skip + taken));
-                    break;
-                }
-                items.push((token.to_owned(), metric.to_owned(), rates));
-            }
-            index += 1;
-        });
-        Ok(StatusPage { items, next })
+        Ok(self.backend.status_page(cursor, limit)?)
     }
 
     /// Every active ban, oldest first.
     pub async fn bans(&self) -> Result<Vec<(Token, DecisionView)>, RuntimeError> {
-        match &self.backend {
-            Backend::Memory(engine) => {
-                let mut all = Vec::new();
-                engine.for_each_shard(|e| {
-                    all.extend(
-                        e.decisions()
-                            .filter(|(_, d)| d.effect == Effect::Block)
-                            .map(|(t, d)| (t.clone(), d)),
-                    );
-                });
-                all.sort_by(|a, b| (a.1.from, &a.0).cmp(&(b.1.from, &b.0)));
-                Ok(all)
-            }
-            Backend::Redis(redis) => {
-                let now = self.clock.now();
-                let bans = match redis.bans().await {
-                    Ok(bans) => bans,
-                    Err(e) => {
-                        // Unreachable: the bans this node knows, without their rule.
-                        tracing::debug!(error = %e, "Listing the bans this node knows.");
-                        return Ok(redis
-                            .cache()
-                            .snapshot()
-                            .into_iter()
-                            .filter(|(_, until)| *until > now.as_unix())
-                            .filter_map(|(t, until)| {
-                                let until = Timestamp::from_unix(until);
-                                Some((Token::new(&t)?, redis_view("", 0, until)))
-                            })
-                            .collect());
-                    }
-                };
-                let mut out = Vec::with_capacity(bans.len());
-                for (t, metric, tier, until) in bans.into_iter().filter(|b| b.3 > now) {
-                    let Some(token) = Token::new(&t) else {
-                        continue;
-                    };
-                    // The full record (value, from) when Redis has it; one round trip per ban
-                    // on an admin route.
-                    let view = match self.ban(&t).await {
-                        Ok(Some(v)) => v,
-                        _ => redis_view(&metric, tier, until),
-                    };
-                    out.push((token, view));
-                }
-                Ok(out)
-            }
-        }
+        Ok(self.backend.bans().await?)
     }
 
-    /// How many tokens are banned now (for metrics: no per-ban round trips).
+    /// How many tokens are banned now.
     pub async fn active_bans(&self) -> Result<usize, RuntimeError> {
-        match &self.backend {
-            Backend::Memory(_) => Ok(self.bans().await?.len()),
-            Backend::Redis(redis) => {
-                let now = self.clock.now();
-                Ok(match redis.bans().await {
-                    Ok(bans) => bans.iter().filter(|b| b.3 > now).count(),
-                    Err(_) => redis
-                        .cache()
-                        .snapshot()
-                        .iter()
-                        .filter(|(_, until)| *until > now.as_unix())
-                        .count(),
-                })
-            }
-        }
+        Ok(self.backend.active_bans().await?)
     }
 
     /// `token`'s active ban.
     pub async fn ban(&self, token: &str) -> Result<Option<DecisionView>, RuntimeError> {
-        match &self.backend {
-            Backend::Memory(engine) => {
-                let mut found = None;
-                engine.for_each_token_shard(token, |e| found = e.ban(token));
-                Ok(found)
-            }
-            Backend::Redis(redis) => {
-                let now = self.clock.now();
-                let view = match redis.ban(token).await {
-                    Ok(b) => b.map(|(rule, tier, value, from, until)| DecisionView {
-                        effect: Effect::Block,
-                        metric: Arc::from(rule),
-                        tier,
-                        value,
-                        from,
-                        until,
-                    }),
-                    // Unreachable: what this node knows.
-                    Err(_) => redis.cache().until(token).map(|u| redis_view("", 0, u)),
-                };
-                Ok(view.filter(|v| v.until > now))
-            }
-        }
+        Ok(self.backend.ban(token).await?)
     }
 
     /// The engine's counters (in-memory state; zeros for Redis).
     pub fn engine_counters(&self) -> EngineCounters {
-        match &self.backend {
-            Backend::Memory(engine) => engine.counters(),
-            Backend::Redis(_) => EngineCounters::default(),
-        }
+        self.backend.engine_counters()
     }
 
     /// The shared store's health, if the state is in Redis.
     pub fn store_health(&self) -> Option<StoreHealth> {
-        let Backend::Redis(redis) = &self.backend else {
-            return None;
-        };
-        let h = redis.connection().health();
-        Some(StoreHealth {
-            up: h.up.load(Ordering::Relaxed),
-            errors: h.errors.load(Ordering::Relaxed),
-            short_circuited: h.short_circuited.load(Ordering::Relaxed),
-        })
+        self.backend.store_health()
     }
 
     /// The decision counters.
@@ -492,19 +372,16 @@ impl Runtime {
 
     /// Ends decisions when their time comes, until `shutdown`: sleeps until the next deadline
     /// (at most a second, so a clock that jumps is followed), or until a new decision starts.
-    pub async fn run_ticker(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+    async fn run_ticker(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
             let now = self.clock.now();
-            let (ends, next) = match &self.backend {
-                Backend::Memory(engine) => (engine.advance(now), engine.next_deadline()),
-                Backend::Redis(redis) => match redis.sweep(now).await {
-                    Ok(ends) => (ends, None),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "Sweep failed; next second.");
-                        (Vec::new(), None)
-                    }
-                },
+            let (ends, next) = match self.backend.sweep().await {
+                Ok(s) => (s.ends, s.next),
+                Err(e) => {
+                    tracing::debug!(error = %e, "Sweep failed; next second.");
+                    (Vec::new(), None)
+                }
             };
             if let Err(e) = self.settle(&ends).await {
                 tracing::error!(error = %e, "Ends not stored.");
@@ -521,36 +398,16 @@ impl Runtime {
             }
         }
     }
-
-    /// Commits what is queued and stops the store's writer.
-    pub fn close(&self) {
-        self.writer.close();
-    }
 }
 
-fn store_error(e: StoreError) -> RuntimeError {
-    match e {
-        StoreError::Event(e) => RuntimeError::Event(e),
-        other => RuntimeError::Store(other.to_string()),
-    }
+async fn wait_for(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
-fn unsupported(what: &str) -> RuntimeError {
-    RuntimeError::Unsupported(format!(
-        "{what} is answered from a node's memory; with the Redis store it is not available"
-    ))
-}
-
-/// What a node knows of a ban kept in Redis: its end.
-/// A ban known only by its index entry (or, in an outage, by the node's cache): its value and
-/// start are not known.
-fn redis_view(metric: &str, tier: usize, until: Timestamp) -> DecisionView {
-    DecisionView {
-        effect: Effect::Block,
-        metric: Arc::from(metric),
-        tier,
-        value: 0,
-        from: until,
-        until,
-    }
+/// What a metric's rules say to answer while the shared store cannot be reached: false if
+/// any tier of the metric is `fail_closed`.
+fn passes_when_unavailable(rules: &Ruleset, metric: &str) -> bool {
+    rules
+        .metric_id(metric)
+        .is_none_or(|id| !rules.metric(id).thresholds.iter().any(|t| t.fail_closed))
 }

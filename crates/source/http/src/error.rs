@@ -40,6 +40,9 @@ pub enum ApiError {
     /// 503: the decision was made but could not be stored, or the store is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 500: a fault of this service (the shared store answered what it cannot understand).
+    #[error("{0}")]
+    Internal(String),
     /// 501: the route is not available with this store.
     #[error("{0}")]
     NotImplemented(String),
@@ -50,6 +53,7 @@ impl From<RuntimeError> for ApiError {
         match e {
             RuntimeError::Event(e) => ApiError::Unprocessable(e.to_string()),
             RuntimeError::Unsupported(why) => ApiError::NotImplemented(why),
+            RuntimeError::Protocol(why) => ApiError::Internal(why),
             other => ApiError::Unavailable(other.to_string()),
         }
     }
@@ -65,6 +69,7 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         };
         if status.is_server_error() {

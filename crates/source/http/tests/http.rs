@@ -11,7 +11,7 @@ use std::sync::Arc;
 use banhammer_config::{Config, ServeSettings, TokenFrom};
 use banhammer_core::{ManualClock, NamedNoop, Seconds, Timestamp};
 use banhammer_http::AppState;
-use banhammer_runtime::Runtime;
+use banhammer_runtime::{MemoryBackend, Runtime, RuntimeGuard};
 use banhammer_store_sqlite::DecisionStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ const T0: i64 = 1_700_000_000;
 struct Server {
     base: String,
     clock: ManualClock,
+    _guard: RuntimeGuard,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -37,14 +38,17 @@ async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Serve
     let dir = tempfile::tempdir().unwrap();
     let store = DecisionStore::open(&dir.path().join("decisions.sqlite")).unwrap();
     let clock = ManualClock::new(Timestamp::from_unix(T0));
-    let rt = Runtime::start(
-        Arc::new(rules),
+    let rules = Arc::new(rules);
+    let backend = MemoryBackend::new(
+        Arc::clone(&rules),
         Arc::new(clock.clone()),
-        store,
         NonZeroUsize::new(4).unwrap(),
-    )
-    .unwrap();
-    let app = banhammer_http::app(AppState::new(rt, config.serve.clone()));
+    );
+    let guard = Runtime::start(rules, Arc::new(clock.clone()), store, Box::new(backend)).unwrap();
+    let app = banhammer_http::app(AppState::new(
+        Arc::clone(guard.runtime()),
+        config.serve.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -61,6 +65,7 @@ async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Serve
     Server {
         base: format!("http://{addr}"),
         clock,
+        _guard: guard,
         _stop: stop,
         _dir: dir,
         http: reqwest::Client::new(),

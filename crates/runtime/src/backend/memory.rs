@@ -1,0 +1,148 @@
+//! `MemoryBackend`: the state in this process, in a sharded engine (the embedded default).
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use banhammer_core::{
+    Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError, MetricStatus,
+    Ruleset, SharedEngine, Timestamp, Token, Verdict,
+};
+
+use super::{Backend, BackendError, StatusPage, Sweep};
+
+/// The engine's state in memory: a [`SharedEngine`] on the runtime's clock.
+pub struct MemoryBackend {
+    engine: SharedEngine<Arc<dyn Clock>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryBackend {
+    /// An engine of `shards` shards over `rules`, reading time from `clock`.
+    pub fn new(rules: Arc<Ruleset>, clock: Arc<dyn Clock>, shards: NonZeroUsize) -> Self {
+        MemoryBackend {
+            engine: SharedEngine::new(rules, &clock, shards),
+            clock,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn observe(&self, event: &Event<'_>, rates: bool) -> Result<Verdict, BackendError> {
+        Ok(self.engine.observe(event, rates)?)
+    }
+
+    async fn fire(&self, token: &str, metric: &str, tier: usize) -> Result<Verdict, BackendError> {
+        Ok(self.engine.fire(token, metric, tier)?)
+    }
+
+    async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, BackendError> {
+        Ok(self.engine.unban(token))
+    }
+
+    async fn sweep(&self) -> Result<Sweep, BackendError> {
+        let ends = self.engine.advance(self.clock.now());
+        Ok(Sweep {
+            ends,
+            next: self.engine.next_deadline(),
+        })
+    }
+
+    async fn finish(&self) -> Result<Vec<DecisionEvent>, BackendError> {
+        Ok(self.engine.finish())
+    }
+
+    async fn bans(&self) -> Result<Vec<(Token, DecisionView)>, BackendError> {
+        let mut all = Vec::new();
+        self.engine.for_each_shard(|e| {
+            all.extend(
+                e.decisions()
+                    .filter(|(_, d)| d.effect == Effect::Block)
+                    .map(|(t, d)| (t.clone(), d)),
+            );
+        });
+        all.sort_by(|a, b| (a.1.from, &a.0).cmp(&(b.1.from, &b.0)));
+        Ok(all)
+    }
+
+    async fn active_bans(&self) -> Result<usize, BackendError> {
+        let mut n = 0;
+        self.engine.for_each_shard(|e| {
+            n += e
+                .decisions()
+                .filter(|(_, d)| d.effect == Effect::Block)
+                .count();
+        });
+        Ok(n)
+    }
+
+    async fn ban(&self, token: &str) -> Result<Option<DecisionView>, BackendError> {
+        let mut found = None;
+        self.engine
+            .for_each_token_shard(token, |e| found = e.ban(token));
+        Ok(found)
+    }
+
+    fn known_banned(&self, _token: &str) -> bool {
+        // The engine answers a banned token at once anyway: nothing to gain from guessing.
+        false
+    }
+
+    fn restore_ban(
+        &self,
+        token: &str,
+        metric: &str,
+        tier: usize,
+        value: u64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<(), EventError> {
+        let mut result = Ok(());
+        self.engine.for_each_token_shard(token, |e| {
+            result = e.restore_ban(token, metric, tier, value, from, until);
+        });
+        result
+    }
+
+    fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, BackendError> {
+        Ok(self.engine.status(token, metric)?)
+    }
+
+    fn status_page(&self, cursor: Option<&str>, limit: usize) -> Result<StatusPage, BackendError> {
+        // A cursor is `shard.offset`: shards are visited in order, tokens in each in LRU order.
+        let (shard, offset) = cursor
+            .and_then(|c| c.split_once('.'))
+            .and_then(|(s, o)| Some((s.parse::<usize>().ok()?, o.parse::<usize>().ok()?)))
+            .unwrap_or((0, 0));
+        let mut items = Vec::new();
+        let mut index = 0usize;
+        let mut next = None;
+        self.engine.for_each_shard(|e| {
+            let skip = if index == shard { offset } else { 0 };
+            if index < shard || next.is_some() {
+                index += 1;
+                return;
+            }
+            for (taken, (token, metric, rates)) in e.status_all().skip(skip).enumerate() {
+                if items.len() == limit {
+                    next = Some(format!("{index}.{}", skip + taken));
+                    break;
+                }
+                items.push((token.to_owned(), metric.to_owned(), rates));
+            }
+            index += 1;
+        });
+        Ok(StatusPage { items, next })
+    }
+
+    fn engine_counters(&self) -> EngineCounters {
+        self.engine.counters()
+    }
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend").finish_non_exhaustive()
+    }
+}

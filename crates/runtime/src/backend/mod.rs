@@ -1,0 +1,148 @@
+//! `Backend`: where the engine's state lives (this process, or Redis shared by every node),
+//! behind one trait so that the runtime never asks which.
+
+mod memory;
+mod redis;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use banhammer_core::{
+    DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates, Timestamp,
+    Token, Verdict,
+};
+
+pub use memory::MemoryBackend;
+pub use redis::RedisBackend;
+
+/// Why a backend could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The event was refused (unknown metric, bad token, missing attribute…): a client fault.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The shared store could not be reached: the rules' fail policy answers instead.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The shared store answered something this node does not understand: a fault, not an
+    /// outage (no fail policy hides it).
+    #[error("{0}")]
+    Protocol(String),
+    /// Not available with this backend.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The shared store's health, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Whether the last call succeeded.
+    pub up: bool,
+    /// Calls that failed or timed out.
+    pub errors: u64,
+    /// Calls refused by the open circuit breaker.
+    pub short_circuited: u64,
+}
+
+/// One page of `status_all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPage {
+    /// `(token, metric, rates)`.
+    pub items: Vec<(String, String, Rates)>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
+}
+
+/// What a sweep found: the decisions that ended, and when to look again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Ends, in time order.
+    pub ends: Vec<DecisionEvent>,
+    /// The next deadline, if the backend knows it (else the ticker looks again in a second).
+    pub next: Option<Timestamp>,
+}
+
+/// Where the engine's state lives. Every call reads time from the backend's clock (or, for
+/// an event, its own time when that is later); decisions come back as data, actions due
+/// included, and the caller stores and runs them.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Counts one event and decides.
+    async fn observe(&self, event: &Event<'_>, rates: bool) -> Result<Verdict, BackendError>;
+
+    /// Fires tier `tier` of `metric` for `token`, as if its limit were reached (`now`).
+    async fn fire(&self, token: &str, metric: &str, tier: usize) -> Result<Verdict, BackendError>;
+
+    /// Ends `token`'s ban now; its UNBAN, if it was banned.
+    async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, BackendError>;
+
+    /// Ends every decision due by now.
+    async fn sweep(&self) -> Result<Sweep, BackendError>;
+
+    /// The input is over and the clock stops now: ends every active decision where it would
+    /// end with no further time for its thresholds (a replay's end).
+    async fn finish(&self) -> Result<Vec<DecisionEvent>, BackendError>;
+
+    /// Every active ban, oldest first.
+    async fn bans(&self) -> Result<Vec<(Token, DecisionView)>, BackendError>;
+
+    /// How many tokens are banned now.
+    async fn active_bans(&self) -> Result<usize, BackendError>;
+
+    /// `token`'s active ban.
+    async fn ban(&self, token: &str) -> Result<Option<DecisionView>, BackendError>;
+
+    /// Whether this node already knows `token` to be banned now, without asking anyone:
+    /// such an event can be answered at once and counted in the background.
+    fn known_banned(&self, token: &str) -> bool;
+
+    /// Restores a ban read back from the decision log at start. A backend whose state
+    /// outlives the node (Redis) keeps its own bans and ignores this.
+    fn restore_ban(
+        &self,
+        token: &str,
+        metric: &str,
+        tier: usize,
+        value: u64,
+        from: Timestamp,
+        until: Timestamp,
+    ) -> Result<(), EventError>;
+
+    /// `status(token, metric)`, if this backend can answer it.
+    fn status(&self, _token: &str, _metric: &str) -> Result<MetricStatus, BackendError> {
+        Err(unsupported("status"))
+    }
+
+    /// A page of `status_all`, if this backend can answer it.
+    fn status_page(
+        &self,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> Result<StatusPage, BackendError> {
+        Err(unsupported("status_all"))
+    }
+
+    /// The in-memory engine's counters (zeros where the state is elsewhere).
+    fn engine_counters(&self) -> EngineCounters {
+        EngineCounters::default()
+    }
+
+    /// The shared store's health, if there is a shared store.
+    fn store_health(&self) -> Option<StoreHealth> {
+        None
+    }
+
+    /// Work the backend needs done for as long as it runs (listening to other nodes' bans);
+    /// the runtime's guard runs it and stops it.
+    fn background(&self) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
+}
+
+fn unsupported(what: &str) -> BackendError {
+    BackendError::Unsupported(format!(
+        "{what} is answered from a node's memory; with the Redis store it is not available"
+    ))
+}
