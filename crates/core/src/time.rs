@@ -6,8 +6,8 @@ use std::num::NonZeroU64;
 /// A point in time: whole seconds since the Unix epoch (signed, so that a window reaching
 /// before the epoch is still exact).
 ///
-/// The engine counts at one-second resolution (DESIGN.md allows "one-second resolution or
-/// better"); every front end's input (log lines, event scripts, wall time) is floored to it.
+/// The engine counts at one-second resolution (docs/semantics.md: "exact at one-second
+/// resolution or better"); every front end's input (log lines, event scripts, wall time) is floored to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(i64);
 

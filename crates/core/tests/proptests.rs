@@ -1,11 +1,11 @@
 //! Property tests: random event scripts through the engine and through a naive reference
-//! model written from DESIGN.md's text alone (sorted lists of timestamps, brute force), which
+//! model written from docs/semantics.md's text alone (sorted lists of timestamps, brute force), which
 //! must agree on every decision, every `passed` and every rate; plus invariants that hold
 //! whatever the rules, and the windows against brute force.
 //!
 //! Contents: strategies · the reference model · drivers (`observe` as `banhammer eval`,
 //! `observe` with a tick every second, `incr` on a manual clock, `SharedEngine`) · the model
-//! on DESIGN.md's worked examples · agreement properties · invariants · windows.
+//! on docs/semantics.md's worked examples · agreement properties · invariants · windows.
 
 use std::collections::{HashMap, HashSet};
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -165,7 +165,7 @@ fn timed(script: &[(i64, &'static str, usize)]) -> Vec<(i64, &'static str, usize
 /// rates.
 type Step = (Vec<String>, bool, Rates);
 
-/// DESIGN.md, read literally and computed by brute force: every event kept, every count a scan.
+/// docs/semantics.md, read literally and computed by brute force: every event kept, every count a scan.
 #[derive(Default)]
 struct Model {
     metrics: Vec<Metric>,
@@ -463,7 +463,7 @@ fn run_shared(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model on DESIGN.md's worked examples (limit 3, window 10 s, 100 s)
+// The model on docs/semantics.md's worked examples (limit 3, window 10 s, 100 s)
 
 fn design_example(policy: BanPolicy, script: &[(i64, &'static str)]) -> Vec<String> {
     let metrics = [Metric {

@@ -1,4 +1,4 @@
-//! Unit tests: one per rule of DESIGN.md, each on a manual clock.
+//! Unit tests: one per rule of docs/semantics.md, each on a manual clock.
 //!
 //! Contents: worked examples (both policies) · reaching the limit and the window's edges ·
 //! episodes (extension, other metrics, longest reach) · `passed` and `fire` · global alerts ·
@@ -52,7 +52,7 @@ fn rules(metrics: Vec<MetricRule>) -> Arc<Ruleset> {
     Arc::new(b.build().unwrap())
 }
 
-/// DESIGN.md's example threshold: limit 3, window 10 s, 100 s, with `policy`.
+/// docs/semantics.md's example threshold: limit 3, window 10 s, 100 s, with `policy`.
 fn example(policy: BanPolicy) -> Arc<Ruleset> {
     let mut t = threshold(3, 10, Effect::Block, 100);
     t.policy = policy;
