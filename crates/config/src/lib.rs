@@ -10,14 +10,15 @@ mod raw;
 mod serve;
 mod watch;
 
+use std::convert::Infallible;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
 use banhammer_core::{
-    Action, BanPolicy, Effect, Kind, MetricRule, NamedNoop, RuleError, Ruleset, Scope, Seconds,
-    Threshold, Window,
+    metric_matches, Action, BanPolicy, Effect, Kind, MetricRule, NamedNoop, RuleError, Ruleset,
+    Scope, Seconds, Threshold, Window,
 };
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -50,6 +51,8 @@ pub struct Config {
     pub serve: ServeSettings,
     /// `[detect]`: the credential-stuffing detector (with environment overrides).
     pub detect: DetectSettings,
+    /// Where each metric was written, to place what the core refuses in [`Config::ruleset`].
+    places: MetricPlaces,
 }
 
 /// `[engine]`, validated.
@@ -72,40 +75,12 @@ pub struct ActionSettings {
     pub report_central_url: Option<String>,
 }
 
-/// One metric, validated.
-#[derive(Debug, Clone)]
-pub struct MetricSpec {
-    /// The metric's name.
-    pub name: String,
-    /// Token or global scope.
-    pub scope: Scope,
-    /// Its tiers.
-    pub thresholds: Vec<ThresholdSpec>,
-}
+/// One metric, validated: the core's rule with its actions still by name.
+pub type MetricSpec = MetricRule<String>;
 
-/// One threshold, validated; actions still by name.
-#[derive(Debug, Clone)]
-pub struct ThresholdSpec {
-    /// The limit.
-    pub limit: NonZeroU64,
-    /// The window.
-    pub window: Window,
-    /// What is measured.
-    pub kind: Kind,
-    /// What the decision does (derived: `global` scope alerts; `block_local` blocks; else
-    /// the decision only notifies).
-    pub effect: Effect,
-    /// How far the decision reaches.
-    pub policy: BanPolicy,
-    /// How long the decision lasts.
-    pub action_duration: Seconds,
-    /// Action names, in order.
-    pub actions: Vec<String>,
-    /// Re-run actions on every further event during the decision.
-    pub repeat_actions: bool,
-    /// Deny while the shared store is unreachable.
-    pub fail_closed: bool,
-}
+/// One threshold, validated: the core's threshold with its actions still by name. Its effect
+/// is derived: `global` scope alerts; `block_local` blocks; else the decision only notifies.
+pub type ThresholdSpec = Threshold<String>;
 
 impl Config {
     /// Reads and validates the file at `path` (the environment is not consulted).
@@ -153,7 +128,10 @@ impl Config {
         let mut engine = EngineSettings::default();
         let mut actions = ActionSettings::default();
         let mut metrics = Vec::new();
-        let mut spans = Vec::new();
+        let mut places = MetricPlaces {
+            origin: origin.to_owned(),
+            metrics: Vec::new(),
+        };
         let mut accesslog = AccessLogSettings::default();
         let mut watch = WatchSettings::default();
         let mut serve = ServeSettings::default();
@@ -176,7 +154,7 @@ impl Config {
                     }
                 }
                 "detect" => detect_value = Some(value),
-                "metrics" => cx.metrics(value, &mut metrics, &mut spans),
+                "metrics" => cx.metrics(value, &mut metrics, &mut places.metrics),
                 "accesslog" => {
                     if let Some(a) = cx.accesslog(value) {
                         accesslog = a;
@@ -196,15 +174,7 @@ impl Config {
             }
         }
         for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
-            let defined = metrics.iter().any(|m| {
-                m.name == name
-                    || m.name.strip_suffix('*').is_some_and(|prefix| {
-                        prefix.ends_with(':')
-                            && name.len() > prefix.len()
-                            && name.starts_with(prefix)
-                    })
-            });
-            if !defined {
+            if !metrics.iter().any(|m| metric_matches(&m.name, &name)) {
                 cx.push(
                     Some(span),
                     &field,
@@ -224,14 +194,12 @@ impl Config {
             watch,
             serve,
             detect,
+            places,
         };
         if cx.errors.is_empty() {
             // What the core refuses, located at the metric or threshold it is about.
             if let Err(errs) = config.ruleset(&|name| Arc::new(NamedNoop(name.to_owned()))) {
-                for e in errs {
-                    let (field, span) = locate_rule_error(&e, &spans);
-                    cx.push(span, &field, e.to_string());
-                }
+                cx.errors.extend(errs.0);
             }
         }
         if cx.errors.is_empty() {
@@ -248,26 +216,26 @@ impl Config {
         if self
             .metrics
             .iter()
-            .any(|m| m.name == DetectSettings::FAMILY)
+            .any(|m| *m.name == *DetectSettings::FAMILY)
         {
             return;
         }
         let d = self.detect;
         let window = Window::from_secs(d.sample_period.max(1))
             .unwrap_or(Window::from_secs(1).expect("1 is not 0"));
-        let tier = |limit: u64, kind: Kind| ThresholdSpec {
-            limit: NonZeroU64::new(limit.saturating_add(1)).unwrap_or(NonZeroU64::MIN),
-            window,
-            kind,
-            effect: Effect::Block,
-            policy: BanPolicy::AfterTrigger,
-            action_duration: Seconds::new(d.ip_ban_time.max(1)),
-            actions: vec!["block_local".to_owned()],
-            repeat_actions: false,
-            fail_closed: false,
+        let tier = |limit: u64, kind: Kind| {
+            let mut t = ThresholdSpec::new(
+                NonZeroU64::new(limit.saturating_add(1)).unwrap_or(NonZeroU64::MIN),
+                window,
+                Effect::Block,
+                Seconds::new(d.ip_ban_time.max(1)),
+            );
+            t.kind = kind;
+            t.actions.push("block_local".to_owned());
+            t
         };
         self.metrics.push(MetricSpec {
-            name: DetectSettings::FAMILY.to_owned(),
+            name: DetectSettings::FAMILY.into(),
             scope: Scope::Token,
             thresholds: vec![
                 tier(d.ip_requests_limit, Kind::Count),
@@ -276,68 +244,73 @@ impl Config {
         });
     }
 
-    /// Builds the core rule set, asking `resolve` for the action behind each name.
+    /// Builds the core rule set, asking `resolve` for the action behind each name. What the
+    /// core refuses is placed where the metric or threshold was written, when it was.
     pub fn ruleset(
         &self,
         resolve: &dyn Fn(&str) -> Arc<dyn Action>,
-    ) -> Result<Ruleset, Vec<RuleError>> {
+    ) -> Result<Ruleset, ConfigErrors> {
         let mut b = Ruleset::builder()
             .rates(self.engine.rates)
             .max_tokens(self.engine.max_tokens);
         for m in &self.metrics {
-            let thresholds = m
-                .thresholds
-                .iter()
-                .map(|t| Threshold {
-                    limit: t.limit,
-                    window: t.window,
-                    kind: t.kind.clone(),
-                    effect: t.effect,
-                    policy: t.policy,
-                    action_duration: t.action_duration,
-                    actions: t.actions.iter().map(|a| resolve(a)).collect(),
-                    repeat_actions: t.repeat_actions,
-                    fail_closed: t.fail_closed,
-                })
-                .collect();
-            b = b.metric(MetricRule {
-                name: m.name.as_str().into(),
-                scope: m.scope,
-                thresholds,
-            });
+            let Ok(rule) = m
+                .clone()
+                .try_map_actions(|name| Ok::<_, Infallible>(resolve(&name)));
+            b = b.metric(rule);
         }
         b.build()
+            .map_err(|errs| ConfigErrors(errs.iter().map(|e| self.places.error(e)).collect()))
     }
 }
 
-/// Where each metric and threshold was written, to place the core's errors.
-#[derive(Debug)]
-struct MetricSpan {
-    name: String,
-    span: Range<usize>,
-    thresholds: Vec<Range<usize>>,
+/// Where the metrics and their thresholds were written (line, column), kept with the
+/// [`Config`] so that the core's errors name their place even after the file is read.
+#[derive(Debug, Clone, Default)]
+struct MetricPlaces {
+    origin: String,
+    metrics: Vec<MetricPlace>,
 }
 
-fn locate_rule_error(e: &RuleError, spans: &[MetricSpan]) -> (String, Option<Range<usize>>) {
-    let (metric, tier) = match e {
-        RuleError::ScopeEffect { metric, tier, .. }
-        | RuleError::ZeroDuration { metric, tier }
-        | RuleError::DistinctTooLarge { metric, tier, .. }
-        | RuleError::EmptyAttr { metric, tier } => (metric.as_str(), Some(*tier)),
-        RuleError::DuplicateMetric(metric) | RuleError::BadMetricName(metric) => {
-            (metric.as_str(), None)
+/// Where one metric's name and each of its thresholds were written.
+#[derive(Debug, Clone)]
+struct MetricPlace {
+    name: String,
+    at: (usize, usize),
+    thresholds: Vec<(usize, usize)>,
+}
+
+impl MetricPlaces {
+    /// The core's complaint as `file:line:column: metrics.NAME…: why`; a metric written
+    /// nowhere (the detector's) has no line.
+    fn error(&self, e: &RuleError) -> ConfigError {
+        let (metric, tier) = match e {
+            RuleError::ScopeEffect { metric, tier, .. }
+            | RuleError::ZeroDuration { metric, tier }
+            | RuleError::DistinctTooLarge { metric, tier, .. }
+            | RuleError::EmptyAttr { metric, tier } => (Some(metric), Some(*tier)),
+            RuleError::DuplicateMetric(metric) | RuleError::BadMetricName(metric) => {
+                (Some(metric), None)
+            }
+            _ => (None, None),
+        };
+        let place = metric.and_then(|name| self.metrics.iter().find(|m| m.name == *name));
+        let (field, at) = match (metric, tier) {
+            (None, _) => (String::new(), None),
+            (Some(name), Some(t)) => (
+                format!("metrics.{name}.thresholds[{t}]"),
+                place.and_then(|m| m.thresholds.get(t).copied()),
+            ),
+            (Some(name), None) => (format!("metrics.{name}"), place.map(|m| m.at)),
+        };
+        let (line, column) = at.unwrap_or((0, 0));
+        ConfigError {
+            origin: self.origin.clone(),
+            line,
+            column,
+            field,
+            message: e.to_string(),
         }
-        _ => ("", None),
-    };
-    let Some(m) = spans.iter().find(|m| m.name == metric) else {
-        return (String::new(), None);
-    };
-    match tier {
-        Some(t) => (
-            format!("metrics.{metric}.thresholds[{t}]"),
-            m.thresholds.get(t).cloned(),
-        ),
-        None => (format!("metrics.{metric}"), Some(m.span.clone())),
     }
 }
 
@@ -456,7 +429,7 @@ impl Cx<'_> {
         &mut self,
         value: &Spanned<DeValue<'_>>,
         out: &mut Vec<MetricSpec>,
-        spans: &mut Vec<MetricSpan>,
+        places: &mut Vec<MetricPlace>,
     ) {
         let Some(table) = value.get_ref().as_table() else {
             self.push(Some(value.span()), "metrics", "must be a table of metrics");
@@ -494,7 +467,7 @@ impl Cx<'_> {
                         };
                         for (i, item) in items.iter().enumerate() {
                             let tfield = format!("{field}.thresholds[{i}]");
-                            threshold_spans.push(item.span());
+                            threshold_spans.push(self.src.locate(item.span().start));
                             if let (Some(raw), removed) =
                                 self.de_partial::<RawThreshold>(&tfield, item)
                             {
@@ -515,13 +488,13 @@ impl Cx<'_> {
                     self.threshold(&tfield, raw, scope, &removed, span)
                 })
                 .collect();
-            spans.push(MetricSpan {
+            places.push(MetricPlace {
                 name: name_str.to_owned(),
-                span: name.span(),
+                at: self.src.locate(name.span().start),
                 thresholds: threshold_spans,
             });
             out.push(MetricSpec {
-                name: name_str.to_owned(),
+                name: name_str.into(),
                 scope,
                 thresholds,
             });
