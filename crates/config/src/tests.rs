@@ -1,5 +1,9 @@
 //! Tests of the configuration reader: valid files, and every error named and located.
 
+use std::path::Path;
+
+use banhammer_core::{BanPolicy, NamedNoop};
+
 use super::*;
 
 fn errors(text: &str) -> Vec<String> {
