@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use crate::context::Cx;
 use crate::error::ConfigError;
-use crate::Cx;
 
 /// `[accesslog]`: reading access-log lines.
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use crate::Cx;
+use crate::context::Cx;
 
 /// Where settings may also come from: the process environment, or a map in tests (tests never
 /// change the real environment).

@@ -1,5 +1,9 @@
 //! Tests of the configuration reader: valid files, and every error named and located.
 
+use std::path::Path;
+
+use banhammer_core::{BanPolicy, NamedNoop};
+
 use super::*;
 
 fn errors(text: &str) -> Vec<String> {
@@ -43,7 +47,7 @@ fn the_seed_example_reads() {
     assert!(c.engine.rates);
     assert_eq!(c.metrics.len(), 2);
     let lf = &c.metrics[0];
-    assert_eq!(lf.name, "login_failed");
+    assert_eq!(&*lf.name, "login_failed");
     assert_eq!(lf.thresholds[0].effect, Effect::Block);
     assert_eq!(lf.thresholds[0].window.secs(), 3600);
     assert_eq!(lf.thresholds[1].effect, Effect::Notify);
@@ -358,7 +362,7 @@ fn the_detector_becomes_a_metric_family() {
     let mut c = Config::parse("", "t.toml").unwrap();
     c.add_detector();
     let m = &c.metrics[0];
-    assert_eq!(m.name, "detect:*");
+    assert_eq!(&*m.name, "detect:*");
     assert_eq!(
         m.thresholds[0].limit.get(),
         11,
@@ -401,4 +405,37 @@ fn serve_and_detect_errors_are_located() {
             "{got}\n  does not start with\n{want}"
         );
     }
+}
+
+#[test]
+fn rule_errors_after_reading_name_their_place_one_a_line() {
+    let mut c = Config::parse(SPEC, "t.toml").unwrap();
+    c.metrics[0].thresholds[1].action_duration = Seconds::ZERO;
+    c.metrics[1].thresholds[0].limit = NonZeroU64::new(5000).unwrap();
+    c.metrics[1].thresholds[0].kind = Kind::Distinct("email".into());
+    let err = c
+        .ruleset(&|n| Arc::new(NamedNoop(n.to_owned())))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "t.toml:12:1: metrics.login_failed.thresholds[1]: metric `login_failed` tier 1: \
+         action_duration must be at least 1 second\n\
+         t.toml:19:1: metrics.login_successful.thresholds[0]: metric `login_successful` tier 0: \
+         a distinct limit may be at most 1024"
+    );
+}
+
+#[test]
+fn matchers_may_name_members_of_a_family() {
+    let text = "[[accesslog.match]]\nmetric = \"detect:login\"\npath = \"/login\"\n\
+                [[accesslog.match]]\nmetric = \"detect:\"\npath = \"/\"\n\
+                [metrics.\"detect:*\"]\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0]
+            .starts_with("t.toml:4:1: accesslog.match[1].metric: metric `detect:` is not defined"),
+        "{}",
+        errs[0]
+    );
 }

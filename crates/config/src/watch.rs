@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use crate::Cx;
+use crate::context::Cx;
 
 /// `[watch]`.
 #[derive(Debug, Default, Deserialize)]

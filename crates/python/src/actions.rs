@@ -1,113 +1,89 @@
-//! Python callables as actions: recorded while the engine runs, called once it has returned.
+//! Python callables as actions: kept by threshold, called once the engine has answered.
 //!
-//! The engine runs without the GIL and under a shard lock. Calling Python from there would
-//! need the GIL while holding the lock, and a Python thread holding the GIL and waiting for
-//! the lock would deadlock with it. So the engine's action only writes down what to call, in
-//! a buffer of the calling thread, and the callables run after the engine call, with the GIL
-//! and no engine lock: they may even call the `BanHammer` again.
+//! The engine runs without the GIL and under a shard lock, and calling Python from there would
+//! need the GIL while holding the lock (a deadlock with a Python thread that holds the GIL and
+//! waits for the lock). It does not have to: its verdict lists the actions due, by threshold,
+//! and they run after the engine call, with the GIL and no engine lock, so they may even call
+//! the `BanHammer` again.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use banhammer_core::{Action, ActionCall};
+use banhammer_core::{Action, DueAction, MetricRule, NamedNoop, RuleId, Ruleset};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// One threshold's Python callables, with what they are told.
-#[derive(Debug)]
-pub(crate) struct ThresholdActions {
-    /// The callables, in the order the configuration lists them.
-    pub(crate) callables: Vec<Py<PyAny>>,
-}
+/// The Python callables of every threshold, by metric and tier, in the order the `bans` dict
+/// lists them: what a [`DueAction`]'s rule names.
+#[derive(Debug, Default)]
+pub(crate) struct Callables(Vec<Vec<Vec<Py<PyAny>>>>);
 
-/// One call of a threshold's callables, written down by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pending {
-    /// Index of the threshold in the `BanHammer`'s table of [`ThresholdActions`].
-    pub(crate) slot: usize,
-    /// `(token, duration, key, window, limit)`, the seed API's arguments.
-    pub(crate) token: String,
-    pub(crate) duration: u64,
-    pub(crate) key: String,
-    pub(crate) window: u64,
-    pub(crate) limit: u64,
-    pub(crate) threshold: usize,
-}
-
-thread_local! {
-    /// Calls written down during the current thread's engine call. Per thread because the
-    /// engine calls actions on the thread that called it: each caller finds exactly its own.
-    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Takes the calls written down on this thread since the last take.
-pub(crate) fn take_pending() -> Vec<Pending> {
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut *p)
+impl Callables {
+    /// Keeps the callables of `metric`, the next metric of the rule set, and returns the
+    /// engine's rule: each callable is a no-op there, as the engine never runs actions.
+    pub(crate) fn take_from(&mut self, metric: MetricRule<Py<PyAny>>) -> MetricRule {
+        let noop: Arc<dyn Action> = Arc::new(NamedNoop("python".to_owned()));
+        let mut tiers = Vec::with_capacity(metric.thresholds.len());
+        let thresholds = metric
+            .thresholds
+            .into_iter()
+            .map(|t| {
+                let mut funcs = Vec::with_capacity(t.actions.len());
+                let t = t.map_actions(|f| {
+                    funcs.push(f);
+                    Arc::clone(&noop)
+                });
+                tiers.push(funcs);
+                t
+            })
+            .collect();
+        self.0.push(tiers);
+        MetricRule {
+            name: metric.name,
+            scope: metric.scope,
+            thresholds,
         }
-    })
-}
-
-/// The engine-side action of one threshold: writes the call down for later.
-#[derive(Debug)]
-pub(crate) struct Recorder {
-    /// Index of the threshold in the table of [`ThresholdActions`].
-    pub(crate) slot: usize,
-}
-
-impl Action for Recorder {
-    fn name(&self) -> &'static str {
-        "python"
     }
 
-    fn call(&self, call: &ActionCall<'_>) {
-        let pending = Pending {
-            slot: self.slot,
-            token: call.token.to_owned(),
-            duration: call.duration.get(),
-            key: call.metric.to_owned(),
-            window: call.window.secs(),
-            limit: call.limit,
-            threshold: call.tier,
-        };
-        PENDING.with(|p| p.borrow_mut().push(pending));
+    /// The callables of threshold `rule`.
+    fn of(&self, rule: RuleId) -> &[Py<PyAny>] {
+        self.0
+            .get(rule.metric.index())
+            .and_then(|tiers| tiers.get(rule.tier as usize))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
-/// Calls the callables of every pending call, in order. An `Exception` from a callable is
-/// logged on the `banhammer` logger and counted in `errors`, and the next callable runs; the
-/// engine's state and answer were settled before. Anything else (`KeyboardInterrupt`,
-/// `SystemExit`) is not the action's failure but the program's, so it is raised.
+/// Calls the callables of every due action, in order, with the seed API's `(token, duration,
+/// key, window, limit)`. An `Exception` from a callable is logged on the `banhammer` logger
+/// and counted in `errors`, and the next callable runs; the engine's state and answer were
+/// settled before. Anything else (`KeyboardInterrupt`, `SystemExit`) is not the action's
+/// failure but the program's, so it is raised.
 pub(crate) fn run(
     py: Python<'_>,
-    table: &[ThresholdActions],
-    calls: Vec<Pending>,
+    rules: &Ruleset,
+    callables: &Callables,
+    due: &[DueAction],
     errors: &AtomicU64,
 ) -> PyResult<()> {
-    for call in calls {
-        let Some(actions) = table.get(call.slot) else {
-            continue;
-        };
-        for func in &actions.callables {
+    for d in due {
+        let t = rules.threshold(d.rule);
+        let args = (
+            d.token.as_str(),
+            t.action_duration.get(),
+            &*d.metric,
+            t.window.secs(),
+            t.limit.get(),
+        );
+        for func in callables.of(d.rule) {
             let func = func.bind(py);
-            let args = (
-                call.token.as_str(),
-                call.duration,
-                call.key.as_str(),
-                call.window,
-                call.limit,
-            );
             if let Err(err) = func.call1(args) {
                 if !err.is_instance_of::<PyException>(py) {
                     return Err(err);
                 }
                 errors.fetch_add(1, Ordering::Relaxed);
-                log_failure(py, func, &call, &err);
+                log_failure(py, func, d, &err);
             }
         }
     }
@@ -118,7 +94,7 @@ static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// `logging.getLogger("banhammer").error(..., exc_info=err)`; a logger that fails itself is
 /// reported as unraisable rather than turned into the caller's exception.
-fn log_failure(py: Python<'_>, func: &Bound<'_, PyAny>, call: &Pending, err: &PyErr) {
+fn log_failure(py: Python<'_>, func: &Bound<'_, PyAny>, due: &DueAction, err: &PyErr) {
     let logged = (|| -> PyResult<()> {
         let logger = LOGGER.get_or_try_init(py, || {
             py.import("logging")?
@@ -132,9 +108,9 @@ fn log_failure(py: Python<'_>, func: &Bound<'_, PyAny>, call: &Pending, err: &Py
             (
                 "banhammer: action %r for token %r (%s threshold %d) raised; ignored",
                 func,
-                call.token.as_str(),
-                call.key.as_str(),
-                call.threshold,
+                due.token.as_str(),
+                &*due.metric,
+                due.rule.tier,
             ),
             Some(&kwargs),
         )?;
@@ -148,39 +124,51 @@ fn log_failure(py: Python<'_>, func: &Bound<'_, PyAny>, call: &Pending, err: &Py
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banhammer_core::{Effect, Seconds, Timestamp, Window};
+    use banhammer_core::{Effect, Seconds, Threshold, Window};
+    use std::num::NonZeroU64;
+
+    fn tier(py: Python<'_>, funcs: usize) -> Threshold<Py<PyAny>> {
+        let mut t = Threshold::new(
+            NonZeroU64::new(1).unwrap(),
+            Window::from_secs(60).unwrap(),
+            Effect::Notify,
+            Seconds::new(60),
+        );
+        t.actions = (0..funcs).map(|_| py.None()).collect();
+        t
+    }
 
     #[test]
-    fn recorder_writes_the_seed_arguments_for_this_thread_only() {
-        let recorder = Recorder { slot: 3 };
-        let call = ActionCall {
-            token: "10.0.0.1",
-            duration: Seconds::new(3600),
-            metric: "login_failed",
-            window: Window::from_secs(60).unwrap(),
-            limit: 10,
-            tier: 1,
-            at: Timestamp::from_unix(0),
-            effect: Effect::Block,
-            repeat: false,
-        };
-        recorder.call(&call);
-        // Another thread's buffer is its own.
-        std::thread::spawn(|| assert!(take_pending().is_empty()))
-            .join()
-            .unwrap();
-        assert_eq!(
-            take_pending(),
-            vec![Pending {
-                slot: 3,
-                token: "10.0.0.1".into(),
-                duration: 3600,
-                key: "login_failed".into(),
-                window: 60,
-                limit: 10,
-                threshold: 1,
-            }]
-        );
-        assert!(take_pending().is_empty());
+    fn callables_are_found_by_the_rule_the_engine_names() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut callables = Callables::default();
+            let mut builder = Ruleset::builder();
+            for (name, funcs) in [("a", vec![2, 0]), ("b", vec![1])] {
+                let metric = MetricRule {
+                    name: name.into(),
+                    scope: banhammer_core::Scope::Token,
+                    thresholds: funcs.into_iter().map(|n| tier(py, n)).collect(),
+                };
+                builder = builder.metric(callables.take_from(metric));
+            }
+            let rules = builder.build().unwrap();
+            let mut found = Vec::new();
+            for (id, m) in rules.metrics() {
+                for (tier, t) in m.thresholds.iter().enumerate() {
+                    let rule = RuleId {
+                        metric: id,
+                        tier: tier as u32,
+                    };
+                    assert_eq!(t.actions.len(), callables.of(rule).len());
+                    found.push((m.name.to_string(), callables.of(rule).len()));
+                }
+            }
+            assert_eq!(
+                found,
+                [("a".into(), 2), ("a".into(), 0), ("b".into(), 1)],
+                "{found:?}"
+            );
+        });
     }
 }

@@ -12,7 +12,7 @@ use banhammer_core::{Effect, MetricRule, Ruleset, Scope, Seconds, Threshold, Win
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 
-use crate::actions::{Recorder, ThresholdActions};
+use crate::actions::Callables;
 
 /// The name that makes a threshold a ban.
 pub(crate) const BLOCK_LOCAL: &str = "block_local";
@@ -20,29 +20,19 @@ pub(crate) const BLOCK_LOCAL: &str = "block_local";
 /// The fields a threshold dict may have.
 const THRESHOLD_FIELDS: [&str; 4] = ["limit", "window", "action", "action_duration"];
 
-/// One threshold as the user wrote it, checked.
-#[derive(Debug)]
-pub(crate) struct ThresholdSpec {
-    pub(crate) limit: NonZeroU64,
-    pub(crate) window: Window,
-    pub(crate) action_duration: Seconds,
-    /// Whether a callable is named `block_local`: the threshold is then a ban.
-    pub(crate) blocks: bool,
-    pub(crate) callables: Vec<Py<PyAny>>,
-}
+/// One metric as the user wrote it, checked: the core's rule with Python callables as its
+/// actions.
+pub(crate) type MetricSpec = MetricRule<Py<PyAny>>;
 
-/// One metric as the user wrote it, checked.
-#[derive(Debug)]
-pub(crate) struct MetricSpec {
-    pub(crate) name: String,
-    pub(crate) thresholds: Vec<ThresholdSpec>,
-}
+/// One threshold as the user wrote it, checked. It blocks when a callable is named
+/// `block_local`, and otherwise only notifies.
+pub(crate) type ThresholdSpec = Threshold<Py<PyAny>>;
 
-/// What a `BanHammer` runs: the rules and, by slot, the callables of each threshold.
+/// What a `BanHammer` runs: the rules and the callables their due actions name.
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) rules: Arc<Ruleset>,
-    pub(crate) actions: Vec<ThresholdActions>,
+    pub(crate) callables: Callables,
 }
 
 /// Reads `bans`, collecting every problem as `bans['metric'].thresholds[i].field: why`.
@@ -64,7 +54,11 @@ pub(crate) fn parse(bans: &Bound<'_, PyAny>) -> Result<Vec<MetricSpec>, Vec<Stri
             errors.push(format!("{at}: a metric name must be 1 to 128 bytes"));
         }
         if let Some(thresholds) = parse_metric(&at, &spec, &mut errors) {
-            metrics.push(MetricSpec { name, thresholds });
+            metrics.push(MetricSpec {
+                name: name.into(),
+                scope: Scope::Token,
+                thresholds,
+            });
         }
     }
     if errors.is_empty() {
@@ -141,14 +135,19 @@ fn parse_threshold(
         return None;
     }
     let callables = callables?;
-    let blocks = callables.iter().any(|c| is_block_local(c.bind(spec.py())));
-    Some(ThresholdSpec {
-        limit: NonZeroU64::new(limit?)?,
-        window: Window::from_secs(window?)?,
-        action_duration: Seconds::new(duration?),
-        blocks,
-        callables,
-    })
+    let effect = if callables.iter().any(|c| is_block_local(c.bind(spec.py()))) {
+        Effect::Block
+    } else {
+        Effect::Notify
+    };
+    let mut t = ThresholdSpec::new(
+        NonZeroU64::new(limit?)?,
+        Window::from_secs(window?)?,
+        effect,
+        Seconds::new(duration?),
+    );
+    t.actions = callables;
+    Some(t)
 }
 
 /// A required field holding an `int` of at least 1 (not a bool, not a float).
@@ -233,38 +232,15 @@ fn repr(value: &Bound<'_, PyAny>) -> String {
 }
 
 /// Builds the rules: every metric keeps rates (so that `status` can show them whatever
-/// `return_rates` says), and each threshold with callables gets a [`Recorder`] for its slot.
+/// `return_rates` says), and the callables go to the table the due actions are run from.
 pub(crate) fn compile(
     metrics: Vec<MetricSpec>,
     max_tokens: Option<NonZeroUsize>,
 ) -> Result<Compiled, Vec<String>> {
-    let mut actions = Vec::new();
+    let mut callables = Callables::default();
     let mut builder = Ruleset::builder().rates(true).max_tokens(max_tokens);
     for metric in metrics {
-        let mut thresholds = Vec::with_capacity(metric.thresholds.len());
-        for spec in metric.thresholds {
-            let effect = if spec.blocks {
-                Effect::Block
-            } else {
-                Effect::Notify
-            };
-            let mut t: Threshold =
-                Threshold::new(spec.limit, spec.window, effect, spec.action_duration);
-            if !spec.callables.is_empty() {
-                t.actions.push(Arc::new(Recorder {
-                    slot: actions.len(),
-                }));
-                actions.push(ThresholdActions {
-                    callables: spec.callables,
-                });
-            }
-            thresholds.push(t);
-        }
-        builder = builder.metric(MetricRule {
-            name: metric.name.into(),
-            scope: Scope::Token,
-            thresholds,
-        });
+        builder = builder.metric(callables.take_from(metric));
     }
     let rules = builder.build().map_err(|errs| {
         errs.iter()
@@ -273,7 +249,7 @@ pub(crate) fn compile(
     })?;
     Ok(Compiled {
         rules: Arc::new(rules),
-        actions,
+        callables,
     })
 }
 
@@ -283,13 +259,17 @@ mod tests {
     use banhammer_core::{Engine, ManualClock, Timestamp};
 
     fn spec(limit: u64, window: u64, duration: u64, blocks: bool) -> ThresholdSpec {
-        ThresholdSpec {
-            limit: NonZeroU64::new(limit).unwrap(),
-            window: Window::from_secs(window).unwrap(),
-            action_duration: Seconds::new(duration),
-            blocks,
-            callables: Vec::new(),
-        }
+        let effect = if blocks {
+            Effect::Block
+        } else {
+            Effect::Notify
+        };
+        Threshold::new(
+            NonZeroU64::new(limit).unwrap(),
+            Window::from_secs(window).unwrap(),
+            effect,
+            Seconds::new(duration),
+        )
     }
 
     #[test]
@@ -297,6 +277,7 @@ mod tests {
         let compiled = compile(
             vec![MetricSpec {
                 name: "login_failed".into(),
+                scope: Scope::Token,
                 thresholds: vec![spec(2, 3600, 3600, true), spec(3, 3600, 86_400, false)],
             }],
             None,
@@ -324,6 +305,7 @@ mod tests {
         let compiled = compile(
             vec![MetricSpec {
                 name: "login_successful".into(),
+                scope: Scope::Token,
                 thresholds: vec![spec(1, 60, 3600, false)],
             }],
             None,
@@ -341,6 +323,7 @@ mod tests {
         let err = compile(
             vec![MetricSpec {
                 name: "bad*".into(),
+                scope: Scope::Token,
                 thresholds: vec![spec(1, 60, 60, false)],
             }],
             None,

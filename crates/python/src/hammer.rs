@@ -4,14 +4,14 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use banhammer_core::{
-    Clock, DecisionView, Event, EventError, MetricStatus, Rates, Ruleset, SharedEngine,
+    Clock, DecisionView, DueAction, Event, EventError, MetricStatus, Rates, Ruleset, SharedEngine,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
 use pyo3::{intern, IntoPyObjectExt};
 
-use crate::actions::{self, take_pending, ThresholdActions};
+use crate::actions::{self, Callables};
 use crate::clock::{HostClock, TimeSource};
 use crate::config;
 
@@ -30,8 +30,8 @@ pub(crate) struct BanHammer {
     /// The engine's clock, also read for the time of each `incr` event.
     clock: HostClock,
     time: TimeSource,
-    /// The Python callables of each threshold, by the slot its `Recorder` carries.
-    actions: Vec<ThresholdActions>,
+    /// The Python callables of each threshold, run for the actions the engine lists as due.
+    callables: Callables,
     return_rates: bool,
     /// Exceptions raised by actions (logged, then ignored).
     action_errors: AtomicU64,
@@ -59,7 +59,7 @@ impl BanHammer {
             engine: SharedEngine::new(compiled.rules, &clock, SHARDS),
             clock,
             time,
-            actions: compiled.actions,
+            callables: compiled.callables,
             return_rates,
             action_errors: AtomicU64::new(0),
         })
@@ -73,19 +73,14 @@ impl BanHammer {
         self.time.sync(py)?;
         let want_rates = self.return_rates;
         // Without the GIL: other Python threads run while this one counts. Nothing in here
-        // touches Python; the thresholds' callables are only written down (actions.rs).
-        let verdict = py.detach(|| {
-            let event = Event::new(token, metric, self.clock.now());
-            let verdict = self.engine.observe(&event, want_rates);
-            if let Ok(v) = &verdict {
-                self.engine.rules().run_actions(&v.actions);
-            }
-            verdict
-        });
-        // Taken before anything can fail, so that no call is left for the next caller.
-        let calls = take_pending();
-        let verdict = verdict.map_err(value_error)?;
-        actions::run(py, &self.actions, calls, &self.action_errors)?;
+        // touches Python; the actions due come back in the verdict (actions.rs).
+        let verdict = py
+            .detach(|| {
+                let event = Event::new(token, metric, self.clock.now());
+                self.engine.observe(&event, want_rates)
+            })
+            .map_err(value_error)?;
+        self.run_actions(py, &verdict.actions)?;
         if want_rates {
             let stats = rates_dict(py, verdict.rates.unwrap_or_default())?;
             (verdict.passed, stats).into_bound_py_any(py)
@@ -105,20 +100,16 @@ impl BanHammer {
         threshold: usize,
     ) -> PyResult<Bound<'py, PyDict>> {
         self.time.sync(py)?;
-        let verdict = py.detach(|| {
-            let mut out = None;
-            self.engine.for_each_token_shard(token, |e| {
-                out = Some(e.fire(token, metric, threshold));
-            });
-            let verdict = out.unwrap_or(Err(EventError::BadToken));
-            if let Ok(v) = &verdict {
-                self.engine.rules().run_actions(&v.actions);
-            }
-            verdict
-        });
-        let calls = take_pending();
-        let verdict = verdict.map_err(value_error)?;
-        actions::run(py, &self.actions, calls, &self.action_errors)?;
+        let verdict = py
+            .detach(|| {
+                let mut out = None;
+                self.engine.for_each_token_shard(token, |e| {
+                    out = Some(e.fire(token, metric, threshold));
+                });
+                out.unwrap_or(Err(EventError::BadToken))
+            })
+            .map_err(value_error)?;
+        self.run_actions(py, &verdict.actions)?;
         rates_dict(py, verdict.rates.unwrap_or_default())
     }
 
@@ -212,6 +203,20 @@ impl BanHammer {
         Ok(format!(
             "BanHammer(metrics={metrics}, return_rates={rates})"
         ))
+    }
+}
+
+impl BanHammer {
+    /// Calls the Python callables of the actions the engine found due, with the GIL and no
+    /// engine lock held.
+    fn run_actions(&self, py: Python<'_>, due: &[DueAction]) -> PyResult<()> {
+        actions::run(
+            py,
+            self.engine.rules(),
+            &self.callables,
+            due,
+            &self.action_errors,
+        )
     }
 }
 
