@@ -145,7 +145,7 @@ pub(crate) fn run(
     let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
     let rules = config
         .ruleset(&resolve_actions(&config)?)
-        .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+        .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
     let (origin, input): (String, Box<dyn BufRead>) = match file {
         None => ("<stdin>".into(), Box::new(io::stdin().lock())),
         Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(io::stdin().lock())),

@@ -48,7 +48,7 @@ pub(crate) fn run(
     let (config, log_format) = load(config)?;
     let rules = config
         .ruleset(&resolve_actions(&config)?)
-        .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+        .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
     let mut engine = Engine::new(
         Arc::new(rules),
         ManualClock::new(Timestamp::from_unix(i64::MIN)),

@@ -178,7 +178,7 @@ impl<C: Clock> Watcher<C> {
     ) -> anyhow::Result<Self> {
         let rules = config
             .ruleset(&resolve_actions(&config)?)
-            .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+            .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
         let mut engine = Engine::new(Arc::new(rules), clock);
         let mut store = DecisionStore::open(&config.watch.state)
             .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
