@@ -74,7 +74,7 @@ pub(crate) fn run(
         {
             number += 1;
             summary.lines += 1;
-            if number % 65_536 == 0 {
+            if number.is_multiple_of(65_536) {
                 bar.set_position(input.read.load(Ordering::Relaxed));
                 bar.set_message(format!("{} lines", summary.lines));
             }

@@ -1,6 +1,6 @@
 //! Drives the real `banhammer` binary on real files.
 //!
-//! Contents: `eval` (DESIGN.md's worked examples, both formats, stdin, malformed lines,
+//! Contents: `eval` (docs/semantics.md's worked examples, both formats, stdin, malformed lines,
 //! actions writing files, the shipped example) · `check` (valid, every error located).
 
 use std::io::Write;
@@ -44,7 +44,7 @@ fn eval(config: &str, script: &str, extra: &[&str]) -> Run {
     finish(cmd.output().unwrap())
 }
 
-/// DESIGN.md's example threshold: limit 3, window 10 s, 100 s.
+/// docs/semantics.md's example threshold: limit 3, window 10 s, 100 s.
 fn example(policy: &str) -> String {
     format!(
         "[metrics.m]\n[[metrics.m.thresholds]]\nlimit = 3\nwindow = 10\n\

@@ -273,7 +273,7 @@ fn seed_config(c: &mut Criterion) {
     configure(&mut group);
     // Three failures for every success, as a login form under attack sees; the clock moves
     // 7 s per round, so failing tokens are banned after ten rounds and stay banned.
-    let failed = |i: usize| i % 4 != 0;
+    let failed = |i: usize| !i.is_multiple_of(4);
 
     let clock = ManualClock::new(Timestamp::from_unix(START));
     let mut engine = Engine::new(seed_example(), clock.clone());
@@ -336,7 +336,7 @@ fn single_thread_skewed(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
         b.iter(|| {
             i = (i + 1) & ((1 << 20) - 1);
-            if i % TOKENS == 0 {
+            if i.is_multiple_of(TOKENS) {
                 clock.advance(Seconds::new(1));
             }
             engine.incr(&keys[order[i]], "request").unwrap().passed

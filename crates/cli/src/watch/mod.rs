@@ -245,7 +245,7 @@ impl<C: Clock> Watcher<C> {
                 Err(LineError::Header) => continue,
                 Err(why) => {
                     self.malformed += 1;
-                    if self.malformed <= MAX_REPORTED || self.malformed % 1000 == 0 {
+                    if self.malformed <= MAX_REPORTED || self.malformed.is_multiple_of(1000) {
                         tracing::warn!(
                             malformed = self.malformed,
                             "{}:{number}: {why}",

@@ -1,7 +1,7 @@
 -- banhammer: the engine's window and decision logic for one token, applied atomically.
 --
--- This is the second copy of banhammer-core's Engine (DESIGN.md: "the script necessarily
--- carries a second copy of the window logic"); crates/store/redis/tests/conformance.rs replays
+-- This is the second copy of banhammer-core's Engine (docs/scale-out.md: one round trip per
+-- event needs the logic next to the data); crates/store/redis/tests/conformance.rs replays
 -- the same event scripts through both and expects identical decisions and stats.
 --
 -- Time is whole seconds. A window of w seconds ending at s is (s - w, s]. A token-scope tier

@@ -2,7 +2,7 @@
 //! store (one server, and a three-master cluster) give identical decisions, `passed` flags and
 //! rates — so the script's copy of the window logic cannot drift from the engine's.
 //!
-//! Contents: DESIGN.md's worked examples · notices · distinct emails · global alerts ·
+//! Contents: docs/semantics.md's worked examples · notices · distinct emails · global alerts ·
 //! families · random scripts (proptest) · the same on a cluster.
 
 use std::num::NonZeroU64;
