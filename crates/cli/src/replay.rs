@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use banhammer_accesslog::{
-    input, parse, BoundedLine, BoundedLines, LineEvents, LogFormat, MAX_LINE,
-};
-use banhammer_config::Config;
+use banhammer_accesslog::{input, parse, BoundedLine, BoundedLines, LineEvents, MAX_LINE};
 use banhammer_core::{Engine, Event, ManualClock, Timestamp};
 use banhammer_sink::{write_decision, DecisionFormat};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::eval::resolve_actions;
+use crate::setup;
 
 /// Malformed lines reported in full; after that only counted.
 const MAX_REPORTED: usize = 10;
@@ -30,14 +27,6 @@ struct Summary {
     bans: u64,
 }
 
-/// Loads the configuration and its log format, locating any problem.
-pub(crate) fn load(config: &Path) -> anyhow::Result<(Config, LogFormat)> {
-    let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
-    let format = LogFormat::from_setting(&config.accesslog.format.value)
-        .map_err(|why| anyhow!("{}", config.accesslog.format.error(why.to_string())))?;
-    Ok((config, format))
-}
-
 /// Replays `files` in order (`-` is standard input; `.gz` is read as gzip).
 #[allow(clippy::print_stderr)] // malformed lines and the summary are reported on stderr
 pub(crate) fn run(
@@ -45,10 +34,8 @@ pub(crate) fn run(
     files: &[PathBuf],
     format: DecisionFormat,
 ) -> anyhow::Result<ExitCode> {
-    let (config, log_format) = load(config)?;
-    let rules = config
-        .ruleset(&resolve_actions(&config)?)
-        .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+    let (config, log_format) = setup::load_accesslog(config)?;
+    let rules = setup::ruleset(&config)?;
     let mut engine = Engine::new(
         Arc::new(rules),
         ManualClock::new(Timestamp::from_unix(i64::MIN)),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use banhammer_accesslog::{
     parse, FollowedLine, Follower, LineError, LineEvents, LogFormat, Position, MAX_LINE,
 };
@@ -17,7 +17,7 @@ use banhammer_core::{
 use banhammer_sink::{CommandRunner, DecisionFile, DecisionFormat};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
-use crate::eval::resolve_actions;
+use crate::setup;
 
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
@@ -46,7 +46,7 @@ pub(crate) struct WatchOptions {
 
 /// Runs until SIGTERM or SIGINT.
 pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
-    let (mut config, format) = crate::replay::load(config)?;
+    let (mut config, format) = setup::load_accesslog(config)?;
     if let Some(s) = &opts.state {
         config.watch.state.clone_from(s);
     }
@@ -176,9 +176,7 @@ impl<C: Clock> Watcher<C> {
         clock: C,
         event_clock: Option<ManualClock>,
     ) -> anyhow::Result<Self> {
-        let rules = config
-            .ruleset(&resolve_actions(&config)?)
-            .map_err(|e| anyhow!("invalid rules: {e:?}"))?;
+        let rules = setup::ruleset(&config)?;
         let mut engine = Engine::new(Arc::new(rules), clock);
         let mut store = DecisionStore::open(&config.watch.state)
             .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
