@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banhammer_accesslog::{
-    parse, FollowedLine, Follower, LineError, LineEvents, LogFormat, Position, MAX_LINE,
+    Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
 };
 use banhammer_config::Config;
 use banhammer_core::{
-    Change, Clock, DecisionEvent, Effect, Engine, Event, ManualClock, SystemClock, Timestamp,
+    Change, Clock, DecisionEvent, Effect, Engine, ManualClock, SystemClock, Timestamp,
 };
 use banhammer_sink::{CommandRunner, DecisionFile, DecisionFormat};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
@@ -155,7 +155,8 @@ impl Sinks {
 /// The watch loop's state: one followed file, one engine, the state file and the sinks.
 pub(crate) struct Watcher<C: Clock> {
     config: Config,
-    format: LogFormat,
+    /// Parses the followed lines, and counts and reports the malformed ones.
+    pipeline: LinePipeline,
     engine: Engine<C>,
     /// Set when the clock follows line time.
     event_clock: Option<ManualClock>,
@@ -163,7 +164,6 @@ pub(crate) struct Watcher<C: Clock> {
     key: String,
     store: DecisionStore,
     sinks: Sinks,
-    malformed: u64,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -210,16 +210,20 @@ impl<C: Clock> Watcher<C> {
             follower = follower.from_end();
         }
         tracing::info!(file = %opts.file.display(), state = %config.watch.state.display(), "Watching.");
+        let pipeline = LinePipeline::new(
+            format,
+            opts.file.display().to_string(),
+            ReportPolicy::first(MAX_REPORTED).then_every(1000),
+        );
         Ok(Watcher {
             config,
-            format,
+            pipeline,
             engine,
             event_clock,
             follower,
             key,
             store,
             sinks,
-            malformed: 0,
         })
     }
 
@@ -234,38 +238,18 @@ impl<C: Clock> Watcher<C> {
         let mut decisions = Vec::new();
         let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
         for line in &lines {
-            let (number, parsed) = match line {
-                FollowedLine::Line(n, bytes) => (*n, parse(bytes, &self.format)),
-                FollowedLine::TooLong(n) => (*n, Err(LineError::TooLong)),
-            };
-            let line = match parsed {
-                Ok(l) => l,
-                Err(LineError::Header) => continue,
-                Err(why) => {
-                    self.malformed += 1;
-                    if self.malformed <= MAX_REPORTED || self.malformed % 1000 == 0 {
-                        tracing::warn!(
-                            malformed = self.malformed,
-                            "{}:{number}: {why}",
-                            self.follower.path().display()
-                        );
-                    }
-                    continue;
-                }
-            };
-            let Some(token) = events.token(&line) else {
+            let (number, line) = line.numbered();
+            let report = |m: &Malformed<'_>| tracing::warn!(malformed = m.count, "{m}");
+            let Some(counted) = self.pipeline.events(number, line, &events, report) else {
                 continue;
             };
             if let Some(c) = &self.event_clock {
-                if line.time > c.now() {
-                    c.set(line.time);
+                if counted.time() > c.now() {
+                    c.set(counted.time());
                 }
             }
-            for metric in events.metrics(&line) {
-                match self
-                    .engine
-                    .observe(&Event::new(&token, metric, line.time), false)
-                {
+            for event in counted.events() {
+                match self.engine.observe(&event, false) {
                     Ok(v) => {
                         self.engine.rules().run_actions(&v.actions);
                         decisions.extend(v.decisions);
