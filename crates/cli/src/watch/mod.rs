@@ -10,11 +10,11 @@ use anyhow::Context;
 use banhammer_accesslog::{
     Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
 };
-use banhammer_config::Config;
+use banhammer_config::{CommandTemplate, Config, WatchSettings};
 use banhammer_core::{
     Change, Clock, DecisionEvent, Effect, Engine, ManualClock, SystemClock, Timestamp,
 };
-use banhammer_sink::{CommandRunner, DecisionFile, DecisionFormat};
+use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
 use crate::setup;
@@ -77,79 +77,29 @@ pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where decisions go besides the state file.
-struct Sinks {
-    csv: Option<DecisionFile>,
-    jsonl: Option<DecisionFile>,
-    commands: CommandRunner,
-    config: banhammer_config::WatchSettings,
-}
-
-impl Sinks {
-    fn open(config: &banhammer_config::WatchSettings) -> anyhow::Result<Self> {
-        let open = |p: &Option<PathBuf>, f| {
-            p.as_deref()
-                .map(|p| {
-                    DecisionFile::append(p, f).with_context(|| format!("opening {}", p.display()))
-                })
-                .transpose()
-        };
-        Ok(Sinks {
-            csv: open(&config.csv, DecisionFormat::Csv)?,
-            jsonl: open(&config.jsonl, DecisionFormat::Jsonl)?,
-            commands: CommandRunner::new(16),
-            config: config.clone(),
-        })
-    }
-
-    fn emit(&mut self, decisions: &[DecisionEvent]) -> anyhow::Result<()> {
-        for d in decisions {
-            if d.is_record() {
-                tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
-            } else {
-                tracing::debug!(token = %d.token, until = %d.until, "{}.", d.verb());
-            }
-            if let Some(f) = &mut self.csv {
-                f.write(d)?;
-            }
-            if let Some(f) = &mut self.jsonl {
-                f.write(d)?;
-            }
-            let template = match (d.effect, d.change) {
-                (Effect::Block, Change::Start) => self.config.ban_command.as_ref(),
-                (Effect::Block, Change::End) => self.config.unban_command.as_ref(),
-                _ => None,
-            };
-            if let Some(t) = template {
-                let duration = d.until.since(d.at).get().to_string();
-                let (until, at, tier, value) = (
-                    d.until.to_string(),
-                    d.at.to_string(),
-                    d.tier.to_string(),
-                    d.value.to_string(),
-                );
-                let argv = t.render(&[
-                    ("ip", d.token.as_str()),
-                    ("token", d.token.as_str()),
-                    ("duration", &duration),
-                    ("until", &until),
-                    ("at", &at),
-                    ("rule", &d.metric),
-                    ("tier", &tier),
-                    ("value", &value),
-                    ("verb", d.verb()),
-                ]);
-                if let Err(e) = self.commands.run(&argv) {
-                    tracing::warn!(command = %argv[0], error = %e, "Command failed to start.");
-                }
-            }
+/// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban and unban commands.
+fn open_sinks(settings: &WatchSettings) -> anyhow::Result<DecisionSinks> {
+    let mut files = Vec::new();
+    for (path, format) in [
+        (&settings.csv, DecisionFormat::Csv),
+        (&settings.jsonl, DecisionFormat::Jsonl),
+    ] {
+        if let Some(p) = path {
+            let file = DecisionFile::append(p, format)
+                .with_context(|| format!("opening {}", p.display()))?;
+            files.push(file);
         }
-        for f in [&mut self.csv, &mut self.jsonl].into_iter().flatten() {
-            f.flush()?;
-        }
-        self.commands.reap();
-        Ok(())
     }
+    let command = |template: &Option<CommandTemplate>| {
+        template
+            .clone()
+            .map(|t| -> CommandLine { Box::new(move |vars| t.render(vars)) })
+    };
+    Ok(DecisionSinks::new(
+        files,
+        command(&settings.ban_command),
+        command(&settings.unban_command),
+    ))
 }
 
 /// The watch loop's state: one followed file, one engine, the state file and the sinks.
@@ -163,7 +113,7 @@ pub(crate) struct Watcher<C: Clock> {
     follower: Follower,
     key: String,
     store: DecisionStore,
-    sinks: Sinks,
+    sinks: DecisionSinks,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -180,7 +130,7 @@ impl<C: Clock> Watcher<C> {
         let mut engine = Engine::new(Arc::new(rules), clock);
         let mut store = DecisionStore::open(&config.watch.state)
             .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
-        let mut sinks = Sinks::open(&config.watch)?;
+        let mut sinks = open_sinks(&config.watch)?;
         let key = std::fs::canonicalize(&opts.file)
             .unwrap_or_else(|_| opts.file.clone())
             .display()
@@ -290,7 +240,7 @@ impl<C: Clock> Watcher<C> {
                 sleep(poll);
             }
         }
-        self.sinks.commands.wait_all();
+        self.sinks.wait();
         tracing::info!("Stopped.");
         Ok(())
     }
