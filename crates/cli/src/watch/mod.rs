@@ -11,9 +11,7 @@ use banhammer_accesslog::{
     Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
 };
 use banhammer_config::{CommandTemplate, Config, WatchSettings};
-use banhammer_core::{
-    Change, Clock, DecisionEvent, Effect, Engine, ManualClock, SystemClock, Timestamp,
-};
+use banhammer_core::{Clock, Engine, ManualClock, SystemClock, Timestamp};
 use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
@@ -135,21 +133,14 @@ impl<C: Clock> Watcher<C> {
             .unwrap_or_else(|_| opts.file.clone())
             .display()
             .to_string();
-        if event_clock.is_none() {
-            let closed = store.close_expired(engine.time())?;
-            let ends: Vec<DecisionEvent> = closed.iter().filter_map(stored_end).collect();
-            sinks.emit(&ends)?;
-        }
-        for b in store.active_bans(if event_clock.is_some() {
-            Timestamp::from_unix(i64::MIN)
-        } else {
-            engine.time()
-        })? {
-            if let Err(e) = engine.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until)
-            {
-                tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
-            }
-        }
+        // On the wall clock, bans that ended while nothing ran are closed now and their UNBANs
+        // sent. On line time the engine starts at the beginning of time: nothing has ended
+        // yet, every ban comes back and ends when the lines' time reaches it.
+        let back = store.read_back(engine.time())?;
+        sinks.emit(&back.ended)?;
+        back.restore(|token, metric, tier, value, from, until| {
+            engine.restore_ban(token, metric, tier, value, from, until)
+        });
         let saved = store.position(&key)?.map(|p| Position {
             dev: p.dev,
             ino: p.ino,
@@ -244,21 +235,6 @@ impl<C: Clock> Watcher<C> {
         tracing::info!("Stopped.");
         Ok(())
     }
-}
-
-/// The UNBAN of a stored ban that ended while nobody was watching.
-fn stored_end(d: &banhammer_store_sqlite::StoredDecision) -> Option<DecisionEvent> {
-    Some(DecisionEvent {
-        at: d.at,
-        change: Change::End,
-        effect: Effect::Block,
-        token: banhammer_core::Token::new(&d.token)?,
-        metric: Arc::from(d.rule.as_str()),
-        tier: d.tier,
-        value: d.value,
-        from: d.from,
-        until: d.until,
-    })
 }
 
 #[cfg(test)]
