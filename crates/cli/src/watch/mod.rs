@@ -19,8 +19,11 @@ use crate::setup;
 
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
-/// Malformed lines logged in full; after that one summary every this many.
+/// Malformed lines logged in full; after that only counted, ...
 const MAX_REPORTED: u64 = 10;
+/// ... but every this many still logged, so that a watch running for weeks keeps saying that
+/// its log has junk.
+const REPORT_EVERY: u64 = 1000;
 
 /// Where the engine's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,7 +157,7 @@ impl<C: Clock> Watcher<C> {
         let pipeline = LinePipeline::new(
             format,
             opts.file.display().to_string(),
-            ReportPolicy::first(MAX_REPORTED).then_every(1000),
+            ReportPolicy::first(MAX_REPORTED).then_every(REPORT_EVERY),
         );
         Ok(Watcher {
             config,
