@@ -3,20 +3,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use banhammer_config::Config;
+use banhammer_config::{Config, ConfigErrors};
+
+use crate::setup;
 
 /// Prints `CONFIG: ok (…)` and exits 0, or every problem on stderr and exits 1.
 #[allow(clippy::print_stdout, clippy::print_stderr)] // reporting is the command's job
 pub(crate) fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let checked = Config::load(path).and_then(|config| {
-        // The log format is the access-log parser's to judge; its error points into the file.
-        match banhammer_accesslog::LogFormat::from_setting(&config.accesslog.format.value) {
-            Ok(_) => Ok(config),
-            Err(why) => Err(banhammer_config::ConfigErrors(vec![config
-                .accesslog
-                .format
-                .error(why.to_string())])),
-        }
+    let checked = Config::load(path).and_then(|config| match setup::log_format(&config) {
+        Ok(_) => Ok(config),
+        Err(located) => Err(ConfigErrors(vec![located])),
     });
     match checked {
         Ok(config) => {

@@ -8,37 +8,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use banhammer_config::Config;
-use banhammer_core::{
-    Action, Clock, DecisionEvent, Event, EventError, ManualClock, NamedNoop, Ruleset, Timestamp,
-};
+use banhammer_core::{Clock, DecisionEvent, Event, EventError, ManualClock, Ruleset, Timestamp};
 use banhammer_runtime::{Backend, BackendError, MemoryBackend, RedisBackend, StoreUrl};
-use banhammer_sink::{builtin_action, write_decision, DecisionFormat};
+use banhammer_sink::{write_decision, DecisionFormat};
 
-use crate::script;
+use crate::{script, setup};
 use banhammer_accesslog::{BoundedLine, BoundedLines};
 
 /// The longest event line read; longer lines are reported and skipped.
 const MAX_LINE: usize = 64 * 1024;
 /// Malformed lines reported in full; after that only counted.
 const MAX_REPORTED: usize = 20;
-
-/// Builds the built-in actions a configuration names, with its settings.
-pub(crate) fn resolve_actions(config: &Config) -> anyhow::Result<impl Fn(&str) -> Arc<dyn Action>> {
-    let open = |name: &str, path: &Option<String>| -> anyhow::Result<Arc<dyn Action>> {
-        builtin_action(name, path.as_deref().map(Path::new))
-            .with_context(|| format!("opening the {name} file"))
-    };
-    let record = open("record_local", &config.actions.record_local_path)?;
-    let report = open("report_central", &config.actions.report_central_path)?;
-    Ok(move |name: &str| -> Arc<dyn Action> {
-        match name {
-            "record_local" => Arc::clone(&record),
-            "report_central" => Arc::clone(&report),
-            other => Arc::new(NamedNoop(other.to_owned())),
-        }
-    })
-}
 
 /// Where the script's events are decided: a backend (in memory, or the Redis store with
 /// `--scratch-store`) on a clock that follows event time, driven as a node would be: before
@@ -142,10 +122,7 @@ pub(crate) fn run(
     format: DecisionFormat,
     scratch_store: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
-    let rules = config
-        .ruleset(&resolve_actions(&config)?)
-        .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
+    let rules = setup::ruleset(&setup::load_config(config)?)?;
     let (origin, input): (String, Box<dyn BufRead>) = match file {
         None => ("<stdin>".into(), Box::new(io::stdin().lock())),
         Some(p) if p == Path::new("-") => ("<stdin>".into(), Box::new(io::stdin().lock())),

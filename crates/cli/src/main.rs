@@ -6,6 +6,7 @@ mod monitor;
 mod replay;
 mod script;
 mod serve;
+mod setup;
 mod watch;
 
 use std::path::PathBuf;

@@ -8,35 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use banhammer_accesslog::{
-    input, parse, BoundedLine, BoundedLines, LineEvents, LogFormat, MAX_LINE,
-};
-use banhammer_config::Config;
-use banhammer_core::{Engine, Event, ManualClock, Timestamp};
+use banhammer_accesslog::{input, BoundedLines, LineEvents, LinePipeline, ReportPolicy, MAX_LINE};
+use banhammer_core::{Engine, ManualClock, Timestamp};
 use banhammer_sink::{write_decision, DecisionFormat};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::eval::resolve_actions;
+use crate::setup;
 
 /// Malformed lines reported in full; after that only counted.
-const MAX_REPORTED: usize = 10;
-
-/// What a replay saw.
-#[derive(Debug, Default)]
-struct Summary {
-    lines: u64,
-    malformed: u64,
-    ignored: u64,
-    bans: u64,
-}
-
-/// Loads the configuration and its log format, locating any problem.
-pub(crate) fn load(config: &Path) -> anyhow::Result<(Config, LogFormat)> {
-    let config = Config::load(config).map_err(|e| anyhow!("{e}"))?;
-    let format = LogFormat::from_setting(&config.accesslog.format.value)
-        .map_err(|why| anyhow!("{}", config.accesslog.format.error(why.to_string())))?;
-    Ok((config, format))
-}
+const MAX_REPORTED: u64 = 10;
 
 /// Replays `files` in order (`-` is standard input; `.gz` is read as gzip).
 #[allow(clippy::print_stderr)] // malformed lines and the summary are reported on stderr
@@ -45,10 +25,8 @@ pub(crate) fn run(
     files: &[PathBuf],
     format: DecisionFormat,
 ) -> anyhow::Result<ExitCode> {
-    let (config, log_format) = load(config)?;
-    let rules = config
-        .ruleset(&resolve_actions(&config)?)
-        .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
+    let (config, log_format) = setup::load_accesslog(config)?;
+    let rules = setup::ruleset(&config)?;
     let mut engine = Engine::new(
         Arc::new(rules),
         ManualClock::new(Timestamp::from_unix(i64::MIN)),
@@ -60,12 +38,14 @@ pub(crate) fn run(
     let tty = io::stderr().is_terminal();
     #[allow(clippy::disallowed_methods)] // wall time for the lines/s figure only, never decisions
     let started = std::time::Instant::now();
-    let mut summary = Summary::default();
+    let mut pipeline = LinePipeline::new(log_format, "", ReportPolicy::first(MAX_REPORTED));
+    let mut bans = 0u64;
 
     for path in files {
         let origin = path.display().to_string();
         let input = input::open(path).with_context(|| format!("opening {origin}"))?;
         let bar = progress_bar(tty, input.size, &origin);
+        pipeline.set_origin(origin.as_str());
         let mut lines = BoundedLines::new(input.reader, MAX_LINE);
         let mut number = 0u64;
         while let Some(line) = lines
@@ -73,37 +53,21 @@ pub(crate) fn run(
             .with_context(|| format!("reading {origin}"))?
         {
             number += 1;
-            summary.lines += 1;
+            let counted = pipeline.events(number, line, &events, |m| {
+                bar.suspend(|| eprintln!("{m}"));
+            });
             if number.is_multiple_of(65_536) {
                 bar.set_position(input.read.load(Ordering::Relaxed));
-                bar.set_message(format!("{} lines", summary.lines));
+                bar.set_message(format!("{} lines", pipeline.lines()));
             }
-            let parsed = match line {
-                BoundedLine::Line(bytes) => parse(bytes, &log_format),
-                BoundedLine::TooLong => Err(banhammer_accesslog::LineError::TooLong),
-            };
-            let line = match parsed {
-                Ok(l) => l,
-                Err(banhammer_accesslog::LineError::Header) => continue,
-                Err(why) => {
-                    summary.malformed += 1;
-                    if summary.malformed <= MAX_REPORTED as u64 {
-                        bar.suspend(|| eprintln!("{origin}:{number}: {why}"));
-                    }
-                    continue;
-                }
-            };
-            let Some(token) = events.token(&line) else {
-                summary.ignored += 1;
-                continue;
-            };
-            for metric in events.metrics(&line) {
+            let Some(counted) = counted else { continue };
+            for event in counted.events() {
                 let verdict = engine
-                    .observe(&Event::new(&token, metric, line.time), false)
+                    .observe(&event, false)
                     .map_err(|e| anyhow!("{origin}:{number}: {e}"))?;
                 rules.run_actions(&verdict.actions);
                 for d in &verdict.decisions {
-                    summary.bans += u64::from(d.verb() == "BAN");
+                    bans += u64::from(d.verb() == "BAN");
                     write_decision(&mut out, d, format)?;
                 }
             }
@@ -114,22 +78,19 @@ pub(crate) fn run(
         write_decision(&mut out, d, format)?;
     }
     out.flush()?;
-    if summary.malformed > MAX_REPORTED as u64 {
-        eprintln!(
-            "… and {} more malformed line(s)",
-            summary.malformed - MAX_REPORTED as u64
-        );
+    if pipeline.unreported() > 0 {
+        eprintln!("… and {} more malformed line(s)", pipeline.unreported());
     }
     if tty {
         #[allow(clippy::disallowed_methods)]
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         eprintln!(
             "{} lines ({} malformed, {} ignored), {} bans, {:.0} lines/s",
-            summary.lines,
-            summary.malformed,
-            summary.ignored,
-            summary.bans,
-            summary.lines as f64 / secs
+            pipeline.lines(),
+            pipeline.malformed(),
+            pipeline.ignored(),
+            bans,
+            pipeline.lines() as f64 / secs
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -83,7 +83,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let queue = ActionQueue::start();
     let rules = config
         .ruleset(&resolver(&config, &queue))
-        .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
+        .map_err(|e| crate::setup::invalid_rules(e.0))?;
     let store = DecisionStore::open(&config.serve.db)
         .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
     let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;

@@ -138,24 +138,13 @@ impl Runtime {
         mut store: DecisionStore,
         backend: Box<dyn Backend>,
     ) -> Result<RuntimeGuard, PersistError> {
-        let now = clock.now();
-        let closed = store
-            .close_expired(now)
+        let back = store
+            .read_back(clock.now())
             .map_err(|e| PersistError(e.to_string()))?;
-        let active = store
-            .active_bans(now)
-            .map_err(|e| PersistError(e.to_string()))?;
-        for b in &active {
-            if let Err(e) = backend.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until)
-            {
-                tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
-            }
-        }
-        tracing::info!(
-            restored = active.len(),
-            closed = closed.len(),
-            "Bans read back."
-        );
+        let restored = back.restore(|token, metric, tier, value, from, until| {
+            backend.restore_ban(token, metric, tier, value, from, until)
+        });
+        tracing::info!(restored, closed = back.ended.len(), "Bans read back.");
         let background = backend.background();
         let runtime = Arc::new(Runtime {
             backend,

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use banhammer_accesslog::{
-    input, parse, BoundedLine, BoundedLines, FollowedLine, Follower, LineError, LogFormat, MAX_LINE,
+    input, AccessLogLine, BoundedLines, Follower, LinePipeline, LogFormat, Malformed, ReportPolicy,
+    MAX_LINE,
 };
 use banhammer_monitor::{Hit, Observation, Reply};
 
@@ -43,8 +44,11 @@ pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
         } else {
             Ok(Box::new(LogFollow {
                 follower: Follower::new(log, MAX_LINE).from_end(),
-                format,
-                malformed: 0,
+                pipeline: LinePipeline::new(
+                    format,
+                    log.display().to_string(),
+                    ReportPolicy::first(MAX_REPORTED),
+                ),
             }))
         };
     }
@@ -52,12 +56,7 @@ pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
 }
 
 /// A parsed line as a request and, when it has a status, a response.
-fn line_observations(
-    bytes: &[u8],
-    format: &LogFormat,
-    out: &mut Vec<Observation>,
-) -> Result<(), LineError> {
-    let l = parse(bytes, format)?;
+fn line_observations(l: &AccessLogLine<'_>, out: &mut Vec<Observation>) {
     out.push(Observation::Request(Hit {
         time: l.time,
         client: l.client,
@@ -72,41 +71,33 @@ fn line_observations(
             bytes: l.bytes,
         }));
     }
-    Ok(())
 }
 
 /// Malformed lines reported in full; after that only counted.
 const MAX_REPORTED: u64 = 10;
 
 #[allow(clippy::print_stderr)] // malformed lines are reported on stderr
-fn report(origin: &str, number: u64, why: &LineError, malformed: &mut u64) {
-    if matches!(why, LineError::Header) {
-        return;
-    }
-    *malformed += 1;
-    if *malformed <= MAX_REPORTED {
-        eprintln!("{origin}:{number}: {why}");
-    }
+fn report(m: &Malformed<'_>) {
+    eprintln!("{m}");
 }
 
 /// A log read from its start, in event time.
 struct LogReplay {
     origin: String,
     lines: BoundedLines<Box<dyn std::io::BufRead + Send>>,
-    format: LogFormat,
+    pipeline: LinePipeline,
     number: u64,
-    malformed: u64,
 }
 
 impl LogReplay {
     fn open(path: &Path, format: LogFormat) -> anyhow::Result<Self> {
         let input = input::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let origin = path.display().to_string();
         Ok(LogReplay {
-            origin: path.display().to_string(),
+            pipeline: LinePipeline::new(format, origin.as_str(), ReportPolicy::first(MAX_REPORTED)),
+            origin,
             lines: BoundedLines::new(input.reader, MAX_LINE),
-            format,
             number: 0,
-            malformed: 0,
         })
     }
 }
@@ -122,12 +113,8 @@ impl Source for LogReplay {
                 return Ok(SourceState::Done);
             };
             self.number += 1;
-            let result = match line {
-                BoundedLine::Line(bytes) => line_observations(bytes, &self.format, out),
-                BoundedLine::TooLong => Err(LineError::TooLong),
-            };
-            if let Err(why) = result {
-                report(&self.origin, self.number, &why, &mut self.malformed);
+            if let Some(l) = self.pipeline.parse(self.number, line, report) {
+                line_observations(&l, out);
             }
         }
         Ok(SourceState::More)
@@ -141,22 +128,17 @@ impl Source for LogReplay {
 /// A log followed like `tail -F`, in wall time.
 struct LogFollow {
     follower: Follower,
-    format: LogFormat,
-    malformed: u64,
+    pipeline: LinePipeline,
 }
 
 impl Source for LogFollow {
     fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
         let mut lines = Vec::new();
         let more = self.follower.poll(&mut lines, 1 << 20)?;
-        let origin = self.follower.path().display().to_string();
         for line in &lines {
-            let (number, result) = match line {
-                FollowedLine::Line(n, bytes) => (*n, line_observations(bytes, &self.format, out)),
-                FollowedLine::TooLong(n) => (*n, Err(LineError::TooLong)),
-            };
-            if let Err(why) = result {
-                report(&origin, number, &why, &mut self.malformed);
+            let (number, line) = line.numbered();
+            if let Some(l) = self.pipeline.parse(number, line, report) {
+                line_observations(&l, out);
             }
         }
         Ok(if more || !lines.is_empty() {

@@ -6,23 +6,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use banhammer_accesslog::{
-    parse, FollowedLine, Follower, LineError, LineEvents, LogFormat, Position, MAX_LINE,
+    Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
 };
-use banhammer_config::Config;
-use banhammer_core::{
-    Change, Clock, DecisionEvent, Effect, Engine, Event, ManualClock, SystemClock, Timestamp,
-};
-use banhammer_sink::{CommandRunner, DecisionFile, DecisionFormat};
+use banhammer_config::{CommandTemplate, Config, WatchSettings};
+use banhammer_core::{Clock, Engine, ManualClock, SystemClock, Timestamp};
+use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
-use crate::eval::resolve_actions;
+use crate::setup;
 
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
-/// Malformed lines logged in full; after that one summary every this many.
+/// Malformed lines logged in full; after that only counted, ...
 const MAX_REPORTED: u64 = 10;
+/// ... but every this many still logged, so that a watch running for weeks keeps saying that
+/// its log has junk.
+const REPORT_EVERY: u64 = 1000;
 
 /// Where the engine's time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,7 +47,7 @@ pub(crate) struct WatchOptions {
 
 /// Runs until SIGTERM or SIGINT.
 pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
-    let (mut config, format) = crate::replay::load(config)?;
+    let (mut config, format) = setup::load_accesslog(config)?;
     if let Some(s) = &opts.state {
         config.watch.state.clone_from(s);
     }
@@ -77,93 +78,43 @@ pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where decisions go besides the state file.
-struct Sinks {
-    csv: Option<DecisionFile>,
-    jsonl: Option<DecisionFile>,
-    commands: CommandRunner,
-    config: banhammer_config::WatchSettings,
-}
-
-impl Sinks {
-    fn open(config: &banhammer_config::WatchSettings) -> anyhow::Result<Self> {
-        let open = |p: &Option<PathBuf>, f| {
-            p.as_deref()
-                .map(|p| {
-                    DecisionFile::append(p, f).with_context(|| format!("opening {}", p.display()))
-                })
-                .transpose()
-        };
-        Ok(Sinks {
-            csv: open(&config.csv, DecisionFormat::Csv)?,
-            jsonl: open(&config.jsonl, DecisionFormat::Jsonl)?,
-            commands: CommandRunner::new(16),
-            config: config.clone(),
-        })
-    }
-
-    fn emit(&mut self, decisions: &[DecisionEvent]) -> anyhow::Result<()> {
-        for d in decisions {
-            if d.is_record() {
-                tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
-            } else {
-                tracing::debug!(token = %d.token, until = %d.until, "{}.", d.verb());
-            }
-            if let Some(f) = &mut self.csv {
-                f.write(d)?;
-            }
-            if let Some(f) = &mut self.jsonl {
-                f.write(d)?;
-            }
-            let template = match (d.effect, d.change) {
-                (Effect::Block, Change::Start) => self.config.ban_command.as_ref(),
-                (Effect::Block, Change::End) => self.config.unban_command.as_ref(),
-                _ => None,
-            };
-            if let Some(t) = template {
-                let duration = d.until.since(d.at).get().to_string();
-                let (until, at, tier, value) = (
-                    d.until.to_string(),
-                    d.at.to_string(),
-                    d.tier.to_string(),
-                    d.value.to_string(),
-                );
-                let argv = t.render(&[
-                    ("ip", d.token.as_str()),
-                    ("token", d.token.as_str()),
-                    ("duration", &duration),
-                    ("until", &until),
-                    ("at", &at),
-                    ("rule", &d.metric),
-                    ("tier", &tier),
-                    ("value", &value),
-                    ("verb", d.verb()),
-                ]);
-                if let Err(e) = self.commands.run(&argv) {
-                    tracing::warn!(command = %argv[0], error = %e, "Command failed to start.");
-                }
-            }
+/// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban and unban commands.
+fn open_sinks(settings: &WatchSettings) -> anyhow::Result<DecisionSinks> {
+    let mut files = Vec::new();
+    for (path, format) in [
+        (&settings.csv, DecisionFormat::Csv),
+        (&settings.jsonl, DecisionFormat::Jsonl),
+    ] {
+        if let Some(p) = path {
+            let file = DecisionFile::append(p, format)
+                .with_context(|| format!("opening {}", p.display()))?;
+            files.push(file);
         }
-        for f in [&mut self.csv, &mut self.jsonl].into_iter().flatten() {
-            f.flush()?;
-        }
-        self.commands.reap();
-        Ok(())
     }
+    let command = |template: &Option<CommandTemplate>| {
+        template
+            .clone()
+            .map(|t| -> CommandLine { Box::new(move |vars| t.render(vars)) })
+    };
+    Ok(DecisionSinks::new(
+        files,
+        command(&settings.ban_command),
+        command(&settings.unban_command),
+    ))
 }
 
 /// The watch loop's state: one followed file, one engine, the state file and the sinks.
 pub(crate) struct Watcher<C: Clock> {
     config: Config,
-    format: LogFormat,
+    /// Parses the followed lines, and counts and reports the malformed ones.
+    pipeline: LinePipeline,
     engine: Engine<C>,
     /// Set when the clock follows line time.
     event_clock: Option<ManualClock>,
     follower: Follower,
     key: String,
     store: DecisionStore,
-    sinks: Sinks,
-    malformed: u64,
+    sinks: DecisionSinks,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -176,32 +127,23 @@ impl<C: Clock> Watcher<C> {
         clock: C,
         event_clock: Option<ManualClock>,
     ) -> anyhow::Result<Self> {
-        let rules = config
-            .ruleset(&resolve_actions(&config)?)
-            .map_err(|e| anyhow!("invalid rules:\n{e}"))?;
+        let rules = setup::ruleset(&config)?;
         let mut engine = Engine::new(Arc::new(rules), clock);
         let mut store = DecisionStore::open(&config.watch.state)
             .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
-        let mut sinks = Sinks::open(&config.watch)?;
+        let mut sinks = open_sinks(&config.watch)?;
         let key = std::fs::canonicalize(&opts.file)
             .unwrap_or_else(|_| opts.file.clone())
             .display()
             .to_string();
-        if event_clock.is_none() {
-            let closed = store.close_expired(engine.time())?;
-            let ends: Vec<DecisionEvent> = closed.iter().filter_map(stored_end).collect();
-            sinks.emit(&ends)?;
-        }
-        for b in store.active_bans(if event_clock.is_some() {
-            Timestamp::from_unix(i64::MIN)
-        } else {
-            engine.time()
-        })? {
-            if let Err(e) = engine.restore_ban(&b.token, &b.rule, b.tier, b.value, b.from, b.until)
-            {
-                tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
-            }
-        }
+        // On the wall clock, bans that ended while nothing ran are closed now and their UNBANs
+        // sent. On line time the engine starts at the beginning of time: nothing has ended
+        // yet, every ban comes back and ends when the lines' time reaches it.
+        let back = store.read_back(engine.time())?;
+        sinks.emit(&back.ended)?;
+        back.restore(|token, metric, tier, value, from, until| {
+            engine.restore_ban(token, metric, tier, value, from, until)
+        });
         let saved = store.position(&key)?.map(|p| Position {
             dev: p.dev,
             ino: p.ino,
@@ -212,16 +154,20 @@ impl<C: Clock> Watcher<C> {
             follower = follower.from_end();
         }
         tracing::info!(file = %opts.file.display(), state = %config.watch.state.display(), "Watching.");
+        let pipeline = LinePipeline::new(
+            format,
+            opts.file.display().to_string(),
+            ReportPolicy::first(MAX_REPORTED).then_every(REPORT_EVERY),
+        );
         Ok(Watcher {
             config,
-            format,
+            pipeline,
             engine,
             event_clock,
             follower,
             key,
             store,
             sinks,
-            malformed: 0,
         })
     }
 
@@ -236,38 +182,18 @@ impl<C: Clock> Watcher<C> {
         let mut decisions = Vec::new();
         let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
         for line in &lines {
-            let (number, parsed) = match line {
-                FollowedLine::Line(n, bytes) => (*n, parse(bytes, &self.format)),
-                FollowedLine::TooLong(n) => (*n, Err(LineError::TooLong)),
-            };
-            let line = match parsed {
-                Ok(l) => l,
-                Err(LineError::Header) => continue,
-                Err(why) => {
-                    self.malformed += 1;
-                    if self.malformed <= MAX_REPORTED || self.malformed.is_multiple_of(1000) {
-                        tracing::warn!(
-                            malformed = self.malformed,
-                            "{}:{number}: {why}",
-                            self.follower.path().display()
-                        );
-                    }
-                    continue;
-                }
-            };
-            let Some(token) = events.token(&line) else {
+            let (number, line) = line.numbered();
+            let report = |m: &Malformed<'_>| tracing::warn!(malformed = m.count, "{m}");
+            let Some(counted) = self.pipeline.events(number, line, &events, report) else {
                 continue;
             };
             if let Some(c) = &self.event_clock {
-                if line.time > c.now() {
-                    c.set(line.time);
+                if counted.time() > c.now() {
+                    c.set(counted.time());
                 }
             }
-            for metric in events.metrics(&line) {
-                match self
-                    .engine
-                    .observe(&Event::new(&token, metric, line.time), false)
-                {
+            for event in counted.events() {
+                match self.engine.observe(&event, false) {
                     Ok(v) => {
                         self.engine.rules().run_actions(&v.actions);
                         decisions.extend(v.decisions);
@@ -308,25 +234,10 @@ impl<C: Clock> Watcher<C> {
                 sleep(poll);
             }
         }
-        self.sinks.commands.wait_all();
+        self.sinks.wait();
         tracing::info!("Stopped.");
         Ok(())
     }
-}
-
-/// The UNBAN of a stored ban that ended while nobody was watching.
-fn stored_end(d: &banhammer_store_sqlite::StoredDecision) -> Option<DecisionEvent> {
-    Some(DecisionEvent {
-        at: d.at,
-        change: Change::End,
-        effect: Effect::Block,
-        token: banhammer_core::Token::new(&d.token)?,
-        metric: Arc::from(d.rule.as_str()),
-        tier: d.tier,
-        value: d.value,
-        from: d.from,
-        until: d.until,
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! [`LineError`] out, for Apache/nginx common and combined logs, nginx-style format strings
 //! and the CSV export. Around it: reading inputs (plain, gzip, stdin) line by line without
 //! unbounded memory, following a live file like `tail -F`, and turning lines into the
-//! engine's events per the `[accesslog]` settings.
+//! engine's events per the `[accesslog]` settings. [`LinePipeline`] is the per-line loop every
+//! front end shares (parse, skip headers, count and report malformed lines, map to events).
 #![warn(clippy::pedantic)]
 // Byte offsets and counts are far below 2^53 and 2^32.
 #![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -23,6 +24,7 @@ mod format;
 pub mod input;
 mod lines;
 mod parse;
+mod pipeline;
 mod time;
 
 pub use error::{LineError, Near, Snippet};
@@ -31,3 +33,4 @@ pub use follow::{FollowedLine, Follower, Position};
 pub use format::{CustomFormat, FormatError, LogFormat};
 pub use lines::{BoundedLine, BoundedLines, Counted};
 pub use parse::{parse, AccessLogLine, MAX_LINE};
+pub use pipeline::{LinePipeline, Malformed, ReportPolicy, TokenLine};

@@ -11,7 +11,7 @@ pub struct BoundedLines<R> {
 }
 
 /// One line from [`BoundedLines`].
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BoundedLine<'a> {
     /// The line, without `\n` or `\r\n`.
     Line(&'a [u8]),

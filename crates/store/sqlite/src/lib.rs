@@ -3,12 +3,15 @@
 //! Every decision (ban, unban, notice, alert) is appended to `decisions`; active bans are kept
 //! in `bans` so that a restart restores them; a follower's read positions are kept in
 //! `positions`, written in the same transaction as the decisions their lines caused, so a crash
-//! neither forgets a ban nor counts a line twice.
+//! neither forgets a ban nor counts a line twice. At a restart [`DecisionStore::read_back`]
+//! closes the bans that ended while nothing ran and hands back the others to restore.
 
+use std::fmt::Display;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{Change, DecisionEvent, Effect, Timestamp};
+use banhammer_core::{Change, DecisionEvent, Effect, Timestamp, Token};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// A storage failure.
@@ -39,6 +42,57 @@ pub struct StoredDecision {
     pub from: Timestamp,
     /// When it ends (as known at `at`).
     pub until: Timestamp,
+}
+
+impl StoredDecision {
+    /// This stored ban's end as the engine reports one: an `UNBAN` at `at` (for a ban that
+    /// [`DecisionStore::close_expired`] closed, its own `until`). `None` if the stored token is
+    /// not a token the engine accepts.
+    pub fn unban(&self) -> Option<DecisionEvent> {
+        Some(DecisionEvent {
+            at: self.at,
+            change: Change::End,
+            effect: Effect::Block,
+            token: Token::new(&self.token)?,
+            metric: Arc::from(self.rule.as_str()),
+            tier: self.tier,
+            value: self.value,
+            from: self.from,
+            until: self.until,
+        })
+    }
+}
+
+/// The bans a restart reads back: see [`DecisionStore::read_back`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Bans that ended while nothing ran, now closed in the store: their `UNBAN`s, each at its
+    /// own `until`, in that order, for the sinks that did not hear of them.
+    pub ended: Vec<DecisionEvent>,
+    /// Bans still active, oldest first, to restore into the engine.
+    pub active: Vec<StoredDecision>,
+}
+
+impl ReadBack {
+    /// Restores every active ban through `restore`, called like `Engine::restore_ban`:
+    /// `(token, metric, tier, value, from, until)`. A ban it refuses (its rule is gone from
+    /// the configuration) is logged and stays on disk only, to end at its time. Returns how
+    /// many were restored.
+    pub fn restore<E: Display>(
+        &self,
+        mut restore: impl FnMut(&str, &str, usize, u64, Timestamp, Timestamp) -> Result<(), E>,
+    ) -> usize {
+        let mut restored = 0;
+        for b in &self.active {
+            match restore(&b.token, &b.rule, b.tier, b.value, b.from, b.until) {
+                Ok(()) => restored += 1,
+                Err(e) => {
+                    tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
+                }
+            }
+        }
+        restored
+    }
 }
 
 /// Where a follower is in one file: which file (device and inode) and how far.
@@ -198,6 +252,20 @@ impl DecisionStore {
         Ok(expired)
     }
 
+    /// What a restart at `now` reads back: closes the bans that ended by `now` (as
+    /// [`DecisionStore::close_expired`] does) and returns their `UNBAN`s with the bans still
+    /// active. Give `now` as the engine's time: with line time that is the beginning of time,
+    /// so nothing is closed and every ban is handed back.
+    pub fn read_back(&mut self, now: Timestamp) -> Result<ReadBack, StoreError> {
+        let ended = self
+            .close_expired(now)?
+            .iter()
+            .filter_map(StoredDecision::unban)
+            .collect();
+        let active = self.active_bans(now)?;
+        Ok(ReadBack { ended, active })
+    }
+
     /// The decision log, oldest first, for one token or all, at most `limit` rows (the latest).
     pub fn history(
         &self,
@@ -305,10 +373,6 @@ fn from_sql<T: TryFrom<i64> + Default>(v: i64) -> T {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use banhammer_core::Token;
-
     use super::*;
 
     fn decision(at: i64, change: Change, token: &str, until: i64) -> DecisionEvent {
@@ -385,6 +449,101 @@ mod tests {
         let log = s.history(Some("a"), 10).unwrap();
         assert_eq!(log.last().unwrap().verb, "UNBAN");
         assert_eq!(s.active_bans(Timestamp::from_unix(300)).unwrap().len(), 1);
+    }
+
+    /// Bans of metric `request` (the one rule) and of `gone` (a rule since removed) until
+    /// 50, 100 and 500, recorded in a store that is then closed, as at a stop.
+    fn stopped_store(path: &Path) {
+        let mut s = DecisionStore::open(path).unwrap();
+        let mut gone = decision(10, Change::Start, "g", 500);
+        gone.metric = Arc::from("gone");
+        s.record(&[
+            decision(10, Change::Start, "a", 100),
+            decision(10, Change::Start, "b", 500),
+            decision(10, Change::Start, "c", 50),
+            gone,
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn read_back_closes_what_ended_and_hands_back_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        stopped_store(&path);
+        let mut s = DecisionStore::open(&path).unwrap();
+        let back = s.read_back(Timestamp::from_unix(300)).unwrap();
+        assert_eq!(
+            back.ended,
+            [
+                decision(50, Change::End, "c", 50),
+                decision(100, Change::End, "a", 100)
+            ],
+            "UNBANs at their own until, in that order"
+        );
+        let active: Vec<&str> = back.active.iter().map(|b| b.token.as_str()).collect();
+        assert_eq!(active, ["b", "g"]);
+        let log = s.history(None, 10).unwrap();
+        assert_eq!(
+            log.iter()
+                .map(|d| format!("{} {}", d.verb, d.token))
+                .collect::<Vec<_>>(),
+            ["BAN a", "BAN b", "BAN c", "BAN g", "UNBAN c", "UNBAN a"]
+        );
+        // Read back again (another restart): closed once only.
+        drop(s);
+        let mut s = DecisionStore::open(&path).unwrap();
+        let again = s.read_back(Timestamp::from_unix(300)).unwrap();
+        assert!(again.ended.is_empty());
+        assert_eq!(again.active, back.active);
+    }
+
+    #[test]
+    fn read_back_at_the_beginning_of_time_closes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        stopped_store(&path);
+        let back = DecisionStore::open(&path)
+            .unwrap()
+            .read_back(Timestamp::from_unix(i64::MIN))
+            .unwrap();
+        assert!(back.ended.is_empty());
+        assert_eq!(back.active.len(), 4);
+    }
+
+    #[test]
+    fn restore_puts_the_active_bans_into_an_engine_and_skips_those_that_do_not_fit() {
+        use std::num::NonZeroU64;
+
+        use banhammer_core::{
+            Engine, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Window,
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        stopped_store(&path);
+        let rule = MetricRule {
+            name: "request".into(),
+            scope: Scope::Token,
+            thresholds: vec![Threshold::new(
+                NonZeroU64::new(40).unwrap(),
+                Window::from_secs(60).unwrap(),
+                Effect::Block,
+                Seconds::new(600),
+            )],
+        };
+        let rules = Arc::new(Ruleset::builder().metric(rule).build().unwrap());
+        let mut engine = Engine::new(rules, ManualClock::new(Timestamp::from_unix(300)));
+        let back = DecisionStore::open(&path)
+            .unwrap()
+            .read_back(engine.time())
+            .unwrap();
+        let restored = back.restore(|token, metric, tier, value, from, until| {
+            engine.restore_ban(token, metric, tier, value, from, until)
+        });
+        assert_eq!(restored, 1, "`g`'s rule is gone");
+        assert!(engine.is_banned("b"));
+        assert!(!engine.is_banned("a") && !engine.is_banned("g"));
     }
 
     #[test]

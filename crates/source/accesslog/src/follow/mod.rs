@@ -5,6 +5,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::BoundedLine;
+
 /// One line read by a follower, with its 1-based line number in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FollowedLine {
@@ -12,6 +14,17 @@ pub enum FollowedLine {
     Line(u64, Vec<u8>),
     /// A line longer than the limit; it was skipped up to its end.
     TooLong(u64),
+}
+
+impl FollowedLine {
+    /// Its line number and the line as [`BoundedLines`](crate::BoundedLines) gives it, so that
+    /// followed and replayed lines go through the same [`LinePipeline`](crate::LinePipeline).
+    pub fn numbered(&self) -> (u64, BoundedLine<'_>) {
+        match self {
+            FollowedLine::Line(n, bytes) => (*n, BoundedLine::Line(bytes)),
+            FollowedLine::TooLong(n) => (*n, BoundedLine::TooLong),
+        }
+    }
 }
 
 /// Which file a follower reads and how far it has consumed whole lines.
