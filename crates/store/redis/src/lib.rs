@@ -10,8 +10,8 @@
 
 mod cache;
 mod connection;
+mod keys;
 
-use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,9 @@ use redis::Script;
 
 pub use cache::BanCache;
 pub use connection::{Connection, StoreUrl};
+pub use keys::BAN_CHANNEL;
+
+use keys::{dec, effect_code, enc, DeadlineMember, DEADLINES, DEADLINE_SEQ};
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,12 +54,6 @@ local member = string.format('%020d', id) .. '|' .. ARGV[2]
 redis.call('ZADD', KEYS[1], ARGV[1], member)
 return member";
 
-/// The sorted set of active decisions by end, and its id counter (one slot: `{deadlines}`).
-const DEADLINES: &str = "bh:{deadlines}";
-const DEADLINE_SEQ: &str = "bh:{deadlines}:seq";
-/// Where nodes tell each other of bans: `token|until` (until 0 for an unban).
-pub const BAN_CHANNEL: &str = "bh:bans";
-
 /// The engine's state in Redis.
 pub struct RedisStore {
     conn: Connection,
@@ -74,102 +71,6 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("node", &self.node)
             .finish_non_exhaustive()
-    }
-}
-
-/// The key `bh:{token}:rest`; the token is escaped, so its hash tag is always the whole token.
-fn key(token: &str, rest: &str) -> String {
-    format!("bh:{{{}}}:{rest}", enc(token))
-}
-
-/// Escapes the characters that give keys, script records and index members their structure
-/// (`%`, `{`, `}`, `:`, `|`), so that no token or metric a client chooses can reach another
-/// token's keys or break a record apart.
-fn enc(s: &str) -> Cow<'_, str> {
-    const SPECIAL: &[u8] = b"%{}:|";
-    if !s.bytes().any(|b| SPECIAL.contains(&b)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '%' | '{' | '}' | ':' | '|' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// The inverse of [`enc`] (a `%` not followed by two hex digits is kept as it is).
-fn dec(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// An entry of the deadline index: `SEQ|EFFECT|TOKEN|METRIC|TIER` (SEQ is drawn by the index
-/// script; token and metric escaped). One format, written by [`RedisStore::register`] and read
-/// by the sweep, the ban listing and the unban.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DeadlineMember {
-    effect: u8,
-    token: String,
-    metric: String,
-    tier: usize,
-}
-
-impl DeadlineMember {
-    fn of(d: &DecisionEvent) -> Self {
-        DeadlineMember {
-            effect: effect_code(d.effect),
-            token: d.token.as_str().to_owned(),
-            metric: d.metric.to_string(),
-            tier: d.tier,
-        }
-    }
-
-    /// The member without its SEQ, as the index script receives it.
-    fn unsequenced(&self) -> String {
-        format!(
-            "{}|{}|{}|{}",
-            self.effect,
-            enc(&self.token),
-            enc(&self.metric),
-            self.tier
-        )
-    }
-
-    /// Reads a member as the index holds it; `None` for anything else.
-    fn parse(member: &str) -> Option<Self> {
-        let mut p = member.splitn(5, '|');
-        let (_seq, effect, token, metric, tier) =
-            (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
-        Some(DeadlineMember {
-            effect: effect.parse().ok()?,
-            token: dec(token).into_owned(),
-            metric: dec(metric).into_owned(),
-            tier: tier.parse().ok()?,
-        })
     }
 }
 
@@ -242,13 +143,12 @@ impl RedisStore {
         let who = if global { Token::GLOBAL } else { event.token };
         let layout = self.rules.layout(id);
         let mut inv = self.engine.prepare_invoke();
-        inv.key(key(who, "ban"))
-            .key(key(who, &format!("w:{}", enc(event.metric))));
+        inv.key(keys::ban(who)).key(keys::events(who, event.metric));
         for (attr, _, _) in layout.distincts {
-            inv.key(key(who, &format!("d:{}:{}", enc(event.metric), enc(attr))));
+            inv.key(keys::distinct(who, event.metric, attr));
         }
         for tier in 0..rule.thresholds.len() {
-            inv.key(key(who, &format!("ep:{}:{tier}", enc(event.metric))));
+            inv.key(keys::episode(who, event.metric, tier));
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         inv.arg("event")
@@ -385,15 +285,10 @@ impl RedisStore {
                 continue;
             };
             let (limit, window) = self.tier_spec(&m.metric, m.tier);
-            let emetric = enc(&m.metric);
-            let episode = if m.effect == 0 {
-                key(&m.token, "ban")
-            } else {
-                key(&m.token, &format!("ep:{emetric}:{}", m.tier))
-            };
+            let episode = keys::decision(m.effect, &m.token, &m.metric, m.tier);
             let mut inv = self.engine.prepare_invoke();
             inv.key(&episode)
-                .key(key(&m.token, &format!("w:{emetric}")))
+                .key(keys::events(&m.token, &m.metric))
                 .arg(if finish { "finish" } else { "end" })
                 .arg(now.as_unix())
                 .arg(limit)
@@ -448,10 +343,9 @@ impl RedisStore {
         }
         let mut inv = self.engine.prepare_invoke();
         let emetric = enc(metric);
-        inv.key(key(token, "ban"))
-            .key(key(token, &format!("fire:{emetric}")));
+        inv.key(keys::ban(token)).key(keys::fired(token, metric));
         for i in 0..=tier {
-            inv.key(key(token, &format!("ep:{emetric}:{i}")));
+            inv.key(keys::episode(token, metric, i));
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         inv.arg("event")
@@ -490,7 +384,7 @@ impl RedisStore {
         // The stats the seed's `now` answers, when rates are kept: the token's events of the
         // metric (the fire itself is not one).
         let rates = if self.rules.rates() {
-            let events = key(token, &format!("w:{emetric}"));
+            let events = keys::events(token, metric);
             let mut r = [0u64; 3];
             for (n, secs) in r.iter_mut().zip([60, 600, 3600]) {
                 *n = self
@@ -522,7 +416,7 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<Option<DecisionEvent>, StoreError> {
         let mut inv = self.engine.prepare_invoke();
-        inv.key(key(token, "ban")).arg("unban").arg(now.as_unix());
+        inv.key(keys::ban(token)).arg("unban").arg(now.as_unix());
         let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
         let parsed = Reply::parse(&reply)?;
         match parsed.records.first() {
@@ -533,7 +427,7 @@ impl RedisStore {
                 // end. A scan of the index: unbans are rare operator actions.
                 for (member, _) in self.conn.zrange_all(DEADLINES).await? {
                     if DeadlineMember::parse(&member)
-                        .is_some_and(|m| m.effect == 0 && m.token == token)
+                        .is_some_and(|m| m.effect == Effect::Block && m.token == token)
                     {
                         self.conn.zrem(DEADLINES, &member).await?;
                     }
@@ -551,7 +445,8 @@ impl RedisStore {
         let mut bans: std::collections::BTreeMap<String, (String, usize, Timestamp)> =
             std::collections::BTreeMap::new();
         for (member, score) in all {
-            let Some(m) = DeadlineMember::parse(&member).filter(|m| m.effect == 0) else {
+            let Some(m) = DeadlineMember::parse(&member).filter(|m| m.effect == Effect::Block)
+            else {
                 continue;
             };
             #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
@@ -579,7 +474,7 @@ impl RedisStore {
         let v: Vec<Option<String>> = self
             .conn
             .hmget(
-                &key(token, "ban"),
+                &keys::ban(token),
                 &["rule", "tier", "value", "from", "until"],
             )
             .await?;
@@ -602,7 +497,7 @@ impl RedisStore {
 
     /// Whether `token` is banned at `now`, asking Redis.
     pub async fn ban_until(&self, token: &str) -> Result<Option<Timestamp>, StoreError> {
-        let until: Option<i64> = self.conn.hget(&key(token, "ban"), "until").await?;
+        let until: Option<i64> = self.conn.hget(&keys::ban(token), "until").await?;
         Ok(until.map(Timestamp::from_unix))
     }
 
@@ -681,14 +576,6 @@ impl RedisStore {
     }
 }
 
-fn effect_code(e: Effect) -> u8 {
-    match e {
-        Effect::Block => 0,
-        Effect::Notify => 1,
-        Effect::Alert => 2,
-    }
-}
-
 fn nonce_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -740,39 +627,5 @@ impl Reply {
             until: (until >= 0).then_some(until),
             records,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{dec, enc, key, DeadlineMember};
-
-    #[test]
-    fn escaped_tokens_cannot_reach_other_keys() {
-        assert_eq!(enc("10.0.0.1"), "10.0.0.1");
-        assert_eq!(enc("2001:db8::1"), "2001%3Adb8%3A%3A1");
-        // The attack the scale-out review found: these two used to share a key.
-        assert_ne!(
-            key("v}:w:f:x", &format!("w:{}", enc("f"))),
-            key("v", &format!("w:{}", enc("f:x}:ban")))
-        );
-        assert_eq!(key("a}b", "ban"), "bh:{a%7Db}:ban");
-        for s in ["", "a|b", "%", "%%41", "{x}", "é:ü|%7"] {
-            assert_eq!(dec(&enc(s)), s);
-        }
-        assert_eq!(dec("100%"), "100%");
-    }
-
-    #[test]
-    fn a_deadline_member_reads_back_as_written() {
-        let m = DeadlineMember {
-            effect: 0,
-            token: "a|b:{c}".to_owned(),
-            metric: "detect:login".to_owned(),
-            tier: 1,
-        };
-        let stored = format!("{:020}|{}", 7, m.unsequenced());
-        assert_eq!(DeadlineMember::parse(&stored), Some(m));
-        assert_eq!(DeadlineMember::parse("00000000000000000007|0|x"), None);
     }
 }
