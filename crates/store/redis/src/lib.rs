@@ -33,9 +33,16 @@ use keys::{dec, effect_code, enc, DeadlineMember, DEADLINES, DEADLINE_SEQ};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Redis did not answer in time, refused, or the circuit breaker is open.
+    /// Redis could not be reached: refused, timed out, loading, cluster down, or the circuit
+    /// breaker is open. An outage: rules answer events by their fail policy.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    /// Redis answered, but with an error about the call itself (a fault of the script, a key
+    /// of the wrong type) or with a reply the store cannot read. Not an outage: it neither
+    /// opens the circuit breaker nor calls for the fail policy; callers report it as an
+    /// internal error (HTTP 500).
+    #[error("redis protocol error: {0}")]
+    Protocol(String),
     /// The event itself was refused (unknown metric, bad token…).
     #[error(transparent)]
     Event(#[from] EventError),
@@ -293,7 +300,13 @@ impl RedisStore {
                 .arg(now.as_unix())
                 .arg(limit)
                 .arg(window);
-            let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
+            // One entry that cannot be read must not hold up every other end: it is left for
+            // later (the connection counts and logs the protocol error).
+            let reply: Vec<redis::Value> = match self.conn.invoke(&inv).await {
+                Ok(reply) => reply,
+                Err(StoreError::Protocol(_)) => continue,
+                Err(e) => return Err(e),
+            };
             let parsed = Reply::parse(&reply)?;
             match parsed.until {
                 Some(u) if !finish => self.conn.zadd(DEADLINES, &member, u).await?,
@@ -507,7 +520,7 @@ impl RedisStore {
     }
 
     fn decision(&self, r: &str) -> Result<DecisionEvent, StoreError> {
-        let bad = || StoreError::Unavailable(format!("unexpected record from the script: {r}"));
+        let bad = || StoreError::Protocol(format!("unexpected record from the script: {r}"));
         let p: Vec<&str> = r.split('|').collect();
         let [verb, at, token, metric, tier, value, from, until, effect] = p[..] else {
             return Err(bad());
@@ -596,9 +609,7 @@ impl Reply {
         let int = |i: usize| -> Result<i64, StoreError> {
             match v.get(i) {
                 Some(redis::Value::Int(n)) => Ok(*n),
-                other => Err(StoreError::Unavailable(format!(
-                    "unexpected reply {other:?}"
-                ))),
+                other => Err(StoreError::Protocol(format!("unexpected reply {other:?}"))),
             }
         };
         let rate = |i| int(i).map(|n| u64::try_from(n).unwrap_or(0));
@@ -610,11 +621,7 @@ impl Reply {
                     records.push(String::from_utf8_lossy(b).into_owned())
                 }
                 redis::Value::SimpleString(s) => records.push(s.clone()),
-                other => {
-                    return Err(StoreError::Unavailable(format!(
-                        "unexpected record {other:?}"
-                    )))
-                }
+                other => return Err(StoreError::Protocol(format!("unexpected record {other:?}"))),
             }
         }
         Ok(Reply {
