@@ -308,17 +308,6 @@ impl Connection {
             .await
     }
 
-    /// Members with a score after `after` (exclusive).
-    pub(crate) async fn zcount_after(&self, key: &str, after: i64) -> Result<u64, StoreError> {
-        self.query(
-            redis::cmd("ZCOUNT")
-                .arg(key)
-                .arg(format!("({after}"))
-                .arg("+inf"),
-        )
-        .await
-    }
-
     pub(crate) async fn zrem(&self, key: &str, member: &str) -> Result<(), StoreError> {
         self.query(redis::cmd("ZREM").arg(key).arg(member)).await
     }

@@ -35,21 +35,17 @@ pub(crate) fn distinct(token: &str, metric: &str, attr: &str) -> String {
     key(token, &format!("d:{}:{}", enc(metric), enc(attr)))
 }
 
-/// A notice (or, for `global`, an alert) episode of tier `tier` of `metric`.
-pub(crate) fn episode(token: &str, metric: &str, tier: usize) -> String {
-    key(token, &format!("ep:{}:{tier}", enc(metric)))
+/// A notice (or, for `global`, an alert) episode: one per token and rule, so `rule` is the
+/// rule's own name (`detect:*` for every member of a family), as the engine keys its episodes.
+pub(crate) fn episode(token: &str, rule: &str, tier: usize) -> String {
+    key(token, &format!("ep:{}:{tier}", enc(rule)))
 }
 
-/// The fires of `metric` for `token` (each counted as an event of a one-tier rule).
-pub(crate) fn fired(token: &str, metric: &str) -> String {
-    key(token, &format!("fire:{}", enc(metric)))
-}
-
-/// Where a decision of `effect` lives: the token's ban, or its episode.
-pub(crate) fn decision(effect: Effect, token: &str, metric: &str, tier: usize) -> String {
+/// Where a decision of `effect` lives: the token's ban, or its rule's episode.
+pub(crate) fn decision(effect: Effect, token: &str, rule: &str, tier: usize) -> String {
     match effect {
         Effect::Block => ban(token),
-        Effect::Notify | Effect::Alert => episode(token, metric, tier),
+        Effect::Notify | Effect::Alert => episode(token, rule, tier),
     }
 }
 

@@ -13,7 +13,7 @@ use banhammer_core::{
     BanPolicy, Effect, Engine, Event, Kind, ManualClock, MetricRule, Rates, Ruleset, Scope,
     Seconds, Threshold, Timestamp, Window,
 };
-use banhammer_store_redis::{RedisStore, StoreUrl};
+use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_testkit::{RedisCluster, RedisServer};
 use proptest::prelude::*;
 
@@ -398,27 +398,81 @@ async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
             .await
             .unwrap();
     }
-    let now = Timestamp::from_unix(570);
-    clock.set(now);
-    for tier in [1, 0] {
+    // The same records field by field: starts, extensions and, at the end, the ends (the
+    // fired value used to be 1 in all but the first record).
+    for (at, tier) in [(570, 1), (570, 0), (580, 0), (590, 1)] {
+        let now = Timestamp::from_unix(at);
+        clock.set(now);
         let mem = engine.fire("x", "m", tier).unwrap();
         let red = store.fire("x", "m", tier, now).await.unwrap();
-        assert_eq!(mem.rates, red.rates, "tier {tier}");
-        assert_eq!(mem.passed, red.passed, "tier {tier}");
-        let show = |v: &banhammer_core::Verdict| -> Vec<String> {
-            v.decisions.iter().map(ToString::to_string).collect()
-        };
-        assert_eq!(show(&mem), show(&red), "tier {tier}");
+        assert_eq!(mem.rates, red.rates, "tier {tier} at {at}");
+        assert_eq!(mem.passed, red.passed, "tier {tier} at {at}");
+        assert_eq!(mem.decisions, red.decisions, "tier {tier} at {at}");
+        assert_eq!(mem.actions, red.actions, "tier {tier} at {at}");
     }
+    let now = Timestamp::from_unix(590);
+    assert_eq!(engine.finish(), store.finish(now).await.unwrap());
     assert_eq!(
         engine.fire("x", "m", 0).unwrap().rates,
-        // (510, 570] holds 530 and 560; (-30, 570] all five.
+        // (530, 590] holds 560; (-10, 590] all five.
         Some(Rates {
-            last_1m: 2,
+            last_1m: 1,
             last_10m: 5,
             last_60m: 5
         })
     );
+}
+
+#[tokio::test]
+async fn a_token_too_long_is_refused_as_in_memory_not_an_outage() {
+    // Before the store checked events as the engine does, a 300-byte token reached Redis and
+    // came back as `Unavailable` (HTTP 503) where the engine says `BadToken` (422).
+    let server = RedisServer::start();
+    let rules = one_ban_rule(2);
+    let store = connect(&server.url(), &rules).await;
+    let token = "x".repeat(300);
+    let now = Timestamp::from_unix(1_000);
+    let mut engine = Engine::new(Arc::clone(&rules), ManualClock::new(now));
+    for _ in 0..2 {
+        let refused = store
+            .observe(&Event::new(&token, "m", now), now, false)
+            .await;
+        let expected = engine.observe(&Event::new(&token, "m", now), false);
+        assert_eq!(
+            refused.unwrap_err(),
+            StoreError::Event(expected.unwrap_err())
+        );
+    }
+    let refused = store.fire(&token, "m", 0, now).await;
+    let expected = engine.fire(&token, "m", 0);
+    assert_eq!(
+        refused.unwrap_err(),
+        StoreError::Event(expected.unwrap_err())
+    );
+    let health = store.connection().health();
+    assert_eq!(
+        health.errors.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing failed"
+    );
+}
+
+#[tokio::test]
+async fn a_distinct_value_too_long_is_refused_as_in_memory() {
+    let server = RedisServer::start();
+    let mut emails = t(3, 60, Effect::Block, 600, BanPolicy::AfterTrigger);
+    emails.kind = Kind::Distinct("email".into());
+    let rules = ruleset(vec![metric("form", Scope::Token, vec![emails])]);
+    let store = connect(&server.url(), &rules).await;
+    let now = Timestamp::from_unix(1_000);
+    let mut engine = Engine::new(Arc::clone(&rules), ManualClock::new(now));
+    let long = "e".repeat(1025);
+    for attrs in [vec![("email", long.as_str())], vec![]] {
+        let event = Event::new("a", "form", now).with_attrs(&attrs);
+        let refused = store.observe(&event, now, false).await.unwrap_err();
+        let expected = engine.observe(&event, false).unwrap_err();
+        assert_eq!(refused, StoreError::Event(expected));
+    }
 }
 
 #[tokio::test]
