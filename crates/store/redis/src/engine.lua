@@ -11,7 +11,8 @@
 --
 --   event   KEYS  ban, events, distinct sets 1..D, decisions 1..T (each tier's episode: the
 --                 ban for block tiers)
---           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, T, D,
+--           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, horizon
+--                 (the rules' longest window; 0 for a global metric), T, D,
 --                 then per tier: limit, window, measure (0 the events, j distinct set j),
 --                                effect, policy, duration
 --                 then per distinct set: value, horizon, keep
@@ -246,8 +247,9 @@ local want_rates = ARGV[4] == '1'
 local count_horizon = tonumber(ARGV[5])
 local nonce = ARGV[6]
 local name, token = ARGV[7], ARGV[8]
-local T, D = tonumber(ARGV[9]), tonumber(ARGV[10])
-local base = 11
+local horizon = tonumber(ARGV[9])
+local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
+local base = 12
 local tiers = {}
 for i = 1, T do
   local o = base + (i - 1) * 6
@@ -279,6 +281,25 @@ for i = 1, T do
   if t.effect ~= 0 then end_if_due(decision_key(i), now, measure_key(t), t.limit, t.window) end
 end
 
+-- The engine keeps a copy of the token's ban beside its windows ("cu" its until, "ct" how far
+-- its after_trigger reaches go, "cs" the token's last event), refreshed only when an event's
+-- block tier holds, and forgotten with the token's windows once the token has been idle for
+-- the rules' longest window. With it, a block tier that cannot carry the ban further is not
+-- even measured; that changes which reach an end names when two reach equally far, so the
+-- copy is kept here too, field for field.
+local cached_until, cached_trigger = nil, nil
+if horizon > 0 then
+  local c = redis.call('HMGET', ban_key, 'cu', 'ct', 'cs')
+  if c[1] then
+    if tonumber(c[3]) + horizon <= now then
+      redis.call('HDEL', ban_key, 'cu', 'ct', 'cs')
+    else
+      cached_until, cached_trigger = tonumber(c[1]), tonumber(c[2])
+      redis.call('HSET', ban_key, 'cs', now)
+    end
+  end
+end
+
 -- 2. Count the event where it belongs, unless it is older than every window.
 if at > now - count_horizon then
   redis.call('ZADD', events_key, at, at .. ':' .. nonce)
@@ -300,14 +321,21 @@ for j = 1, D do
 end
 
 -- 3. The tiers that hold now start or extend their decisions, in tier order.
+local ban_moved = false
 for i = 1, T do
   local t = tiers[i]
   local tier = i - 1
   local need = t.limit
   if t.effect == 2 then need = t.limit + 1 end
   local wkey = measure_key(t)
-  local nth = redis.call('ZREVRANGE', wkey, need - 1, need - 1, 'WITHSCORES')
+  local nth = {}
+  local unchanged = cached_until and cached_until > now and t.effect == 0 and t.policy == 0
+    and now + t.duration <= cached_trigger
+  if not unchanged then
+    nth = redis.call('ZREVRANGE', wkey, need - 1, need - 1, 'WITHSCORES')
+  end
   if nth[2] and tonumber(nth[2]) > now - t.window then
+    ban_moved = ban_moved or t.effect == 0
     nth = tonumber(nth[2])
     local value = redis.call('ZCOUNT', wkey, '(' .. (now - t.window), '+inf')
     local key = decision_key(i)
@@ -322,6 +350,25 @@ for i = 1, T do
     else
       hold(key, now, name, token, tier, t, value, nth)
     end
+  end
+end
+
+-- The engine refreshes its copy of the ban when a block tier held.
+if ban_moved and horizon > 0 and until_of(ban_key) then
+  local n = tonumber(redis.call('HGET', ban_key, 'nreach') or '0')
+  local trigger = nil
+  for k = 1, n do
+    local r = redis.call('HGET', ban_key, 'R' .. k)
+    if r then
+      local p = split(r)
+      if p[3] == '0' and (trigger == nil or tonumber(p[4]) > trigger) then trigger = tonumber(p[4]) end
+    end
+  end
+  if trigger then
+    redis.call('HSET', ban_key, 'cu', until_of(ban_key), 'ct', trigger, 'cs', now)
+  else
+    -- No after_trigger reach: the copy cannot skip anything.
+    redis.call('HSET', ban_key, 'cu', until_of(ban_key), 'ct', now - 1, 'cs', now)
   end
 end
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use banhammer_core::{
     BanPolicy, Change, DecisionEvent, Effect, MeasureSlot, MetricRef, Rates, ResolvedEvent, RuleId,
-    Ruleset, Timestamp, Token,
+    Ruleset, Scope, Timestamp, Token,
 };
 use redis::{Script, ScriptInvocation, Value};
 
@@ -53,6 +53,9 @@ pub(crate) enum ScriptCall<'a> {
         /// The rule's own name, which keys notices and alerts (`detect:*` for its members).
         rule: &'a str,
         count_horizon: u64,
+        /// The rules' longest window: how long the engine keeps an idle token's windows (and
+        /// its copy of the token's ban); 0 for a global metric, whose token is not tracked.
+        horizon: u64,
         /// Makes the event's member unique across nodes.
         nonce: String,
         tiers: Vec<Tier>,
@@ -131,6 +134,10 @@ impl<'a> ScriptCall<'a> {
             name: event.metric_name(rules),
             rule: &rule.name,
             count_horizon: layout.count_horizon.get(),
+            horizon: match event.scope {
+                Scope::Token => rules.horizon().get(),
+                Scope::Global => 0,
+            },
             nonce,
             tiers,
             distincts,
@@ -215,6 +222,7 @@ impl<'a> ScriptCall<'a> {
                 name,
                 rule,
                 count_horizon,
+                horizon,
                 nonce,
                 tiers,
                 distincts,
@@ -234,6 +242,7 @@ impl<'a> ScriptCall<'a> {
                     .arg(nonce.as_str())
                     .arg(enc(name).as_ref())
                     .arg(enc(token).as_ref())
+                    .arg(*horizon)
                     .arg(tiers.len())
                     .arg(distincts.len());
                 for t in tiers {
