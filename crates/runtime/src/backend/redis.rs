@@ -51,6 +51,7 @@ fn backend_error(e: StoreError) -> BackendError {
         StoreError::Event(e) => BackendError::Event(e),
         e @ StoreError::Unavailable(_) => BackendError::Unavailable(e.to_string()),
         StoreError::Unsupported(why) => BackendError::Unsupported(why),
+        e @ StoreError::Protocol(_) => BackendError::Protocol(e.to_string()),
         other => BackendError::Protocol(other.to_string()),
     }
 }

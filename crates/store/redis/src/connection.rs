@@ -1,5 +1,6 @@
 //! `Connection`: one Redis or a Redis Cluster, every call bounded by a timeout and guarded by
-//! a circuit breaker, reconnecting by itself.
+//! a circuit breaker, reconnecting by itself; a failed call is told apart as an outage or a
+//! protocol error.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,38 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+/// Whether a failed call means Redis cannot be reached now (an outage: the fail policy
+/// answers, the breaker counts it) rather than that it answered with an error about the call
+/// itself (a script fault, `WRONGTYPE`, a reply of the wrong shape: a protocol error, which
+/// retrying will not fix).
+fn is_outage(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind as K, ServerErrorKind as S};
+    match e.kind() {
+        // The server or cluster cannot serve now (loading, failing over, resharding, down), or
+        // refuses this client (its password or permissions changed).
+        K::Server(
+            S::BusyLoading
+            | S::TryAgain
+            | S::ClusterDown
+            | S::MasterDown
+            | S::ReadOnly
+            | S::Moved
+            | S::Ask
+            | S::NoPerm,
+        ) => true,
+        // Any other error the server answered is about the call.
+        K::Server(_) | K::UnexpectedReturnType | K::Parse => false,
+        // Codes the client does not name: a few mean that the server cannot serve now.
+        K::Extension => matches!(
+            e.code(),
+            Some("BUSY" | "OOM" | "MISCONF" | "NOREPLICAS" | "NOAUTH" | "WRONGPASS")
+        ),
+        // I/O, timeouts, refused connections, authentication, the cluster client's own
+        // failures to reach a node.
+        _ => true,
+    }
+}
+
 #[derive(Clone)]
 enum Inner {
     Single(ConnectionManager),
@@ -68,8 +101,12 @@ pub struct Connection {
 /// What `/metrics` shows of the store.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// Calls that failed or timed out.
+    /// Calls that failed or timed out (protocol errors included).
     pub errors: AtomicU64,
+    /// Calls Redis answered with an error, or with a reply the store could not read: a fault
+    /// of the script or of the data, not an outage (they neither open the breaker nor mark
+    /// the store down).
+    pub protocol_errors: AtomicU64,
     /// Calls refused because the breaker was open.
     pub short_circuited: AtomicU64,
     failures_in_a_row: AtomicU64,
@@ -163,16 +200,17 @@ impl Connection {
         }
         let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if !is_outage(&e) => {
+                // Redis is there and answered: the breaker learns that much.
+                self.answered();
+                return Err(self.protocol_error(e.to_string()));
+            }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
         };
         match result {
             Ok(v) => {
-                self.health.failures_in_a_row.store(0, Ordering::Relaxed);
-                self.health.opened_at_ms.store(0, Ordering::Relaxed);
-                if !self.health.up.swap(true, Ordering::Relaxed) {
-                    tracing::info!("Redis is back.");
-                }
+                self.answered();
                 Ok(v)
             }
             Err(why) => {
@@ -194,6 +232,27 @@ impl Connection {
                 Err(StoreError::Unavailable(why))
             }
         }
+    }
+
+    /// Redis answered a call: the breaker closes and the store is up.
+    fn answered(&self) {
+        self.health.failures_in_a_row.store(0, Ordering::Relaxed);
+        self.health.opened_at_ms.store(0, Ordering::Relaxed);
+        if !self.health.up.swap(true, Ordering::Relaxed) {
+            tracing::info!("Redis is back.");
+        }
+    }
+
+    /// Counts a reply the store cannot use (an error Redis answered, or one the store could
+    /// not read) and turns it into [`StoreError::Protocol`]. Logged at the 1st, 2nd, 4th, 8th…
+    /// occurrence: a fault repeats with every event, the log must not.
+    pub(crate) fn protocol_error(&self, why: String) -> StoreError {
+        self.health.errors.fetch_add(1, Ordering::Relaxed);
+        let n = self.health.protocol_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::error!(error = %why, occurrences = n, "Redis answered what the store cannot use.");
+        }
+        StoreError::Protocol(why)
     }
 
     /// Runs a script (EVALSHA, loading it on NOSCRIPT).
@@ -247,17 +306,6 @@ impl Connection {
     pub(crate) async fn zadd(&self, key: &str, member: &str, score: i64) -> Result<(), StoreError> {
         self.query(redis::cmd("ZADD").arg(key).arg("XX").arg(score).arg(member))
             .await
-    }
-
-    /// Members with a score after `after` (exclusive).
-    pub(crate) async fn zcount_after(&self, key: &str, after: i64) -> Result<u64, StoreError> {
-        self.query(
-            redis::cmd("ZCOUNT")
-                .arg(key)
-                .arg(format!("({after}"))
-                .arg("+inf"),
-        )
-        .await
     }
 
     pub(crate) async fn zrem(&self, key: &str, member: &str) -> Result<(), StoreError> {

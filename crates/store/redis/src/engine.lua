@@ -1,25 +1,46 @@
 -- banhammer: the engine's window and decision logic for one token, applied atomically.
 --
 -- This is the second copy of banhammer-core's Engine (docs/scale-out.md: one round trip per
--- event needs the logic next to the data); crates/store/redis/tests/conformance.rs replays
--- the same event scripts through both and expects identical decisions and stats.
+-- event needs the logic next to the data); crates/store/redis/tests/conformance.rs runs the
+-- same scripts of events, fires and unbans through both and expects identical records.
 --
 -- Time is whole seconds. A window of w seconds ending at s is (s - w, s]. A token-scope tier
 -- holds when its measure reaches its limit; a global alert when it exceeds it.
 --
--- ARGV[1] is the mode:
---   "event"  one event; ends this token's due decisions first.  (see EVENT below)
---   "end"    ends one decision if it is due (the sweeper).       (see END below)
---   "finish" ends one decision where it would with the clock stopped at now.
--- Every mode returns {passed, rate_1m, rate_10m, rate_60m, until_or_-1, records...}. A record
--- is "VERB|at|token|metric|tier|value|from|until|effect" (effect 0 block, 1 notify, 2 alert).
+-- The calls (laid out by ScriptCall in script.rs, the only place that writes them):
+--
+--   event   KEYS  ban, events, distinct sets 1..D, decisions 1..T (each tier's episode: the
+--                 ban for block tiers)
+--           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, horizon
+--                 (the rules' longest window; 0 for a global metric), T, D,
+--                 then per tier: limit, window, measure (0 the events, j distinct set j),
+--                                effect, policy, duration
+--                 then per distinct set: value, horizon, keep
+--   fire    KEYS  ban, decision, events
+--           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration
+--   end     KEYS  decision, measure (an alert's window; for others any key of the slot)
+--   finish  ARGV  verb, now, limit, window
+--   unban   KEYS  ban
+--           ARGV  'unban', now
+--
+-- name is the metric as records name it (the member for a family); token is the one counted
+-- (`global` for a global metric); both escaped. Effects: 0 block, 1 notify, 2 alert. Policies:
+-- 0 after_trigger, 1 after_violation.
+--
+-- Every call answers {passed, rate_1m, rate_10m, rate_60m, until, records...}: until is, for
+-- `end`, the decision's new end when it goes on, else -1. A record is
+-- "VERB|at|token|metric|tier|value|from|until"; its verb says the effect and the change.
 
-local mode = ARGV[1]
+local verb = ARGV[1]
 local records = {}
 
-local function record(verb, at, token, metric, tier, value, from, until_, effect)
+local START_VERB = { [0] = 'BAN', [1] = 'NOTIFY', [2] = 'ALERT' }
+local EXTEND_VERB = { [0] = 'EXTEND', [1] = 'NOTIFY_EXTEND' }
+local END_VERB = { ['0'] = 'UNBAN', ['1'] = 'NOTIFY_END', ['2'] = 'RECOVER' }
+
+local function record(verb_, at, token, metric, tier, value, from, until_)
   records[#records + 1] = table.concat(
-    { verb, at, token, metric, tier, value, from, until_, effect }, '|')
+    { verb_, at, token, metric, tier, value, from, until_ }, '|')
 end
 
 local function split(s)
@@ -28,8 +49,21 @@ local function split(s)
   return p
 end
 
+local function reply(passed, r1, r10, r60, until_)
+  local out = { passed, r1, r10, r60, until_ or -1 }
+  for k = 1, #records do out[#out + 1] = records[k] end
+  return out
+end
+
+local function until_of(key)
+  local u = redis.call('HGET', key, 'until')
+  if u then return tonumber(u) end
+  return nil
+end
+
 -- An episode is a hash: from, until, rule, tier, value, effect, token, and its reaches
--- "R<n>" = "metric|tier|policy|mark|duration|value" in the order they first held.
+-- "R<n>" = "metric|tier|policy|mark|duration|value" in the order they first held (found by
+-- "I<metric>|<tier>|<policy>" = n).
 -- after_trigger: the mark is the end. after_violation: the mark is the last holding second,
 -- and the end is mark + duration (with the mark cut at `stop` when the clock stops).
 local function reach_end(p, stop)
@@ -56,47 +90,43 @@ local function furthest(key, stop)
   return best, best_p
 end
 
-local function until_of(key)
-  local u = redis.call('HGET', key, 'until')
-  if u then return tonumber(u) end
-  return nil
-end
-
-local END_VERB = { ['0'] = 'UNBAN', ['1'] = 'NOTIFY_END', ['2'] = 'RECOVER' }
-
 -- The end of a block or notice episode at `at`, named after its furthest reach.
 local function end_record(key, at, stop)
   local h = redis.call('HMGET', key, 'from', 'effect', 'token', 'rule', 'tier', 'value')
   local _, p = furthest(key, stop)
   local metric, tier, value = h[4], h[5], h[6]
   if p then metric, tier, value = p[1], p[2], p[6] end
-  record(END_VERB[h[2]], at, h[3], metric, tier, value, h[1], at, h[2])
+  record(END_VERB[h[2]], at, h[3], metric, tier, value, h[1], at)
 end
 
--- An alert's recovery: when the window would hold no more than its limit, from its events.
-local function recovery(events_key, limit, window)
-  local nth = redis.call('ZREVRANGE', events_key, limit, limit, 'WITHSCORES')
+-- An alert's recovery: when its window would hold no more than its limit, from its measure.
+local function recovery(measure_key, limit, window)
+  local nth = redis.call('ZREVRANGE', measure_key, limit, limit, 'WITHSCORES')
   if nth[2] then return tonumber(nth[2]) + window end
   return nil
 end
 
--- Ends the episode at `key` if its time has come by `now`. Alerts need their window.
+-- An alert's recovery at `at`, from its measure.
+local function recover(key, at, measure_key, window)
+  local h = redis.call('HMGET', key, 'from', 'token', 'rule', 'tier')
+  local value = redis.call('ZCOUNT', measure_key, '(' .. (at - window), '+inf')
+  record('RECOVER', at, h[2], h[3], h[4], value, h[1], at)
+  redis.call('DEL', key)
+end
+
+-- Ends the episode at `key` if its time has come by `now`. Alerts need their measure.
 -- Returns the episode's (possibly moved) until when it goes on, nil when it ended or is gone.
-local function end_if_due(key, now, events_key, limit, window)
+local function end_if_due(key, now, measure_key, limit, window)
   local u = until_of(key)
   if not u then return nil end
-  local effect = redis.call('HGET', key, 'effect')
-  if effect == '2' then
-    local r = recovery(events_key, limit, window)
+  if redis.call('HGET', key, 'effect') == '2' then
+    local r = recovery(measure_key, limit, window)
     if r and r > u then u = r end
     if u > now then
       redis.call('HSET', key, 'until', u)
       return u
     end
-    local h = redis.call('HMGET', key, 'from', 'token', 'rule', 'tier')
-    local value = redis.call('ZCOUNT', events_key, '(' .. (u - window), '+inf')
-    record('RECOVER', u, h[2], h[3], h[4], value, h[1], u, '2')
-    redis.call('DEL', key)
+    recover(key, u, measure_key, window)
     return nil
   end
   if u > now then return u end
@@ -105,79 +135,131 @@ local function end_if_due(key, now, events_key, limit, window)
   return nil
 end
 
-local function reply(passed, r1, r10, r60, until_)
-  local out = { passed, r1, r10, r60, until_ or -1 }
-  for k = 1, #records do out[#out + 1] = records[k] end
-  return out
+-- Records how far tier `tier` of `name` carries the episode at `key` when it holds at `now`
+-- (`nth`: when its needed unit arrived; after_violation only).
+local function add_reach(key, now, name, tier, t, value, nth)
+  local mark, duration = now + t.duration, 0
+  if t.policy == 1 then mark, duration = nth + t.window - 1, t.duration end
+  local id = 'I' .. name .. '|' .. tier .. '|' .. t.policy
+  local n = redis.call('HGET', key, id)
+  if n then
+    local p = split(redis.call('HGET', key, 'R' .. n))
+    -- As the engine: only a reach that goes further replaces the recorded value.
+    if mark <= tonumber(p[4]) then return end
+  else
+    n = redis.call('HINCRBY', key, 'nreach', 1)
+    redis.call('HSET', key, id, n)
+  end
+  redis.call('HSET', key, 'R' .. n,
+    table.concat({ name, tier, t.policy, mark, duration, value }, '|'))
 end
 
-if mode == 'unban' then
-  -- KEYS[1] the token's ban. ARGV: mode, now. Ends it now, if any.
+-- A block or notify tier holds: starts its episode at `key`, or extends it.
+local function hold(key, now, name, token, tier, t, value, nth)
+  local before = until_of(key)
+  if not before then
+    redis.call('HSET', key, 'from', now, 'effect', t.effect, 'token', token, 'rule', name,
+      'tier', tier, 'value', value)
+  end
+  add_reach(key, now, name, tier, t, value, nth)
+  local e, p = furthest(key, nil)
+  if before == nil then
+    redis.call('HSET', key, 'until', e)
+    record(START_VERB[t.effect], now, token, name, tier, value, now, e)
+  elseif e > before then
+    redis.call('HSET', key, 'until', e)
+    record(EXTEND_VERB[t.effect], now, token, p[1], p[2], p[6], redis.call('HGET', key, 'from'), e)
+  end
+  -- Redis forgets the episode a day after it could matter (relative: event time may be far
+  -- from Redis's own clock in a replay).
+  redis.call('EXPIRE', key, math.max(e - now, 0) + 86400)
+end
+
+-- passed: false while the token's ban reaches past now.
+local function passed_at(ban_key, now)
+  local u = until_of(ban_key)
+  if u and u > now then return 0 end
+  return 1
+end
+
+local function rates(events_key, now)
+  return redis.call('ZCOUNT', events_key, '(' .. (now - 60), '+inf'),
+    redis.call('ZCOUNT', events_key, '(' .. (now - 600), '+inf'),
+    redis.call('ZCOUNT', events_key, '(' .. (now - 3600), '+inf')
+end
+
+if verb == 'unban' then
   local now = tonumber(ARGV[2])
   if until_of(KEYS[1]) then
-    end_record(KEYS[1], now, nil)
-    local r = records[1]
     -- An operator's unban ends now, whatever the reaches said.
-    local p = split(r)
-    p[8] = now
-    records[1] = table.concat(p, '|')
+    end_record(KEYS[1], now, nil)
     redis.call('DEL', KEYS[1])
   end
   return reply(1, 0, 0, 0, nil)
 end
 
-if mode == 'end' or mode == 'finish' then
-  -- KEYS[1] the episode, KEYS[2] its metric's events (alerts only; else any key of the slot)
-  -- ARGV: mode, now, limit, window
+if verb == 'end' or verb == 'finish' then
   local now = tonumber(ARGV[2])
   local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-  if mode == 'end' then
-    return reply(1, 0, 0, 0, end_if_due(KEYS[1], now, KEYS[2], limit, window))
+  local key, measure_key = KEYS[1], KEYS[2]
+  if verb == 'end' then
+    return reply(1, 0, 0, 0, end_if_due(key, now, measure_key, limit, window))
   end
-  local u = until_of(KEYS[1])
+  local u = until_of(key)
   if not u then return reply(1, 0, 0, 0, nil) end
-  if redis.call('HGET', KEYS[1], 'effect') == '2' then
-    local r = recovery(KEYS[2], limit, window) or u
+  if redis.call('HGET', key, 'effect') == '2' then
+    local r = recovery(measure_key, limit, window) or u
     if r < u then r = u end
-    local h = redis.call('HMGET', KEYS[1], 'from', 'token', 'rule', 'tier')
-    local value = redis.call('ZCOUNT', KEYS[2], '(' .. (r - window), '+inf')
-    record('RECOVER', r, h[2], h[3], h[4], value, h[1], r, '2')
+    recover(key, r, measure_key, window)
   else
-    local e = furthest(KEYS[1], now)
-    end_record(KEYS[1], e, now)
+    local e = furthest(key, now)
+    end_record(key, e, now)
+    redis.call('DEL', key)
   end
-  redis.call('DEL', KEYS[1])
   return reply(1, 0, 0, 0, nil)
 end
 
+if verb == 'fire' then
+  -- As the engine's fire: the tier's decision starts or extends as if its limit were reached
+  -- now, to now + action_duration (after_trigger, whatever the tier's policy), value = limit.
+  local ban_key, key, events_key = KEYS[1], KEYS[2], KEYS[3]
+  local now = tonumber(ARGV[2])
+  local want_rates = ARGV[3] == '1'
+  local name, token, tier = ARGV[4], ARGV[5], tonumber(ARGV[6])
+  local limit = tonumber(ARGV[7])
+  local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]) }
+  -- A decision whose end has come ends first: the fire starts a new one.
+  end_if_due(key, now, events_key, 0, 1)
+  hold(key, now, name, token, tier, t, limit, now)
+  local r1, r10, r60 = 0, 0, 0
+  if want_rates then r1, r10, r60 = rates(events_key, now) end
+  return reply(passed_at(ban_key, now), r1, r10, r60, nil)
+end
+
+if verb ~= 'event' then
+  return redis.error_reply('banhammer: unknown verb ' .. tostring(verb))
+end
+
 -- EVENT
--- KEYS[1]  the token's ban (hash)                      bh:{token}:ban
--- KEYS[2]  the metric's events (zset, score = second)   bh:{token}:w:<metric>
--- KEYS[3 .. 2+D]      distinct windows (zset, member = value, score = last seen)
--- KEYS[3+D .. 2+D+T]  per-tier episodes for notices and alerts (hash)
--- ARGV: "event", now, at, want_rates, count_horizon, nonce, T, D, metric, token,
---       then per tier: limit, window, kind (0 count, 1 distinct), distinct index (1-based),
---                      effect (0 block, 1 notify, 2 alert), policy (0 trigger, 1 violation),
---                      duration
---       then per distinct window: value, horizon, keep
 local now = tonumber(ARGV[2])
 local at = tonumber(ARGV[3])
 local want_rates = ARGV[4] == '1'
 local count_horizon = tonumber(ARGV[5])
 local nonce = ARGV[6]
-local T, D = tonumber(ARGV[7]), tonumber(ARGV[8])
-local metric, token = ARGV[9], ARGV[10]
-local base = 11
+local name, token = ARGV[7], ARGV[8]
+local horizon = tonumber(ARGV[9])
+local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
+local base = 12
 local tiers = {}
 for i = 1, T do
-  local o = base + (i - 1) * 7
+  local o = base + (i - 1) * 6
   tiers[i] = {
-    limit = tonumber(ARGV[o]), window = tonumber(ARGV[o + 1]), kind = tonumber(ARGV[o + 2]),
-    dindex = tonumber(ARGV[o + 3]), effect = tonumber(ARGV[o + 4]), policy = tonumber(ARGV[o + 5]),
-    duration = tonumber(ARGV[o + 6]),
+    limit = tonumber(ARGV[o]), window = tonumber(ARGV[o + 1]), measure = tonumber(ARGV[o + 2]),
+    effect = tonumber(ARGV[o + 3]), policy = tonumber(ARGV[o + 4]),
+    duration = tonumber(ARGV[o + 5]),
   }
 end
-base = base + T * 7
+base = base + T * 6
 local distincts = {}
 for j = 1, D do
   local o = base + (j - 1) * 3
@@ -185,14 +267,37 @@ for j = 1, D do
 end
 local ban_key, events_key = KEYS[1], KEYS[2]
 local function distinct_key(j) return KEYS[2 + j] end
-local function episode_key(i) return KEYS[2 + D + i] end
+local function decision_key(i) return KEYS[2 + D + i] end
+local function measure_key(t)
+  if t.measure > 0 then return distinct_key(t.measure) end
+  return events_key
+end
 
 -- 1. This token's decisions whose time has come end first (an end at u comes before the
 --    events at u are counted).
-end_if_due(ban_key, now, events_key, 0, 0)
+end_if_due(ban_key, now, events_key, 0, 1)
 for i = 1, T do
   local t = tiers[i]
-  if t.effect ~= 0 then end_if_due(episode_key(i), now, events_key, t.limit, t.window) end
+  if t.effect ~= 0 then end_if_due(decision_key(i), now, measure_key(t), t.limit, t.window) end
+end
+
+-- The engine keeps a copy of the token's ban beside its windows ("cu" its until, "ct" how far
+-- its after_trigger reaches go, "cs" the token's last event), refreshed only when an event's
+-- block tier holds, and forgotten with the token's windows once the token has been idle for
+-- the rules' longest window. With it, a block tier that cannot carry the ban further is not
+-- even measured; that changes which reach an end names when two reach equally far, so the
+-- copy is kept here too, field for field.
+local cached_until, cached_trigger = nil, nil
+if horizon > 0 then
+  local c = redis.call('HMGET', ban_key, 'cu', 'ct', 'cs')
+  if c[1] then
+    if tonumber(c[3]) + horizon <= now then
+      redis.call('HDEL', ban_key, 'cu', 'ct', 'cs')
+    else
+      cached_until, cached_trigger = tonumber(c[1]), tonumber(c[2])
+      redis.call('HSET', ban_key, 'cs', now)
+    end
+  end
 end
 
 -- 2. Count the event where it belongs, unless it is older than every window.
@@ -215,78 +320,59 @@ for j = 1, D do
   redis.call('EXPIRE', key, d.horizon + 60)
 end
 
--- 3. The tiers that hold now start or extend their decisions.
-local function add_reach(key, tier, t, value, nth)
-  local mark, duration = now + t.duration, 0
-  if t.policy == 1 then mark, duration = nth + t.window - 1, t.duration end
-  local id = 'I' .. metric .. '|' .. tier .. '|' .. t.policy
-  local n = redis.call('HGET', key, id)
-  if n then
-    local p = split(redis.call('HGET', key, 'R' .. n))
-    -- As the engine: only a reach that goes further replaces the recorded value.
-    if mark <= tonumber(p[4]) then return end
-  else
-    n = redis.call('HINCRBY', key, 'nreach', 1)
-    redis.call('HSET', key, id, n)
-  end
-  redis.call('HSET', key, 'R' .. n,
-    table.concat({ metric, tier, t.policy, mark, duration, value }, '|'))
-end
-
-local started = nil
+-- 3. The tiers that hold now start or extend their decisions, in tier order.
+local ban_moved = false
 for i = 1, T do
   local t = tiers[i]
   local tier = i - 1
   local need = t.limit
   if t.effect == 2 then need = t.limit + 1 end
-  local wkey = events_key
-  if t.kind == 1 then wkey = distinct_key(t.dindex) end
-  local nth = redis.call('ZREVRANGE', wkey, need - 1, need - 1, 'WITHSCORES')
+  local wkey = measure_key(t)
+  local nth = {}
+  local unchanged = cached_until and cached_until > now and t.effect == 0 and t.policy == 0
+    and now + t.duration <= cached_trigger
+  if not unchanged then
+    nth = redis.call('ZREVRANGE', wkey, need - 1, need - 1, 'WITHSCORES')
+  end
   if nth[2] and tonumber(nth[2]) > now - t.window then
+    ban_moved = ban_moved or t.effect == 0
     nth = tonumber(nth[2])
     local value = redis.call('ZCOUNT', wkey, '(' .. (now - t.window), '+inf')
+    local key = decision_key(i)
     if t.effect == 2 then
-      local key = episode_key(i)
+      -- An alert lasts until its measure drops back to its limit: nothing to extend.
       if not until_of(key) then
         local u = nth + t.window
         redis.call('HSET', key, 'from', now, 'until', u, 'effect', 2, 'token', token,
-          'rule', metric, 'tier', tier, 'value', value)
-        record('ALERT', now, token, metric, tier, value, now, u, '2')
-        started = started or u
+          'rule', name, 'tier', tier, 'value', value)
+        record('ALERT', now, token, name, tier, value, now, u)
       end
     else
-      local key, start_verb, extend_verb = ban_key, 'BAN', 'EXTEND'
-      if t.effect == 1 then key, start_verb, extend_verb = episode_key(i), 'NOTIFY', 'NOTIFY_EXTEND' end
-      local before = until_of(key)
-      if not before then
-        redis.call('HSET', key, 'from', now, 'effect', t.effect, 'token', token, 'rule', metric,
-          'tier', tier, 'value', value)
-      end
-      add_reach(key, tier, t, value, nth)
-      local e, p = furthest(key, nil)
-      if before == nil then
-        redis.call('HSET', key, 'until', e)
-        record(start_verb, now, token, metric, tier, value, now, e, t.effect)
-        started = started or e
-      elseif e > before then
-        redis.call('HSET', key, 'until', e)
-        record(extend_verb, now, token, p[1], p[2], p[6], redis.call('HGET', key, 'from'), e, t.effect)
-      end
-      -- Redis forgets the episode a day after it could matter (relative: event time may be
-      -- far from Redis's own clock in a replay).
-      redis.call('EXPIRE', key, math.max(e - now, 0) + 86400)
+      hold(key, now, name, token, tier, t, value, nth)
     end
   end
 end
 
--- 4. The answer.
-local passed = 1
-local u = until_of(ban_key)
-if u and u > now then passed = 0 end
-local r1, r10, r60 = 0, 0, 0
-if want_rates then
-  r1 = redis.call('ZCOUNT', events_key, '(' .. (now - 60), '+inf')
-  r10 = redis.call('ZCOUNT', events_key, '(' .. (now - 600), '+inf')
-  r60 = redis.call('ZCOUNT', events_key, '(' .. (now - 3600), '+inf')
+-- The engine refreshes its copy of the ban when a block tier held.
+if ban_moved and horizon > 0 and until_of(ban_key) then
+  local n = tonumber(redis.call('HGET', ban_key, 'nreach') or '0')
+  local trigger = nil
+  for k = 1, n do
+    local r = redis.call('HGET', ban_key, 'R' .. k)
+    if r then
+      local p = split(r)
+      if p[3] == '0' and (trigger == nil or tonumber(p[4]) > trigger) then trigger = tonumber(p[4]) end
+    end
+  end
+  if trigger then
+    redis.call('HSET', ban_key, 'cu', until_of(ban_key), 'ct', trigger, 'cs', now)
+  else
+    -- No after_trigger reach: the copy cannot skip anything.
+    redis.call('HSET', ban_key, 'cu', until_of(ban_key), 'ct', now - 1, 'cs', now)
+  end
 end
-return reply(passed, r1, r10, r60, started)
+
+-- 4. The answer.
+local r1, r10, r60 = 0, 0, 0
+if want_rates then r1, r10, r60 = rates(events_key, now) end
+return reply(passed_at(ban_key, now), r1, r10, r60, nil)

@@ -7,33 +7,49 @@
 //! nothing about them can matter. Active decisions are also indexed in `bh:{deadlines}` (a
 //! sorted set by end), which every node's ticker sweeps, so each end is reported exactly once
 //! whichever node gets there first. See docs/scale-out.md.
+//!
+//! `keys` owns the key layout, `script` the script's protocol (every call laid out from a typed
+//! `ScriptCall`, every answer read strictly), `connection` the timeouts, the circuit breaker
+//! and which failures are outages.
 
 mod cache;
 mod connection;
+mod keys;
+mod script;
 
-use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, DueAction, Effect, Event, EventError, Kind, MeasureSlot,
-    MetricId, Rates, RuleId, Ruleset, Scope, Timestamp, Token, Verdict,
+    Change, DecisionEvent, DueAction, Effect, Event, EventError, Kind, MetricId, RuleId, Ruleset,
+    Scope, Timestamp, Verdict,
 };
 use redis::Script;
 
 pub use cache::BanCache;
 pub use connection::{Connection, StoreUrl};
+pub use keys::BAN_CHANNEL;
+
+use keys::{DeadlineMember, DEADLINES, DEADLINE_SEQ};
+use script::{Record, Reply, ScriptCall, ENGINE_LUA};
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Redis did not answer in time, refused, or the circuit breaker is open.
+    /// Redis could not be reached: refused, timed out, loading, cluster down, or the circuit
+    /// breaker is open. An outage: rules answer events by their fail policy.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
-    /// The event itself was refused (unknown metric, bad token…).
+    /// Redis answered, but with an error about the call itself (a fault of the script, a key
+    /// of the wrong type) or with a reply the store cannot read. Not an outage: it neither
+    /// opens the circuit breaker nor calls for the fail policy; callers report it as an
+    /// internal error (HTTP 500).
+    #[error("redis protocol error: {0}")]
+    Protocol(String),
+    /// The event itself was refused (unknown metric, bad token…), with the engine's error.
     #[error(transparent)]
     Event(#[from] EventError),
     /// The rules use what the script does not implement.
@@ -41,21 +57,12 @@ pub enum StoreError {
     Unsupported(String),
 }
 
-/// The script: the engine's logic, second copy.
-const ENGINE_LUA: &str = include_str!("engine.lua");
-
 /// Registers a new decision in the deadline index, with an id that orders equal ends by start.
 const INDEX_LUA: &str = r"
 local id = redis.call('INCR', KEYS[2])
 local member = string.format('%020d', id) .. '|' .. ARGV[2]
 redis.call('ZADD', KEYS[1], ARGV[1], member)
 return member";
-
-/// The sorted set of active decisions by end, and its id counter (one slot: `{deadlines}`).
-const DEADLINES: &str = "bh:{deadlines}";
-const DEADLINE_SEQ: &str = "bh:{deadlines}:seq";
-/// Where nodes tell each other of bans: `token|until` (until 0 for an unban).
-pub const BAN_CHANNEL: &str = "bh:bans";
 
 /// The engine's state in Redis.
 pub struct RedisStore {
@@ -77,102 +84,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// The key `bh:{token}:rest`; the token is escaped, so its hash tag is always the whole token.
-fn key(token: &str, rest: &str) -> String {
-    format!("bh:{{{}}}:{rest}", enc(token))
-}
-
-/// Escapes the characters that give keys, script records and index members their structure
-/// (`%`, `{`, `}`, `:`, `|`), so that no token or metric a client chooses can reach another
-/// token's keys or break a record apart.
-fn enc(s: &str) -> Cow<'_, str> {
-    const SPECIAL: &[u8] = b"%{}:|";
-    if !s.bytes().any(|b| SPECIAL.contains(&b)) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '%' | '{' | '}' | ':' | '|' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// The inverse of [`enc`] (a `%` not followed by two hex digits is kept as it is).
-fn dec(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// An entry of the deadline index: `SEQ|EFFECT|TOKEN|METRIC|TIER` (SEQ is drawn by the index
-/// script; token and metric escaped). One format, written by [`RedisStore::register`] and read
-/// by the sweep, the ban listing and the unban.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DeadlineMember {
-    effect: u8,
-    token: String,
-    metric: String,
-    tier: usize,
-}
-
-impl DeadlineMember {
-    fn of(d: &DecisionEvent) -> Self {
-        DeadlineMember {
-            effect: effect_code(d.effect),
-            token: d.token.as_str().to_owned(),
-            metric: d.metric.to_string(),
-            tier: d.tier,
-        }
-    }
-
-    /// The member without its SEQ, as the index script receives it.
-    fn unsequenced(&self) -> String {
-        format!(
-            "{}|{}|{}|{}",
-            self.effect,
-            enc(&self.token),
-            enc(&self.metric),
-            self.tier
-        )
-    }
-
-    /// Reads a member as the index holds it; `None` for anything else.
-    fn parse(member: &str) -> Option<Self> {
-        let mut p = member.splitn(5, '|');
-        let (_seq, effect, token, metric, tier) =
-            (p.next()?, p.next()?, p.next()?, p.next()?, p.next()?);
-        Some(DeadlineMember {
-            effect: effect.parse().ok()?,
-            token: dec(token).into_owned(),
-            metric: dec(metric).into_owned(),
-            tier: tier.parse().ok()?,
-        })
-    }
-}
-
 impl RedisStore {
     /// Connects to `url` (`redis://…` or `redis+cluster://h1:p1,h2:p2,…`) for `rules`, with
     /// `timeout` per call. Refuses rules the script does not implement (`sum` kinds); an
@@ -182,16 +93,13 @@ impl RedisStore {
         rules: Arc<Ruleset>,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        for (id, m) in rules.metrics() {
-            for t in &m.thresholds {
-                if matches!(t.kind, Kind::Sum(_)) {
-                    return Err(StoreError::Unsupported(format!(
-                        "metric `{}`: sum(...) thresholds are not available with the Redis store",
-                        m.name
-                    )));
-                }
+        for (_, m) in rules.metrics() {
+            if m.thresholds.iter().any(|t| matches!(t.kind, Kind::Sum(_))) {
+                return Err(StoreError::Unsupported(format!(
+                    "metric `{}`: sum(...) thresholds are not available with the Redis store",
+                    m.name
+                )));
             }
-            let _ = id;
         }
         let conn = Connection::open(url, timeout).await?;
         let node = u64::from(std::process::id()) << 20 ^ (nonce_seed() & 0xFFFFF);
@@ -223,88 +131,81 @@ impl RedisStore {
         self.conn.subscribe(BAN_CHANNEL, &self.cache).await
     }
 
-    /// One event at `now`; its decisions are returned (and shared) before this returns.
+    /// One event at `now`; its decisions are returned (and shared) before this returns. The
+    /// event is checked as the engine checks it (`Ruleset::resolve`), so a refused event gets
+    /// the engine's [`EventError`] and never reaches Redis.
     pub async fn observe(
         &self,
         event: &Event<'_>,
         now: Timestamp,
         want_rates: bool,
     ) -> Result<Verdict, StoreError> {
-        let id = self
-            .rules
-            .metric_id(event.metric)
-            .ok_or_else(|| EventError::UnknownMetric(event.metric.chars().take(64).collect()))?;
-        if event.token.is_empty() || event.token.len() > Token::MAX_LEN {
-            return Err(EventError::BadToken.into());
-        }
-        let rule = self.rules.metric(id);
-        let global = rule.scope == Scope::Global;
-        let who = if global { Token::GLOBAL } else { event.token };
-        let layout = self.rules.layout(id);
-        let mut inv = self.engine.prepare_invoke();
-        inv.key(key(who, "ban"))
-            .key(key(who, &format!("w:{}", enc(event.metric))));
-        for (attr, _, _) in layout.distincts {
-            inv.key(key(who, &format!("d:{}:{}", enc(event.metric), enc(attr))));
-        }
-        for tier in 0..rule.thresholds.len() {
-            inv.key(key(who, &format!("ep:{}:{tier}", enc(event.metric))));
-        }
+        let event = self.rules.resolve(event)?;
+        let want_rates = want_rates && self.rules.rates();
+        let call = ScriptCall::event(&self.rules, &event, now, want_rates, self.nonce());
+        let reply = self.call(&call).await?;
+        let decisions = self.settle(reply.records).await;
+        let passed = match event.scope {
+            Scope::Token => reply.passed,
+            // Counted under `global`: whether the token itself is banned, the node's cache says.
+            Scope::Global => !self.cache.is_banned(event.token, now),
+        };
+        Ok(Verdict {
+            passed,
+            rates: want_rates.then_some(reply.rates),
+            actions: self.due(&decisions),
+            decisions,
+        })
+    }
+
+    /// Fires tier `tier` of `metric` for `token` at `now`, as if its limit were reached (the
+    /// engine's `fire`: `until = now + action_duration`, value = the limit). Checked as the
+    /// engine checks it (`Ruleset::resolve_fire`). Rates, when kept, are the token's events of
+    /// the metric (the fire is not one).
+    pub async fn fire(
+        &self,
+        token: &str,
+        metric: &str,
+        tier: usize,
+        now: Timestamp,
+    ) -> Result<Verdict, StoreError> {
+        let (metric, rule) = self.rules.resolve_fire(token, metric, tier)?;
+        let call = ScriptCall::fire(&self.rules, token, metric, rule, now);
+        let reply = self.call(&call).await?;
+        let decisions = self.settle(reply.records).await;
+        Ok(Verdict {
+            passed: reply.passed,
+            rates: self.rules.rates().then_some(reply.rates),
+            actions: self.due(&decisions),
+            decisions,
+        })
+    }
+
+    /// Runs one script call and reads its answer strictly.
+    async fn call(&self, call: &ScriptCall<'_>) -> Result<Reply, StoreError> {
+        let value: redis::Value = self.conn.invoke(&call.invocation(&self.engine)).await?;
+        Reply::parse(&value).map_err(|why| self.conn.protocol_error(why))
+    }
+
+    /// Makes an event's member in its window unique across nodes.
+    fn nonce(&self) -> String {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        inv.arg("event")
-            .arg(now.as_unix())
-            .arg(event.at.as_unix())
-            .arg(u8::from(want_rates && self.rules.rates()))
-            .arg(layout.count_horizon.get())
-            .arg(format!("{:x}.{seq:x}", self.node))
-            .arg(rule.thresholds.len())
-            .arg(layout.distincts.len())
-            .arg(enc(event.metric).as_ref())
-            .arg(enc(who).as_ref());
-        for (t, slot) in rule.thresholds.iter().zip(layout.slots) {
-            let (kind, dindex) = match slot {
-                MeasureSlot::Distinct(i) => (1, i + 1),
-                _ => (0, 0),
-            };
-            inv.arg(t.limit.get())
-                .arg(t.window.secs())
-                .arg(kind)
-                .arg(dindex)
-                .arg(effect_code(t.effect))
-                .arg(u8::from(t.policy == BanPolicy::AfterViolation))
-                .arg(t.action_duration.get());
-        }
-        for (attr, horizon, keep) in layout.distincts {
-            let value = event.attr(attr).ok_or_else(|| EventError::MissingAttr {
-                metric: rule.name.to_string(),
-                attr: attr.to_string(),
-            })?;
-            inv.arg(value).arg(horizon.get()).arg(*keep);
-        }
-        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
-        let parsed = Reply::parse(&reply)?;
-        let mut decisions = Vec::with_capacity(parsed.records.len());
-        for r in &parsed.records {
-            let d = self.decision(r)?;
+        format!("{:x}.{seq:x}", self.node)
+    }
+
+    /// The decisions of a call's records: the ones that start are indexed for their end, bans
+    /// are told to the other nodes.
+    async fn settle(&self, records: Vec<Record>) -> Vec<DecisionEvent> {
+        let mut decisions = Vec::with_capacity(records.len());
+        for r in records {
+            let d = r.into_decision(|m| self.metric_name(m));
             if d.change == Change::Start {
                 self.register(&d).await;
             }
             self.publish(&d).await;
             decisions.push(d);
         }
-        let passed = if global {
-            !self.cache.is_banned(event.token, now)
-        } else {
-            parsed.passed
-        };
-        let rates = (want_rates && self.rules.rates()).then_some(parsed.rates);
-        let actions = self.due(&decisions);
-        Ok(Verdict {
-            passed,
-            rates,
-            decisions,
-            actions,
-        })
+        decisions
     }
 
     /// The actions of the decisions this node's call started: they run here, once, as the
@@ -362,6 +263,8 @@ impl RedisStore {
     }
 
     /// Ends every decision due by `now`, whichever node started it; returns the ends in order.
+    /// An entry whose decision cannot be read (a protocol error, counted and logged) is left
+    /// for later rather than holding up every other end.
     pub async fn sweep(&self, now: Timestamp) -> Result<Vec<DecisionEvent>, StoreError> {
         self.ends(now, false).await
     }
@@ -384,135 +287,27 @@ impl RedisStore {
                 self.conn.zrem(DEADLINES, &member).await?;
                 continue;
             };
-            let (limit, window) = self.tier_spec(&m.metric, m.tier);
-            let emetric = enc(&m.metric);
-            let episode = if m.effect == 0 {
-                key(&m.token, "ban")
-            } else {
-                key(&m.token, &format!("ep:{emetric}:{}", m.tier))
+            let reply = match self
+                .call(&ScriptCall::end(&self.rules, &m, now, finish))
+                .await
+            {
+                Ok(reply) => reply,
+                Err(StoreError::Protocol(_)) => continue,
+                Err(e) => return Err(e),
             };
-            let mut inv = self.engine.prepare_invoke();
-            inv.key(&episode)
-                .key(key(&m.token, &format!("w:{emetric}")))
-                .arg(if finish { "finish" } else { "end" })
-                .arg(now.as_unix())
-                .arg(limit)
-                .arg(window);
-            let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
-            let parsed = Reply::parse(&reply)?;
-            match parsed.until {
-                Some(u) if !finish => self.conn.zadd(DEADLINES, &member, u).await?,
+            match reply.until {
+                Some(u) if !finish => self.conn.zadd(DEADLINES, &member, u.as_unix()).await?,
                 _ => self.conn.zrem(DEADLINES, &member).await?,
             }
-            for r in &parsed.records {
-                let d = self.decision(r)?;
+            for r in reply.records {
+                let d = r.into_decision(|m| self.metric_name(m));
                 self.publish(&d).await;
                 out.push((d.at, member.clone(), d));
             }
         }
+        // In time order, equal ends in the order they started (the index's SEQ), as the engine.
         out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(out.into_iter().map(|(_, _, d)| d).collect())
-    }
-
-    fn tier_spec(&self, metric: &str, tier: usize) -> (u64, u64) {
-        self.rules
-            .metric_id(metric)
-            .and_then(|id| self.rules.metric(id).thresholds.get(tier))
-            .map_or((0, 1), |t| (t.limit.get(), t.window.secs()))
-    }
-
-    /// Fires tier `tier` of `metric` for `token` at `now`, as if its limit were reached.
-    pub async fn fire(
-        &self,
-        token: &str,
-        metric: &str,
-        tier: usize,
-        now: Timestamp,
-    ) -> Result<Verdict, StoreError> {
-        // A fired tier is an event that already reached its limit: replayed through the script
-        // as a one-tier rule of limit 1, so the episode logic is the script's own.
-        let id = self
-            .rules
-            .metric_id(metric)
-            .ok_or_else(|| EventError::UnknownMetric(metric.chars().take(64).collect()))?;
-        let rule = self.rules.metric(id);
-        let t = rule
-            .thresholds
-            .get(tier)
-            .ok_or_else(|| EventError::UnknownTier {
-                metric: metric.to_owned(),
-                tier,
-            })?;
-        if rule.scope == Scope::Global {
-            return Err(EventError::GlobalFire(metric.to_owned()).into());
-        }
-        let mut inv = self.engine.prepare_invoke();
-        let emetric = enc(metric);
-        inv.key(key(token, "ban"))
-            .key(key(token, &format!("fire:{emetric}")));
-        for i in 0..=tier {
-            inv.key(key(token, &format!("ep:{emetric}:{i}")));
-        }
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        inv.arg("event")
-            .arg(now.as_unix())
-            .arg(now.as_unix())
-            .arg(0)
-            .arg(1)
-            .arg(format!("{:x}.{seq:x}", self.node))
-            .arg(tier + 1)
-            .arg(0)
-            .arg(emetric.as_ref())
-            .arg(enc(token).as_ref());
-        for i in 0..=tier {
-            // Lower tiers are present only to keep the tier number; they cannot hold.
-            let limit = if i == tier { 1 } else { u64::MAX >> 12 };
-            inv.arg(limit)
-                .arg(1)
-                .arg(0)
-                .arg(0)
-                .arg(effect_code(t.effect))
-                .arg(0)
-                .arg(t.action_duration.get());
-        }
-        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
-        let parsed = Reply::parse(&reply)?;
-        let mut decisions = Vec::new();
-        for r in &parsed.records {
-            let mut d = self.decision(r)?;
-            d.value = t.limit.get();
-            if d.change == Change::Start {
-                self.register(&d).await;
-            }
-            self.publish(&d).await;
-            decisions.push(d);
-        }
-        // The stats the seed's `now` answers, when rates are kept: the token's events of the
-        // metric (the fire itself is not one).
-        let rates = if self.rules.rates() {
-            let events = key(token, &format!("w:{emetric}"));
-            let mut r = [0u64; 3];
-            for (n, secs) in r.iter_mut().zip([60, 600, 3600]) {
-                *n = self
-                    .conn
-                    .zcount_after(&events, now.as_unix() - secs)
-                    .await?;
-            }
-            Some(Rates {
-                last_1m: r[0],
-                last_10m: r[1],
-                last_60m: r[2],
-            })
-        } else {
-            None
-        };
-        let actions = self.due(&decisions);
-        Ok(Verdict {
-            passed: parsed.passed,
-            rates,
-            decisions,
-            actions,
-        })
     }
 
     /// Ends `token`'s ban at `now` (an operator's unban); the UNBAN, if it was banned.
@@ -521,27 +316,33 @@ impl RedisStore {
         token: &str,
         now: Timestamp,
     ) -> Result<Option<DecisionEvent>, StoreError> {
-        let mut inv = self.engine.prepare_invoke();
-        inv.key(key(token, "ban")).arg("unban").arg(now.as_unix());
-        let reply: Vec<redis::Value> = self.conn.invoke(&inv).await?;
-        let parsed = Reply::parse(&reply)?;
-        match parsed.records.first() {
-            Some(r) => {
-                let d = self.decision(r)?;
-                self.publish(&d).await;
-                // Its deadline entries go too, or listings would show the ban until its old
-                // end. A scan of the index: unbans are rare operator actions.
-                for (member, _) in self.conn.zrange_all(DEADLINES).await? {
-                    if DeadlineMember::parse(&member)
-                        .is_some_and(|m| m.effect == 0 && m.token == token)
-                    {
-                        self.conn.zrem(DEADLINES, &member).await?;
-                    }
-                }
-                Ok(Some(d))
-            }
-            None => Ok(None),
+        let reply = self.call(&ScriptCall::unban(token, now)).await?;
+        let mut records = reply.records.into_iter();
+        let (end, None) = (records.next(), records.next()) else {
+            return Err(self
+                .conn
+                .protocol_error("engine.lua answered an unban with several records".into()));
+        };
+        let Some(end) = end else {
+            return Ok(None);
+        };
+        if (end.effect, end.change) != (Effect::Block, Change::End) {
+            return Err(self
+                .conn
+                .protocol_error("engine.lua answered an unban with another record".into()));
         }
+        let d = end.into_decision(|m| self.metric_name(m));
+        self.publish(&d).await;
+        // Its deadline entries go too, or listings would show the ban until its old end. A
+        // scan of the index: unbans are rare operator actions.
+        for (member, _) in self.conn.zrange_all(DEADLINES).await? {
+            if DeadlineMember::parse(&member)
+                .is_some_and(|m| m.effect == Effect::Block && m.token == token)
+            {
+                self.conn.zrem(DEADLINES, &member).await?;
+            }
+        }
+        Ok(Some(d))
     }
 
     /// Active bans from the deadline index (ends not yet swept included): token, the metric
@@ -551,7 +352,8 @@ impl RedisStore {
         let mut bans: std::collections::BTreeMap<String, (String, usize, Timestamp)> =
             std::collections::BTreeMap::new();
         for (member, score) in all {
-            let Some(m) = DeadlineMember::parse(&member).filter(|m| m.effect == 0) else {
+            let Some(m) = DeadlineMember::parse(&member).filter(|m| m.effect == Effect::Block)
+            else {
                 continue;
             };
             #[allow(clippy::cast_possible_truncation)] // scores are whole seconds
@@ -579,66 +381,50 @@ impl RedisStore {
         let v: Vec<Option<String>> = self
             .conn
             .hmget(
-                &key(token, "ban"),
+                &keys::ban(token),
                 &["rule", "tier", "value", "from", "until"],
             )
             .await?;
-        let num = |i: usize| {
-            v.get(i)
-                .and_then(|x| x.as_deref())
-                .and_then(|x| x.parse::<i64>().ok())
+        let [rule, tier, value, from, until] = &v[..] else {
+            return Err(self
+                .conn
+                .protocol_error(format!("HMGET answered {} fields for 5", v.len())));
         };
-        let (Some(rule), Some(until)) = (v.first().cloned().flatten(), num(4)) else {
+        let (Some(rule), Some(_)) = (rule, until) else {
             return Ok(None);
         };
         Ok(Some((
-            dec(&rule).into_owned(),
-            usize::try_from(num(1).unwrap_or(0)).unwrap_or(0),
-            u64::try_from(num(2).unwrap_or(0)).unwrap_or(0),
-            Timestamp::from_unix(num(3).unwrap_or(until)),
-            Timestamp::from_unix(until),
+            keys::dec(rule).into_owned(),
+            self.field(token, "tier", tier)?,
+            self.field(token, "value", value)?,
+            Timestamp::from_unix(self.field(token, "from", from)?),
+            Timestamp::from_unix(self.field(token, "until", until)?),
         )))
     }
 
-    /// Whether `token` is banned at `now`, asking Redis.
+    /// A number field of `token`'s ban hash; anything else is a protocol error.
+    fn field<T: std::str::FromStr>(
+        &self,
+        token: &str,
+        name: &str,
+        raw: &Option<String>,
+    ) -> Result<T, StoreError> {
+        let raw = raw.as_deref().unwrap_or_default();
+        raw.parse().map_err(|_| {
+            self.conn
+                .protocol_error(format!("the ban of `{token}` has {name} `{raw}`"))
+        })
+    }
+
+    /// When `token`'s ban ends, asking Redis.
     pub async fn ban_until(&self, token: &str) -> Result<Option<Timestamp>, StoreError> {
-        let until: Option<i64> = self.conn.hget(&key(token, "ban"), "until").await?;
+        let until: Option<i64> = self.conn.hget(&keys::ban(token), "until").await?;
         Ok(until.map(Timestamp::from_unix))
     }
 
     /// Deletes every key this store wrote (tests).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.conn.flushall().await
-    }
-
-    fn decision(&self, r: &str) -> Result<DecisionEvent, StoreError> {
-        let bad = || StoreError::Unavailable(format!("unexpected record from the script: {r}"));
-        let p: Vec<&str> = r.split('|').collect();
-        let [verb, at, token, metric, tier, value, from, until, effect] = p[..] else {
-            return Err(bad());
-        };
-        let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-        let change = match verb {
-            "BAN" | "ALERT" | "NOTIFY" => Change::Start,
-            "EXTEND" | "NOTIFY_EXTEND" => Change::Extend,
-            _ => Change::End,
-        };
-        let effect = match effect {
-            "0" => Effect::Block,
-            "1" => Effect::Notify,
-            _ => Effect::Alert,
-        };
-        Ok(DecisionEvent {
-            at: Timestamp::from_unix(num(at)?),
-            change,
-            effect,
-            token: Token::new(&dec(token)).ok_or_else(bad)?,
-            metric: self.metric_name(&dec(metric)),
-            tier: usize::try_from(num(tier)?).map_err(|_| bad())?,
-            value: u64::try_from(num(value)?).unwrap_or(0),
-            from: Timestamp::from_unix(num(from)?),
-            until: Timestamp::from_unix(num(until)?),
-        })
     }
 
     /// The rule's own `Arc<str>` for plain metrics (no allocation), a new one for members.
@@ -681,98 +467,9 @@ impl RedisStore {
     }
 }
 
-fn effect_code(e: Effect) -> u8 {
-    match e {
-        Effect::Block => 0,
-        Effect::Notify => 1,
-        Effect::Alert => 2,
-    }
-}
-
 fn nonce_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.finish()
-}
-
-/// The script's answer.
-struct Reply {
-    passed: bool,
-    rates: Rates,
-    until: Option<i64>,
-    records: Vec<String>,
-}
-
-impl Reply {
-    fn parse(v: &[redis::Value]) -> Result<Self, StoreError> {
-        let int = |i: usize| -> Result<i64, StoreError> {
-            match v.get(i) {
-                Some(redis::Value::Int(n)) => Ok(*n),
-                other => Err(StoreError::Unavailable(format!(
-                    "unexpected reply {other:?}"
-                ))),
-            }
-        };
-        let rate = |i| int(i).map(|n| u64::try_from(n).unwrap_or(0));
-        let until = int(4)?;
-        let mut records = Vec::new();
-        for item in v.iter().skip(5) {
-            match item {
-                redis::Value::BulkString(b) => {
-                    records.push(String::from_utf8_lossy(b).into_owned())
-                }
-                redis::Value::SimpleString(s) => records.push(s.clone()),
-                other => {
-                    return Err(StoreError::Unavailable(format!(
-                        "unexpected record {other:?}"
-                    )))
-                }
-            }
-        }
-        Ok(Reply {
-            passed: int(0)? == 1,
-            rates: Rates {
-                last_1m: rate(1)?,
-                last_10m: rate(2)?,
-                last_60m: rate(3)?,
-            },
-            until: (until >= 0).then_some(until),
-            records,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{dec, enc, key, DeadlineMember};
-
-    #[test]
-    fn escaped_tokens_cannot_reach_other_keys() {
-        assert_eq!(enc("10.0.0.1"), "10.0.0.1");
-        assert_eq!(enc("2001:db8::1"), "2001%3Adb8%3A%3A1");
-        // The attack the scale-out review found: these two used to share a key.
-        assert_ne!(
-            key("v}:w:f:x", &format!("w:{}", enc("f"))),
-            key("v", &format!("w:{}", enc("f:x}:ban")))
-        );
-        assert_eq!(key("a}b", "ban"), "bh:{a%7Db}:ban");
-        for s in ["", "a|b", "%", "%%41", "{x}", "é:ü|%7"] {
-            assert_eq!(dec(&enc(s)), s);
-        }
-        assert_eq!(dec("100%"), "100%");
-    }
-
-    #[test]
-    fn a_deadline_member_reads_back_as_written() {
-        let m = DeadlineMember {
-            effect: 0,
-            token: "a|b:{c}".to_owned(),
-            metric: "detect:login".to_owned(),
-            tier: 1,
-        };
-        let stored = format!("{:020}|{}", 7, m.unsequenced());
-        assert_eq!(DeadlineMember::parse(&stored), Some(m));
-        assert_eq!(DeadlineMember::parse("00000000000000000007|0|x"), None);
-    }
 }

@@ -1,0 +1,125 @@
+//! Failures: a Redis that cannot be reached is an outage (`Unavailable`: the fail policy
+//! answers, the circuit breaker counts it); a Redis that answers what the store cannot use is
+//! a protocol error (`Protocol`: neither).
+
+use std::num::NonZeroU64;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use banhammer_core::{
+    Effect, Event, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
+};
+use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
+use banhammer_testkit::RedisServer;
+
+/// One metric `m` that bans for 600 s at 2 events in 60 s.
+fn rules() -> Arc<Ruleset> {
+    let m = MetricRule {
+        name: "m".into(),
+        scope: Scope::Token,
+        thresholds: vec![Threshold::new(
+            NonZeroU64::new(2).unwrap(),
+            Window::from_secs(60).unwrap(),
+            Effect::Block,
+            Seconds::new(600),
+        )],
+    };
+    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+}
+
+async fn connect(server: &RedisServer, timeout: Duration) -> RedisStore {
+    let url: StoreUrl = server.url().parse().unwrap();
+    RedisStore::connect(&url, rules(), timeout).await.unwrap()
+}
+
+fn redis_cli(server: &RedisServer, args: &[&str]) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}");
+}
+
+#[tokio::test]
+async fn a_script_fault_is_a_protocol_error_and_leaves_the_breaker_closed() {
+    let server = RedisServer::start();
+    let store = connect(&server, Duration::from_secs(2)).await;
+    store.flush().await.unwrap();
+    // A key of the wrong type where the token's ban belongs: the script fails with WRONGTYPE.
+    redis_cli(&server, &["SET", "bh:{y}:ban", "x"]);
+    let now = Timestamp::from_unix(1_000);
+    for _ in 0..5 {
+        match store.observe(&Event::new("y", "m", now), now, false).await {
+            Err(StoreError::Protocol(why)) => assert!(why.contains("WRONGTYPE"), "{why}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+    let health = store.connection().health();
+    assert_eq!(health.protocol_errors.load(Ordering::Relaxed), 5);
+    assert_eq!(health.short_circuited.load(Ordering::Relaxed), 0);
+    assert!(
+        health.up.load(Ordering::Relaxed),
+        "Redis answered: it is up"
+    );
+    // Other tokens are decided as ever: the breaker never opened.
+    let v = store
+        .observe(&Event::new("z", "m", now), now, false)
+        .await
+        .unwrap();
+    assert!(v.passed);
+}
+
+#[tokio::test]
+async fn one_unreadable_decision_does_not_hold_up_the_other_ends() {
+    let server = RedisServer::start();
+    let store = connect(&server, Duration::from_secs(2)).await;
+    store.flush().await.unwrap();
+    let now = Timestamp::from_unix(1_000);
+    for _ in 0..2 {
+        store
+            .observe(&Event::new("w", "m", now), now, false)
+            .await
+            .unwrap();
+    }
+    // An entry due first whose decision is a key of the wrong type.
+    redis_cli(&server, &["SET", "bh:{z}:ban", "x"]);
+    redis_cli(
+        &server,
+        &[
+            "ZADD",
+            "bh:{deadlines}",
+            "5",
+            "00000000000000000000|0|z|m|0",
+        ],
+    );
+    let ends = store.sweep(Timestamp::from_unix(1_600)).await.unwrap();
+    let ends: Vec<String> = ends.iter().map(ToString::to_string).collect();
+    assert_eq!(ends, ["1600,UNBAN,w"]);
+    let health = store.connection().health();
+    assert_eq!(health.protocol_errors.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_redis_that_is_gone_is_unavailable_and_opens_the_breaker() {
+    let mut server = RedisServer::start();
+    let store = connect(&server, Duration::from_millis(300)).await;
+    server.kill();
+    let now = Timestamp::from_unix(1_000);
+    for _ in 0..3 {
+        let e = store
+            .observe(&Event::new("y", "m", now), now, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+    let e = store
+        .observe(&Event::new("y", "m", now), now, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e, StoreError::Unavailable("circuit open".into()));
+    let health = store.connection().health();
+    assert!(!health.up.load(Ordering::Relaxed));
+    assert_eq!(health.protocol_errors.load(Ordering::Relaxed), 0);
+}
