@@ -173,6 +173,7 @@ impl<C: Clock + Clone> SharedEngine<C> {
             let c = lock(s).counters();
             total.tracked_tokens += c.tracked_tokens;
             total.active_decisions += c.active_decisions;
+            total.active_bans += c.active_bans;
             total.evictions += c.evictions;
             total.expired += c.expired;
             total.late_events += c.late_events;

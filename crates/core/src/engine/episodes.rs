@@ -250,11 +250,24 @@ pub(super) struct Episodes {
     map: HashMap<EpisodeKey, Episode>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
+    /// Active bans, kept as they start and end so that counting them walks nothing.
+    bans: usize,
 }
 
 impl Episodes {
     pub(super) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many tokens are banned.
+    pub(super) fn bans(&self) -> usize {
+        self.bans
+    }
+
+    fn removed(&mut self, ep: &Episode) {
+        if ep.effect == Effect::Block {
+            self.bans -= 1;
+        }
     }
 
     /// Applies one holding threshold of `token` at `now`: starts its decision (returns true:
@@ -356,6 +369,7 @@ impl Episodes {
             id,
             key: key.clone(),
         }));
+        self.bans += usize::from(effect == Effect::Block);
         self.map.entry(key).insert(ep).into_mut()
     }
 
@@ -411,6 +425,7 @@ impl Episodes {
         now: Timestamp,
     ) -> Option<DecisionEvent> {
         let (_, ep) = self.map.remove_entry(&BlockKey(token))?;
+        self.removed(&ep);
         let mut end = ep.end_event(rules, now, None);
         end.until = now;
         Some(end)
@@ -458,6 +473,7 @@ impl Episodes {
                 continue;
             }
             if let Some(ep) = self.map.remove(&d.key) {
+                self.removed(&ep);
                 let end = match d.key {
                     EpisodeKey::Alert(rule) => end_of_alert(rules, globals, rule, &ep),
                     _ => ep.end_event(rules, d.at, None),
@@ -476,6 +492,7 @@ impl Episodes {
         stop: Timestamp,
     ) -> Vec<DecisionEvent> {
         let mut ends: Vec<(Timestamp, u64, DecisionEvent)> = Vec::new();
+        self.bans = 0;
         for (key, ep) in std::mem::take(&mut self.map) {
             let end = match key {
                 EpisodeKey::Alert(rule) => end_of_alert(rules, globals, rule, &ep),

@@ -78,6 +78,8 @@ pub struct EngineCounters {
     pub tracked_tokens: usize,
     /// Active decisions (bans, notices, alerts).
     pub active_decisions: usize,
+    /// Active bans (kept as bans start and end: reading it walks nothing).
+    pub active_bans: usize,
     /// Tokens dropped because the `max_tokens` cap was reached (least recently seen first).
     pub evictions: u64,
     /// Tokens dropped because nothing about them could matter any more.
@@ -495,6 +497,7 @@ impl<C: Clock> Engine<C> {
         EngineCounters {
             tracked_tokens: self.tokens.len(),
             active_decisions: self.episodes.len(),
+            active_bans: self.episodes.bans(),
             evictions: self.tokens.evictions,
             expired: self.tokens.expired,
             late_events: self.late_events,

@@ -888,3 +888,47 @@ fn a_shared_engine_ends_a_ban_before_answering_a_global_event() {
     unbans.sort();
     assert_eq!(unbans, tokens.map(|t| format!("10,UNBAN,{t}")));
 }
+
+#[test]
+fn the_ban_count_follows_bans_as_they_start_and_end() {
+    let bans = |e: &Engine<ManualClock>| {
+        let walked = e
+            .decisions()
+            .filter(|(_, d)| d.effect == Effect::Block)
+            .count();
+        assert_eq!(e.counters().active_bans, walked);
+        walked
+    };
+    let mut notice = threshold(2, 60, Effect::Notify, 60);
+    notice
+        .actions
+        .push(Arc::new(NamedNoop("record_local".into())));
+    let r = rules(vec![
+        metric("m", vec![threshold(2, 60, Effect::Block, 100)]),
+        metric("n", vec![notice]),
+    ]);
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    for token in ["a", "b", "c"] {
+        e.incr(token, "m").unwrap();
+        e.incr(token, "m").unwrap();
+        e.incr(token, "n").unwrap();
+        e.incr(token, "n").unwrap();
+    }
+    assert_eq!(bans(&e), 3);
+    e.incr("a", "m").unwrap(); // an extension is not a new ban
+    assert_eq!(bans(&e), 3);
+    e.unban("b");
+    assert_eq!(bans(&e), 2);
+    e.restore_ban("d", "m", 0, 2, ts(0), ts(50)).unwrap();
+    e.restore_ban("a", "m", 0, 2, ts(0), ts(500)).unwrap(); // extends a's ban
+    assert_eq!(bans(&e), 3);
+    clock.set(ts(60));
+    e.tick();
+    assert_eq!(bans(&e), 2);
+    clock.set(ts(150));
+    e.tick();
+    assert_eq!(bans(&e), 1);
+    e.finish();
+    assert_eq!(bans(&e), 0);
+}

@@ -3,13 +3,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use banhammer_core::{
-    Clock, DecisionEvent, DecisionView, Effect, Event, EventError, Ruleset, Timestamp, Token,
-    Verdict,
+    Clock, DecisionEvent, DecisionView, Effect, Event, EventError, Ruleset, Seconds, Timestamp,
+    Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 
@@ -20,7 +20,13 @@ use super::{Backend, BackendError, StoreHealth, Sweep};
 pub struct RedisBackend {
     store: Arc<RedisStore>,
     clock: Arc<dyn Clock>,
+    /// The last count of active bans and when it was taken: counting lists the whole deadline
+    /// index, so a scrape reuses a count younger than [`BAN_COUNT_TTL`].
+    ban_count: Mutex<Option<(Timestamp, usize)>>,
 }
+
+/// How long a count of active bans is reused.
+const BAN_COUNT_TTL: Seconds = Seconds::new(10);
 
 impl RedisBackend {
     /// Connects to `url` for `rules`, every call bounded by `timeout`.
@@ -36,6 +42,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             store: Arc::new(store),
             clock,
+            ban_count: Mutex::new(None),
         })
     }
 
@@ -147,7 +154,14 @@ impl Backend for RedisBackend {
 
     async fn active_bans(&self) -> Result<usize, BackendError> {
         let now = self.clock.now();
-        Ok(match self.store.bans().await {
+        let fresh = |c: &Option<(Timestamp, usize)>| {
+            c.filter(|(at, _)| now < at.plus(BAN_COUNT_TTL) && *at <= now)
+                .map(|(_, n)| n)
+        };
+        if let Some(n) = self.ban_count.lock().ok().and_then(|c| fresh(&c)) {
+            return Ok(n);
+        }
+        let n = match self.store.bans().await {
             Ok(bans) => bans.iter().filter(|b| b.3 > now).count(),
             Err(_) => self
                 .store
@@ -156,7 +170,11 @@ impl Backend for RedisBackend {
                 .iter()
                 .filter(|(_, until)| *until > now.as_unix())
                 .count(),
-        })
+        };
+        if let Ok(mut c) = self.ban_count.lock() {
+            *c = Some((now, n));
+        }
+        Ok(n)
     }
 
     async fn ban(&self, token: &str) -> Result<Option<DecisionView>, BackendError> {
