@@ -331,3 +331,64 @@ fn a_missing_config_is_a_clear_error() {
         r.stderr
     );
 }
+
+/// Hardening: `check` refuses what the engine or a store would refuse at run time.
+#[test]
+fn check_refuses_spans_and_families_that_would_fail_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // A window near i64::MAX made every Redis call fail; ten years is the most accepted.
+    let config = write(
+        dir.path(),
+        "span.toml",
+        "[metrics.m]\n[[metrics.m.thresholds]]\nlimit = 3\nwindow = 9223372036854775000\n\
+         actions = [\"block_local\"]\naction_duration = 60\n",
+    );
+    let out = bin().arg("check").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("span.toml:2:1: metrics.m.thresholds[0]: metric `m` tier 0: window must be at most 315360000 seconds"),
+        "{stderr}"
+    );
+    // Seventeen members of one family that a line counts as: replay stopped at line 1.
+    let mut text = String::from(
+        "[metrics.\"f:*\"]\n[[metrics.\"f:*\".thresholds]]\nlimit = 100\nwindow = 60\n\
+         actions = [\"block_local\"]\naction_duration = 60\n",
+    );
+    for i in 1..=17 {
+        text.push_str(&format!(
+            "[[accesslog.match]]\npath_prefix = \"/\"\nmetric = \"f:{i}\"\n"
+        ));
+    }
+    let config = write(dir.path(), "family.toml", &text);
+    let out = bin().arg("check").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("accesslog.match[16].metric: `f:17` is the 17th member of family `f:*`"),
+        "{stderr}"
+    );
+    // Sixteen are fine, and replay counts every line.
+    let text = text.replace(
+        "[[accesslog.match]]\npath_prefix = \"/\"\nmetric = \"f:17\"\n",
+        "",
+    );
+    let config = write(dir.path(), "family16.toml", &text);
+    assert!(bin().arg("check").arg(&config).status().unwrap().success());
+    let log = write(
+        dir.path(),
+        "a.log",
+        "1.2.3.4 - - [31/Dec/2018:23:55:00 +0800] \"GET / HTTP/1.1\" 200 1\n",
+    );
+    let out = bin()
+        .args(["replay", "--config"])
+        .arg(&config)
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use banhammer_core::{metric_matches, NamedNoop};
+use banhammer_core::{metric_matches, NamedNoop, MAX_MEMBERS};
 use toml::de::DeTable;
 
 use crate::context::Cx;
@@ -107,13 +107,43 @@ impl Config {
                 ),
             }
         }
+        // Members of one family that lines may count as: a token counts at most MAX_MEMBERS
+        // of them, so more would make the engine refuse lines at run time.
+        let mut members: Vec<(&str, Vec<String>)> = Vec::new();
         for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
-            if !metrics.iter().any(|m| metric_matches(&m.name, &name)) {
+            let Some(m) = metrics.iter().find(|m| metric_matches(&m.name, &name)) else {
                 cx.push(
                     Some(span),
                     &field,
                     format!("metric `{name}` is not defined in [metrics]"),
                 );
+                continue;
+            };
+            if !m.is_family() {
+                continue;
+            }
+            let family = match members.iter().position(|(f, _)| *f == &*m.name) {
+                Some(i) => &mut members[i].1,
+                None => {
+                    members.push((&m.name, Vec::new()));
+                    &mut members.last_mut().expect("just pushed").1
+                }
+            };
+            if !family.contains(&name) {
+                family.push(name);
+                if family.len() == MAX_MEMBERS + 1 {
+                    cx.push(
+                        Some(span),
+                        &field,
+                        format!(
+                            "`{}` is the {}th member of family `{}` that lines count as; a \
+                             token counts at most {MAX_MEMBERS} members of a family",
+                            family[MAX_MEMBERS],
+                            MAX_MEMBERS + 1,
+                            m.name
+                        ),
+                    );
+                }
             }
         }
         let detect = cx.detect(detect_value, env);

@@ -46,7 +46,8 @@ impl MetricPlaces {
             RuleError::ScopeEffect { metric, tier, .. }
             | RuleError::ZeroDuration { metric, tier }
             | RuleError::DistinctTooLarge { metric, tier, .. }
-            | RuleError::EmptyAttr { metric, tier } => (Some(metric), Some(*tier)),
+            | RuleError::EmptyAttr { metric, tier }
+            | RuleError::SpanTooLong { metric, tier, .. } => (Some(metric), Some(*tier)),
             RuleError::DuplicateMetric(metric) | RuleError::BadMetricName(metric) => {
                 (Some(metric), None)
             }

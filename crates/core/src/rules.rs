@@ -291,6 +291,16 @@ pub enum RuleError {
         /// The largest accepted.
         max: u64,
     },
+    /// A window or action duration longer than [`Ruleset::MAX_SPAN`].
+    #[error("metric `{metric}` tier {tier}: {field} must be at most {} seconds (10 years)", Ruleset::MAX_SPAN.get())]
+    SpanTooLong {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+        /// `window` or `action_duration`.
+        field: &'static str,
+    },
     /// An attribute name that is empty.
     #[error("metric `{metric}` tier {tier}: the attribute name is empty")]
     EmptyAttr {
@@ -319,6 +329,11 @@ pub(crate) const RATE_WINDOWS: [u64; 3] = [60, 600, 3600];
 impl Ruleset {
     /// The largest `distinct` limit: that many values are kept per token and metric.
     pub const MAX_DISTINCT_LIMIT: u64 = 1024;
+
+    /// The longest window or action duration: ten years. Nothing about abuse needs more, and
+    /// a longer span would overflow the time arithmetic of a store that counts in floating
+    /// point (Redis's Lua) long before it overflows the engine's.
+    pub const MAX_SPAN: Seconds = Seconds::new(10 * 365 * 86_400);
 
     /// Starts an empty rule set.
     pub fn builder() -> RulesetBuilder {
@@ -492,6 +507,18 @@ fn compile(rule: MetricRule, rates: bool, errors: &mut Vec<RuleError>) -> Compil
                 why: "alerts are for global-scope metrics",
             }),
             _ => {}
+        }
+        for (field, span) in [
+            ("window", t.window.length()),
+            ("action_duration", t.action_duration),
+        ] {
+            if span > Ruleset::MAX_SPAN {
+                errors.push(RuleError::SpanTooLong {
+                    metric: metric(),
+                    tier,
+                    field,
+                });
+            }
         }
         if t.effect != Effect::Alert && t.action_duration == Seconds::ZERO {
             errors.push(RuleError::ZeroDuration {
