@@ -20,4 +20,4 @@ pub use backend::{
 pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;
 pub use runtime::{Runtime, RuntimeCounters, RuntimeError, RuntimeGuard};
-pub use writer::{DecisionWriter, PersistError};
+pub use writer::{DecisionWriter, PersistError, WriterHealth, MAX_PENDING};

@@ -15,7 +15,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, BackendError, StatusPage, StoreHealth};
-use crate::writer::{DecisionWriter, PersistError};
+use crate::writer::{DecisionWriter, PersistError, WriterHealth};
 
 /// How many events of known-banned tokens may be counting in the background at once; past
 /// that they are answered but not counted (their token is banned already).
@@ -64,7 +64,8 @@ pub struct RuntimeCounters {
     pub alerts: AtomicU64,
     /// Notices started.
     pub notices: AtomicU64,
-    /// Events answered by a rule's fail policy because the shared store was unavailable.
+    /// Events answered by a rule's fail policy: the shared store was unavailable, or the
+    /// decision log could not store a decision yet.
     pub fail_policy_answers: AtomicU64,
     /// Actions that panicked (caught; the decision stands).
     pub action_panics: AtomicU64,
@@ -204,7 +205,16 @@ impl Runtime {
         match self.backend.observe(event, rates).await {
             Ok(verdict) => {
                 self.run_actions(&verdict);
-                self.settle(&verdict.decisions).await?;
+                if let Err(e) = self.settle(&verdict.decisions).await {
+                    // Not on disk: not reported as made. The writer keeps it and stores it
+                    // once the disk takes it; meanwhile the rule's fail policy answers.
+                    tracing::debug!(error = %e, "Decision not stored yet; answering by fail policy.");
+                    return Ok(self.by_fail_policy(verdict, event.metric));
+                }
+                if !verdict.passed && self.writer.health().holds_pending(event.token) {
+                    // Refused by a ban that is not on disk yet.
+                    return Ok(self.by_fail_policy(verdict, event.metric));
+                }
                 Ok(verdict)
             }
             Err(BackendError::Unavailable(why)) => {
@@ -223,6 +233,20 @@ impl Runtime {
                 })
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The answer while the verdict's decisions are not on disk: passes unless the metric's
+    /// rules fail closed; no decision is reported.
+    fn by_fail_policy(&self, verdict: Verdict, metric: &str) -> Verdict {
+        self.counters
+            .fail_policy_answers
+            .fetch_add(1, Ordering::Relaxed);
+        Verdict {
+            passed: verdict.passed || passes_when_unavailable(&self.rules, metric),
+            rates: verdict.rates,
+            decisions: Vec::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -352,6 +376,11 @@ impl Runtime {
     /// The shared store's health, if the state is in Redis.
     pub fn store_health(&self) -> Option<StoreHealth> {
         self.backend.store_health()
+    }
+
+    /// The decision log's health: decisions waiting for a store that refuses writes.
+    pub fn writer_health(&self) -> &WriterHealth {
+        self.writer.health()
     }
 
     /// The decision counters.

@@ -1,17 +1,28 @@
-//! `DecisionWriter`: one thread owning the SQLite store; callers await their decisions' commit.
+//! `DecisionWriter`: one thread owning the SQLite store; callers await their decisions' commit,
+//! and decisions that could not be committed are kept and written once the store takes them.
 
-use std::sync::mpsc;
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use banhammer_core::DecisionEvent;
+use banhammer_core::{DecisionEvent, Token};
 use banhammer_store_sqlite::DecisionStore;
 use tokio::sync::oneshot;
 
-/// The store could not take a decision.
+/// The store could not take a decision (yet: the writer keeps it and tries again).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the decision store failed: {0}")]
 pub struct PersistError(pub String);
+
+/// How often decisions that could not be committed are tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The most decisions kept while the store refuses them (about 150 bytes each); past that the
+/// oldest are dropped, counted and logged, so a store that never recovers cannot exhaust memory.
+pub const MAX_PENDING: usize = 100_000;
 
 enum Job {
     Write(
@@ -21,43 +32,159 @@ enum Job {
     Stop,
 }
 
+/// What the writer's store is going through, for answers and `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterHealth {
+    /// The last commit failed: some decisions are not on disk yet.
+    failing: AtomicBool,
+    /// Decisions waiting to be committed.
+    pending: AtomicUsize,
+    /// Commits that failed.
+    failures: AtomicU64,
+    /// Decisions dropped because too many were waiting ([`MAX_PENDING`]).
+    lost: AtomicU64,
+    /// Tokens with a decision not on disk yet (only read while `failing`).
+    pending_tokens: Mutex<HashSet<Token>>,
+}
+
+impl WriterHealth {
+    /// Whether some decisions are not on disk yet.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// How many decisions wait to be committed.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Commits that failed so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Decisions dropped because too many were waiting.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Whether `token` has a decision that is not on disk yet.
+    pub fn holds_pending(&self, token: &str) -> bool {
+        self.failing()
+            && self
+                .pending_tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(token)
+    }
+
+    fn committed(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "The decision store takes writes again; every waiting decision is stored."
+            );
+        }
+        self.pending.store(0, Ordering::Relaxed);
+        self.pending_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn refused(&self, pending: &[DecisionEvent], error: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                error,
+                pending = pending.len(),
+                "The decision store refuses writes; decisions are kept and retried every second."
+            );
+        }
+        self.pending.store(pending.len(), Ordering::Relaxed);
+        let mut tokens = self
+            .pending_tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tokens.clear();
+        tokens.extend(pending.iter().map(|d| d.token.clone()));
+    }
+}
+
 /// Writes decisions from many tasks through one SQLite connection on its own thread
 /// (SQLite calls block; they must not run on the async workers). Everything waiting when a
-/// transaction starts goes into it: concurrent bans share one commit (group commit).
+/// transaction starts goes into it: concurrent bans share one commit (group commit). A commit
+/// that fails (a full disk) keeps its decisions, in order, and they go first into the next
+/// attempt, every second until the store takes them.
 #[derive(Debug)]
 pub struct DecisionWriter {
     tx: mpsc::Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    health: Arc<WriterHealth>,
 }
 
 impl DecisionWriter {
     /// Starts the writer thread on `store`.
     pub fn start(mut store: DecisionStore) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
+        let health = Arc::new(WriterHealth::default());
+        let h = Arc::clone(&health);
         let thread = std::thread::Builder::new()
             .name("banhammer-writer".to_owned())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = Vec::new();
+                let mut pending: Vec<DecisionEvent> = Vec::new();
+                loop {
+                    let first = if pending.is_empty() {
+                        rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                    } else {
+                        rx.recv_timeout(RETRY_EVERY)
+                    };
                     let mut acks = Vec::new();
                     let mut stop = false;
-                    for job in std::iter::once(first).chain(rx.try_iter()) {
-                        match job {
-                            Job::Write(d, ack) => {
-                                batch.extend(d);
-                                acks.push(ack);
+                    match first {
+                        Ok(job) => {
+                            for job in std::iter::once(job).chain(rx.try_iter()) {
+                                match job {
+                                    Job::Write(d, ack) => {
+                                        pending.extend(d);
+                                        acks.push(ack);
+                                    }
+                                    Job::Stop => stop = true,
+                                }
                             }
-                            Job::Stop => stop = true,
                         }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => stop = true,
                     }
-                    let result = store.record(&batch).map_err(|e| PersistError(e.to_string()));
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, decisions = batch.len(), "Decisions not stored.");
+                    let result = if pending.is_empty() {
+                        Ok(())
+                    } else {
+                        store.record(&pending).map_err(|e| PersistError(e.to_string()))
+                    };
+                    match &result {
+                        Ok(()) => {
+                            pending.clear();
+                            h.committed();
+                        }
+                        Err(e) => {
+                            if pending.len() > MAX_PENDING {
+                                let drop = pending.len() - MAX_PENDING;
+                                pending.drain(..drop);
+                                h.lost.fetch_add(drop as u64, Ordering::Relaxed);
+                                tracing::error!(dropped = drop, "Too many decisions wait for the store; the oldest are dropped.");
+                            }
+                            h.refused(&pending, &e.0);
+                        }
                     }
                     for ack in acks {
                         let _ = ack.send(result.clone());
                     }
                     if stop {
+                        if !pending.is_empty() {
+                            tracing::error!(
+                                lost = pending.len(),
+                                "Stopping with decisions the store never took."
+                            );
+                        }
                         break;
                     }
                 }
@@ -66,10 +193,12 @@ impl DecisionWriter {
         DecisionWriter {
             tx,
             thread: Mutex::new(Some(thread)),
+            health,
         }
     }
 
-    /// Stores `decisions`; returns once they are committed (on disk, with full sync).
+    /// Stores `decisions`; returns once they are committed (on disk, with full sync). On an
+    /// error they are not lost: the writer keeps them and commits them when it can.
     pub async fn write(&self, decisions: Vec<DecisionEvent>) -> Result<(), PersistError> {
         if decisions.is_empty() {
             return Ok(());
@@ -80,6 +209,11 @@ impl DecisionWriter {
             .map_err(|_| PersistError("the writer has stopped".to_owned()))?;
         done.await
             .map_err(|_| PersistError("the writer has stopped".to_owned()))?
+    }
+
+    /// The store's health as the writer sees it.
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
     }
 
     /// Commits what is queued and stops the thread. Later writes fail.

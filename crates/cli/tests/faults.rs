@@ -1,0 +1,162 @@
+//! The real `banhammer serve` against faults a real machine has: a disk that fills up (a small
+//! tmpfs the test mounts; CI runs as root) and a process killed with SIGKILL.
+//!
+//! Contents: a decision the full disk refused is answered by the rule's fail policy, not
+//! reported as made, and stored once space is back, so it survives SIGKILL.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+mod common;
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (CI runs the tests as root)"
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk refuses; returns its path.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        // Bounded: a 2 MB disk takes at most 128 chunks.
+        for _ in 0..10_000 {
+            if f.write_all(&chunk).and_then(|()| f.sync_all()).is_err() {
+                return path;
+            }
+        }
+        panic!("the tmpfs never filled up");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+const CONFIG: &str = r#"
+[metrics.login_failed]
+[[metrics.login_failed.thresholds]]
+limit = 3
+window = 600
+actions = ["block_local"]
+action_duration = 3600
+on_store_error = "fail_closed"
+
+[metrics.signup]
+[[metrics.signup.thresholds]]
+limit = 3
+window = 600
+actions = ["block_local"]
+action_duration = 3600
+"#;
+
+fn incr(c: &reqwest::blocking::Client, base: &str, token: &str, metric: &str) -> (u16, Value) {
+    let r = c
+        .post(format!("{base}/v1/incr"))
+        .json(&json!({"token": token, "metric": metric}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+/// The active bans `banhammer bans --db` lists (the store read by another process).
+fn stored_bans(db: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+        .args(["bans", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_decision_the_full_disk_refused_is_not_reported_and_is_stored_once_space_is_back() {
+    let disk = Tmpfs::mount("2m");
+    let db = disk.path().join("decisions.sqlite");
+    let config = disk.path().join("banhammer.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let (mut server, base) = common::start_serve(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
+    let c = reqwest::blocking::Client::new();
+    let filler = disk.fill();
+    for _ in 0..2 {
+        assert_eq!(incr(&c, &base, "203.0.113.7", "login_failed").0, 200);
+        assert_eq!(incr(&c, &base, "198.51.100.7", "signup").0, 200);
+    }
+    // The third reaches the limit; the ban cannot be stored. It is answered (200, not 503)
+    // by each rule's fail policy: login_failed fails closed, signup open.
+    let (status, body) = incr(&c, &base, "203.0.113.7", "login_failed");
+    assert_eq!((status, &body), (200, &json!({"passed": false})));
+    let (status, body) = incr(&c, &base, "198.51.100.7", "signup");
+    assert_eq!((status, &body), (200, &json!({"passed": true})));
+    // While the ban is not on disk, the fail policy keeps answering for it.
+    assert_eq!(
+        incr(&c, &base, "198.51.100.7", "signup").1,
+        json!({"passed": true})
+    );
+    assert!(!stored_bans(&db).contains("203.0.113.7"));
+    // Space comes back: the waiting decisions are stored (the writer retries every second).
+    std::fs::remove_file(filler).unwrap();
+    let mut listed = String::new();
+    for _ in 0..200 {
+        listed = stored_bans(&db);
+        if listed.contains("203.0.113.7") && listed.contains("198.51.100.7") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        listed.contains("203.0.113.7") && listed.contains("198.51.100.7"),
+        "the refused bans were never stored:\n{listed}"
+    );
+    assert_eq!(
+        incr(&c, &base, "198.51.100.7", "signup").1,
+        json!({"passed": false})
+    );
+    // And they survive SIGKILL.
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (mut server, base) = common::start_serve(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ]);
+    for (token, metric) in [("203.0.113.7", "login_failed"), ("198.51.100.7", "signup")] {
+        assert_eq!(
+            incr(&c, &base, token, metric).1,
+            json!({"passed": false}),
+            "{token} is still banned after the restart"
+        );
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
