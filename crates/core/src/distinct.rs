@@ -59,6 +59,12 @@ impl DistinctWindow {
         Some(self.recent[idx].0)
     }
 
+    /// The kept values last seen after `boundary`, oldest first, with when.
+    pub fn values_after(&self, boundary: Timestamp) -> impl Iterator<Item = (Timestamp, &str)> + '_ {
+        let start = self.recent.partition_point(|(at, _)| *at <= boundary);
+        self.recent.range(start..).map(|(at, v)| (*at, v.as_str()))
+    }
+
     /// Whether nothing is kept.
     pub fn is_empty(&self) -> bool {
         self.recent.is_empty()

@@ -58,7 +58,9 @@ pub use action::{Action, ActionCall, DueAction, NamedNoop};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
-pub use engine::{Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict};
+pub use engine::{
+    Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict, WindowsData, WindowsSnapshot,
+};
 pub use error::{EventError, MAX_MEMBERS};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::decision::DecisionEvent;
-use crate::engine::{Engine, EngineCounters, MetricStatus, Verdict};
+use crate::engine::{Engine, EngineCounters, MetricStatus, Verdict, WindowsSnapshot};
 use crate::error::EventError;
 use crate::event::Event;
 use crate::rules::{Ruleset, Scope};
@@ -164,6 +164,32 @@ impl<C: Clock + Clone> SharedEngine<C> {
     /// Runs `f` on the shard that holds `token` (restoring a ban, reading one).
     pub fn for_each_token_shard(&self, token: &str, f: impl FnOnce(&mut Engine<C>)) {
         f(&mut self.token_shard(token));
+    }
+
+    /// [`Engine::track_changed_windows`] on every shard.
+    pub fn track_changed_windows(&self, on: bool) {
+        for s in &self.shards {
+            lock(s).track_changed_windows(on);
+        }
+    }
+
+    /// [`Engine::take_changed_windows`] of every shard.
+    pub fn take_changed_windows(&self) -> Vec<WindowsSnapshot> {
+        let mut all = Vec::new();
+        for s in &self.shards {
+            all.extend(lock(s).take_changed_windows());
+        }
+        all
+    }
+
+    /// [`Engine::restore_windows`] in the shard that holds the snapshot's token (shard 0 for
+    /// global-scope metrics, where they count).
+    pub fn restore_windows(&self, s: &WindowsSnapshot) -> Result<(), EventError> {
+        if self.is_global(&s.metric) {
+            lock(&self.shards[0]).restore_windows(s)
+        } else {
+            self.token_shard(s.token.as_str()).restore_windows(s)
+        }
     }
 
     /// The counters of all shards added up.

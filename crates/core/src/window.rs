@@ -114,6 +114,21 @@ impl SlidingWindow {
         self.buckets.get(idx).map_or(0, |b| self.total - b.before)
     }
 
+    /// The weight added in each second after `boundary`, oldest first: what it takes to
+    /// rebuild the window (a snapshot that survives a restart).
+    pub fn seconds_after(&self, boundary: Timestamp) -> impl Iterator<Item = (Timestamp, u64)> + '_ {
+        let start = self.buckets.partition_point(|b| b.at <= boundary);
+        let ends = self
+            .buckets
+            .range(start + 1..)
+            .map(|b| b.before)
+            .chain(std::iter::once(self.total));
+        self.buckets
+            .range(start..)
+            .zip(ends)
+            .map(|(b, end)| (b.at, end - b.before))
+    }
+
     /// The second of the `n`-th most recent unit of weight (`n >= 1`), if the log holds `n`.
     ///
     /// A threshold "limit L over window w" holds at `s` exactly when `nth_latest(L) > s - w`,
@@ -243,5 +258,20 @@ mod tests {
     fn zero_weight_is_ignored() {
         let w = window(&[(1, 0)]);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn seconds_rebuild_the_window_after_a_boundary() {
+        let w = window(&[(1, 2), (3, 1), (3, 4), (7, 1), (5, 3)]);
+        let seconds: Vec<(i64, u64)> = w.seconds_after(t(1)).map(|(a, n)| (a.as_unix(), n)).collect();
+        assert_eq!(seconds, [(3, 5), (5, 3), (7, 1)]);
+        let mut rebuilt = SlidingWindow::new();
+        for (at, n) in w.seconds_after(t(0)) {
+            rebuilt.add(at, n);
+        }
+        for b in 0..8 {
+            assert_eq!(rebuilt.sum_after(t(b)), w.sum_after(t(b)));
+            assert_eq!(rebuilt.nth_latest(b as u64 + 1), w.nth_latest(b as u64 + 1));
+        }
     }
 }

@@ -4,8 +4,11 @@
 //! `tokens` (the table of tracked tokens), `episodes` (active decisions and their deadlines).
 
 mod episodes;
+mod snapshot;
 mod tokens;
 mod windows;
+
+pub use snapshot::{WindowsData, WindowsSnapshot};
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -114,6 +117,8 @@ pub struct Engine<C> {
     globals: Vec<Option<MetricWindows>>,
     episodes: Episodes,
     late_events: u64,
+    /// A global-scope metric counted an event since windows were last taken out.
+    globals_changed: bool,
 }
 
 impl<C: Clock> Engine<C> {
@@ -130,6 +135,7 @@ impl<C: Clock> Engine<C> {
             globals,
             episodes: Episodes::default(),
             late_events: 0,
+            globals_changed: false,
         }
     }
 
@@ -171,10 +177,13 @@ impl<C: Clock> Engine<C> {
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
             Scope::Token => self.tokens.windows_mut(event.token, event.metric, m, now)?,
-            Scope::Global => (
-                self.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
-                BanCache::NONE,
-            ),
+            Scope::Global => {
+                self.globals_changed |= self.tokens.tracks_changes();
+                (
+                    self.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
+                    BanCache::NONE,
+                )
+            }
         };
         let banned_past_now = cached.until > now;
         let late = event.at <= now.minus(rules.horizon());

@@ -932,3 +932,62 @@ fn the_ban_count_follows_bans_as_they_start_and_end() {
     e.finish();
     assert_eq!(bans(&e), 0);
 }
+
+#[test]
+fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
+    // Counts, sums, distinct values, a family and a global alert.
+    let mut bytes = threshold(1000, 60, Effect::Block, 60);
+    bytes.kind = Kind::Sum("bytes".into());
+    let mut emails = threshold(3, 60, Effect::Block, 60);
+    emails.kind = Kind::Distinct("email".into());
+    let r = rules(vec![
+        metric("m", vec![threshold(5, 60, Effect::Block, 100), bytes]),
+        metric("detect:*", vec![emails]),
+        global("hits", vec![threshold(2, 60, Effect::Alert, 0)]),
+    ]);
+    let events: Vec<(i64, &str, &str, Vec<(&str, &str)>)> = vec![
+        (0, "a", "m", vec![("bytes", "400")]),
+        (1, "a", "m", vec![("bytes", "300")]),
+        (2, "b", "detect:login", vec![("email", "x")]),
+        (3, "b", "detect:login", vec![("email", "y")]),
+        (3, "a", "hits", vec![]),
+        (4, "b", "hits", vec![]),
+        (5, "c", "m", vec![("bytes", "1")]),
+    ];
+    let later: Vec<(i64, &str, &str, Vec<(&str, &str)>)> = vec![
+        (10, "a", "m", vec![("bytes", "350")]),
+        (11, "b", "detect:login", vec![("email", "z")]),
+        (12, "c", "m", vec![("bytes", "1")]),
+        (13, "c", "hits", vec![]),
+    ];
+    let observe = |e: &mut Engine<ManualClock>, evs: &[(i64, &str, &str, Vec<(&str, &str)>)]| {
+        let mut out = Vec::new();
+        for (at, token, metric, attrs) in evs {
+            let v = e
+                .observe(&Event::new(token, metric, ts(*at)).with_attrs(attrs), false)
+                .unwrap();
+            out.extend(v.decisions.iter().map(|d| format!("{d} {} {}", d.metric, d.value)));
+        }
+        out
+    };
+    let mut first = Engine::new(Arc::clone(&r), ManualClock::new(ts(0)));
+    first.track_changed_windows(true);
+    observe(&mut first, &events);
+    let saved = first.take_changed_windows();
+    assert_eq!(saved.len(), 4, "a and c: m; b: detect:login; global: hits");
+    assert!(first.take_changed_windows().is_empty(), "nothing changed since");
+    // A new engine (a restart at 5) with the windows put back decides like the first.
+    let mut second = Engine::new(Arc::clone(&r), ManualClock::new(ts(5)));
+    for s in &saved {
+        second.restore_windows(s).unwrap();
+    }
+    let a = observe(&mut first, &later);
+    let b = observe(&mut second, &later);
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 3, "the sum, the distinct emails and the alert all hold: {a:?}");
+    assert_eq!(first.finish(), second.finish());
+    // Without tracking, nothing is noted.
+    let mut quiet = Engine::new(r, ManualClock::new(ts(0)));
+    observe(&mut quiet, &events);
+    assert_eq!(quiet.take_changed_windows().len(), 0);
+}

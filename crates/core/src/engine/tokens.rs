@@ -38,6 +38,8 @@ impl BanCache {
 pub(super) struct TokenState {
     /// The engine time at the last event: the LRU order and idle expiry go by it.
     last_seen: Timestamp,
+    /// Counted an event since the windows were last taken out (`take_changed`).
+    changed: bool,
     ban: BanCache,
     metrics: SmallVec<[(MetricKey, MetricWindows); 1]>,
 }
@@ -65,6 +67,11 @@ pub(super) struct TokenTable {
     pub(super) evictions: u64,
     /// Tokens dropped because nothing about them could matter any more.
     pub(super) expired: u64,
+    /// Tokens whose `changed` flag was set since the last `take_changed`.
+    changed: Vec<Token>,
+    /// Whether changes are tracked at all (only callers that take them out ask: the list
+    /// would otherwise grow with every token seen).
+    track: bool,
 }
 
 impl TokenTable {
@@ -74,11 +81,24 @@ impl TokenTable {
             cap,
             evictions: 0,
             expired: 0,
+            changed: Vec::new(),
+            track: false,
         }
     }
 
     pub(super) fn set_cap(&mut self, cap: Option<NonZeroUsize>) {
         self.cap = cap;
+    }
+
+    pub(super) fn tracks_changes(&self) -> bool {
+        self.track
+    }
+
+    pub(super) fn track_changes(&mut self, on: bool) {
+        self.track = on;
+        if !on {
+            self.changed = Vec::new();
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -101,22 +121,27 @@ impl TokenTable {
                 self.evictions += 1;
             }
         }
-        let st = match self.map.raw_entry_mut().from_key(token) {
+        let (key, st) = match self.map.raw_entry_mut().from_key(token) {
             RawEntryMut::Occupied(mut o) => {
                 o.to_back();
-                o.into_mut()
+                o.into_key_value()
             }
             RawEntryMut::Vacant(v) => {
                 let key = Token::new(token).unwrap_or_else(Token::global);
                 let state = TokenState {
                     last_seen: now,
+                    changed: false,
                     ban: BanCache::NONE,
                     metrics: SmallVec::new(),
                 };
-                v.insert(key, state).1
+                v.insert(key, state)
             }
         };
         st.last_seen = now;
+        if self.track && !st.changed {
+            st.changed = true;
+            self.changed.push(key.clone());
+        }
         let pos = if let Some(pos) = st.metrics.iter().position(|(k, _)| k.is(metric)) {
             pos
         } else {
@@ -162,6 +187,23 @@ impl TokenTable {
             }
             self.map.pop_front();
             self.expired += 1;
+        }
+    }
+
+    /// Calls `f` with the windows of every token that changed since the last call (still
+    /// tracked: a token expired or evicted meanwhile is skipped), and marks them unchanged.
+    pub(super) fn take_changed(
+        &mut self,
+        mut f: impl FnMut(&Token, MetricId, Option<&str>, &MetricWindows),
+    ) {
+        for token in std::mem::take(&mut self.changed) {
+            let Some(st) = self.map.get_mut(&token) else {
+                continue;
+            };
+            st.changed = false;
+            for (k, w) in &st.metrics {
+                f(&token, k.id, k.member.as_deref(), w);
+            }
         }
     }
 

@@ -1,11 +1,13 @@
 //! `MetricWindows`: the windows of one metric for one token (or for all, in global scope).
 
 use crate::distinct::DistinctWindow;
+use crate::event::Event;
 use crate::resolve::ResolvedEvent;
 use crate::rules::{CompiledMetric, MeasureSlot, RATE_WINDOWS};
 use crate::time::{Seconds, Timestamp};
 use crate::window::SlidingWindow;
 
+use super::snapshot::WindowsData;
 use super::Rates;
 
 /// A metric's count window, and the `sum`/`distinct` windows its tiers measure.
@@ -85,6 +87,63 @@ impl MetricWindows {
             (MeasureSlot::Sum(i), Some(e)) => e.sums[i].sum_after(boundary),
             (MeasureSlot::Distinct(i), Some(e)) => e.distincts[i].count_after(boundary),
             _ => 0,
+        }
+    }
+
+    /// What the windows hold that can still matter at `now`, as data (see [`WindowsData`]).
+    pub(super) fn data(&self, m: &CompiledMetric, now: Timestamp) -> WindowsData {
+        let count = self
+            .count
+            .seconds_after(now.minus(m.count_horizon))
+            .collect();
+        let (sums, distincts) = match &self.extra {
+            None => (Vec::new(), Vec::new()),
+            Some(e) => (
+                e.sums
+                    .iter()
+                    .zip(&m.sums)
+                    .map(|(w, spec)| w.seconds_after(now.minus(spec.1)).collect())
+                    .collect(),
+                e.distincts
+                    .iter()
+                    .zip(&m.distincts)
+                    .map(|(w, spec)| {
+                        w.values_after(now.minus(spec.1))
+                            .map(|(at, v)| (at, Box::from(v)))
+                            .collect()
+                    })
+                    .collect(),
+            ),
+        };
+        WindowsData {
+            count,
+            sums,
+            distincts,
+        }
+    }
+
+    /// Adds what `data` holds (windows read back after a restart). Anything that does not
+    /// fit the metric's layout (its rules changed meanwhile) is left out.
+    pub(super) fn restore(&mut self, m: &CompiledMetric, data: &WindowsData) {
+        for &(at, n) in &data.count {
+            self.count.add(at, n);
+        }
+        if let Some(extra) = &mut self.extra {
+            for (w, seconds) in extra.sums.iter_mut().zip(&data.sums) {
+                for &(at, n) in seconds {
+                    w.add(at, n);
+                }
+            }
+            for ((w, values), spec) in extra
+                .distincts
+                .iter_mut()
+                .zip(&data.distincts)
+                .zip(&m.distincts)
+            {
+                for (at, v) in values.iter().filter(|(_, v)| v.len() <= Event::MAX_ATTR_LEN) {
+                    w.add(*at, v, spec.2);
+                }
+            }
         }
     }
 
