@@ -2,7 +2,8 @@
 //! tmpfs the test mounts; CI runs as root) and a process killed with SIGKILL.
 //!
 //! Contents: a decision the full disk refused is answered by the rule's fail policy, not
-//! reported as made, and stored once space is back, so it survives SIGKILL.
+//! reported as made, and stored once space is back, so it survives SIGKILL · counts survive
+//! SIGKILL (saved every 2 s) and SIGTERM (saved at the stop).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,6 +158,74 @@ fn a_decision_the_full_disk_refused_is_not_reported_and_is_stored_once_space_is_
             "{token} is still banned after the restart"
         );
     }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Whether the windows saved in `db` hold `token`'s counts (read by another connection).
+fn saved_counts_of(db: &Path, token: &str) -> bool {
+    banhammer_store_sqlite::DecisionStore::open(db)
+        .and_then(|s| s.load_windows(banhammer_core::Timestamp::MIN))
+        .is_ok_and(|w| w.iter().any(|w| w.token.as_str() == token))
+}
+
+fn serve(config: &Path, db: &Path) -> (std::process::Child, String) {
+    common::start_serve(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+    ])
+}
+
+#[test]
+fn counts_survive_sigkill_and_a_clean_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("decisions.sqlite");
+    let config = dir.path().join("banhammer.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let c = reqwest::blocking::Client::new();
+    // Two failures, then the process is killed: before, every restart started from zero
+    // (9 failures in 600 s against a limit of 3, never banned).
+    let (mut server, base) = serve(&config, &db);
+    for _ in 0..2 {
+        assert_eq!(
+            incr(&c, &base, "203.0.113.7", "login_failed").1,
+            json!({"passed": true})
+        );
+    }
+    let mut saved = false;
+    for _ in 0..200 {
+        saved = saved_counts_of(&db, "203.0.113.7");
+        if saved {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(saved, "the counts were never saved");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (mut server, base) = serve(&config, &db);
+    assert_eq!(
+        incr(&c, &base, "203.0.113.7", "login_failed").1,
+        json!({"passed": false}),
+        "the third failure in 600 s is refused, whatever happened in between"
+    );
+    // A clean stop saves what changed since the last save, without waiting for it.
+    for _ in 0..2 {
+        incr(&c, &base, "198.51.100.7", "signup");
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(server.wait().unwrap().success());
+    let (mut server, base) = serve(&config, &db);
+    assert_eq!(
+        incr(&c, &base, "198.51.100.7", "signup").1,
+        json!({"passed": false})
+    );
     server.kill().unwrap();
     server.wait().unwrap();
 }

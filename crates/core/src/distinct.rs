@@ -60,7 +60,10 @@ impl DistinctWindow {
     }
 
     /// The kept values last seen after `boundary`, oldest first, with when.
-    pub fn values_after(&self, boundary: Timestamp) -> impl Iterator<Item = (Timestamp, &str)> + '_ {
+    pub fn values_after(
+        &self,
+        boundary: Timestamp,
+    ) -> impl Iterator<Item = (Timestamp, &str)> + '_ {
         let start = self.recent.partition_point(|(at, _)| *at <= boundary);
         self.recent.range(start..).map(|(at, v)| (*at, v.as_str()))
     }

@@ -116,7 +116,10 @@ impl SlidingWindow {
 
     /// The weight added in each second after `boundary`, oldest first: what it takes to
     /// rebuild the window (a snapshot that survives a restart).
-    pub fn seconds_after(&self, boundary: Timestamp) -> impl Iterator<Item = (Timestamp, u64)> + '_ {
+    pub fn seconds_after(
+        &self,
+        boundary: Timestamp,
+    ) -> impl Iterator<Item = (Timestamp, u64)> + '_ {
         let start = self.buckets.partition_point(|b| b.at <= boundary);
         let ends = self
             .buckets
@@ -263,15 +266,19 @@ mod tests {
     #[test]
     fn seconds_rebuild_the_window_after_a_boundary() {
         let w = window(&[(1, 2), (3, 1), (3, 4), (7, 1), (5, 3)]);
-        let seconds: Vec<(i64, u64)> = w.seconds_after(t(1)).map(|(a, n)| (a.as_unix(), n)).collect();
+        let seconds: Vec<(i64, u64)> = w
+            .seconds_after(t(1))
+            .map(|(a, n)| (a.as_unix(), n))
+            .collect();
         assert_eq!(seconds, [(3, 5), (5, 3), (7, 1)]);
         let mut rebuilt = SlidingWindow::new();
         for (at, n) in w.seconds_after(t(0)) {
             rebuilt.add(at, n);
         }
-        for b in 0..8 {
-            assert_eq!(rebuilt.sum_after(t(b)), w.sum_after(t(b)));
-            assert_eq!(rebuilt.nth_latest(b as u64 + 1), w.nth_latest(b as u64 + 1));
+        for b in 0..8u64 {
+            let at = t(i64::try_from(b).unwrap());
+            assert_eq!(rebuilt.sum_after(at), w.sum_after(at));
+            assert_eq!(rebuilt.nth_latest(b + 1), w.nth_latest(b + 1));
         }
     }
 }

@@ -19,5 +19,5 @@ pub use backend::{
 };
 pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;
-pub use runtime::{Runtime, RuntimeCounters, RuntimeError, RuntimeGuard};
+pub use runtime::{Runtime, RuntimeCounters, RuntimeError, RuntimeGuard, SAVE_WINDOWS_EVERY};
 pub use writer::{DecisionWriter, PersistError, WriterHealth, MAX_PENDING};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use banhammer_core::{
     Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
-    MetricStatus, Ruleset, Timestamp, Token, Verdict,
+    MetricStatus, Ruleset, Seconds, Timestamp, Token, Verdict,
 };
 use banhammer_store_sqlite::DecisionStore;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -20,6 +20,10 @@ use crate::writer::{DecisionWriter, PersistError, WriterHealth};
 /// How many events of known-banned tokens may be counting in the background at once; past
 /// that they are answered but not counted (their token is banned already).
 const BACKGROUND_COUNTS: usize = 256;
+
+/// How often the windows that changed are saved: a process killed without warning forgets
+/// at most the counts of this long (a clean stop saves them all).
+pub const SAVE_WINDOWS_EVERY: Seconds = Seconds::new(2);
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,12 +113,14 @@ impl RuntimeGuard {
         &self.runtime
     }
 
-    /// Stops the background tasks, waits for them, and commits what the writer holds.
+    /// Stops the background tasks, waits for them, saves the windows that changed since the
+    /// last save, and commits what the writer holds.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
+        Arc::clone(&self.runtime).save_windows(true).await;
         self.runtime.writer.close();
     }
 }
@@ -146,6 +152,22 @@ impl Runtime {
             backend.restore_ban(token, metric, tier, value, from, until)
         });
         tracing::info!(restored, closed = back.ended.len(), "Bans read back.");
+        // Counts too: a crash or a deploy must not give anyone a fresh start.
+        let forget = clock.now().minus(rules.horizon());
+        let windows = store
+            .load_windows(forget)
+            .map_err(|e| PersistError(e.to_string()))?;
+        let mut put_back = 0usize;
+        for w in &windows {
+            match backend.restore_windows(w) {
+                Ok(()) => put_back += 1,
+                Err(e) => {
+                    tracing::debug!(metric = %w.metric, error = %e, "A saved window does not fit the rules; skipped.");
+                }
+            }
+        }
+        backend.track_windows();
+        tracing::info!(windows = put_back, "Counts read back.");
         let background = backend.background();
         let runtime = Arc::new(Runtime {
             backend,
@@ -392,8 +414,13 @@ impl Runtime {
     /// (at most a second, so a clock that jumps is followed), or until a new decision starts.
     async fn run_ticker(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut saved_at = self.clock.now();
         loop {
             let now = self.clock.now();
+            if now >= saved_at.plus(SAVE_WINDOWS_EVERY) || now < saved_at {
+                saved_at = now;
+                Arc::clone(&self).save_windows(false).await;
+            }
             let (ends, next) = match self.backend.sweep().await {
                 Ok(s) => (s.ends, s.next),
                 Err(e) => {
@@ -414,6 +441,28 @@ impl Runtime {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+}
+
+impl Runtime {
+    /// Takes the windows that changed out of the backend (off the async workers: it walks
+    /// every changed token) and has the writer save them; `wait` waits for the save.
+    async fn save_windows(self: Arc<Self>, wait: bool) {
+        let rt = Arc::clone(&self);
+        let Ok(windows) =
+            tokio::task::spawn_blocking(move || rt.backend.take_changed_windows()).await
+        else {
+            return;
+        };
+        if windows.is_empty() {
+            return;
+        }
+        let forget = self.clock.now().minus(self.rules.horizon());
+        if wait {
+            self.writer.save_windows_now(windows, forget).await;
+        } else {
+            self.writer.save_windows(windows, forget);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use banhammer_core::{DecisionEvent, Token};
+use banhammer_core::{DecisionEvent, Timestamp, Token, WindowsSnapshot};
 use banhammer_store_sqlite::DecisionStore;
 use tokio::sync::oneshot;
 
@@ -29,6 +29,8 @@ enum Job {
         Vec<DecisionEvent>,
         oneshot::Sender<Result<(), PersistError>>,
     ),
+    /// Windows to save, and the second at or before which saved ones can go.
+    Windows(Vec<WindowsSnapshot>, Timestamp, Option<oneshot::Sender<()>>),
     Stop,
 }
 
@@ -45,6 +47,10 @@ pub struct WriterHealth {
     lost: AtomicU64,
     /// Tokens with a decision not on disk yet (only read while `failing`).
     pending_tokens: Mutex<HashSet<Token>>,
+    /// Windows saved, and saves the store refused (their windows are saved again when their
+    /// tokens next change).
+    windows_saved: AtomicU64,
+    windows_failed: AtomicU64,
 }
 
 impl WriterHealth {
@@ -66,6 +72,14 @@ impl WriterHealth {
     /// Decisions dropped because too many were waiting.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Windows saved so far, and saves that failed.
+    pub fn windows(&self) -> (u64, u64) {
+        (
+            self.windows_saved.load(Ordering::Relaxed),
+            self.windows_failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether `token` has a decision that is not on disk yet.
@@ -148,6 +162,12 @@ impl DecisionWriter {
                                         pending.extend(d);
                                         acks.push(ack);
                                     }
+                                    Job::Windows(w, forget, done) => {
+                                        save_windows(&mut store, &h, &w, forget);
+                                        if let Some(done) = done {
+                                            let _ = done.send(());
+                                        }
+                                    }
                                     Job::Stop => stop = true,
                                 }
                             }
@@ -211,6 +231,23 @@ impl DecisionWriter {
             .map_err(|_| PersistError("the writer has stopped".to_owned()))?
     }
 
+    /// Saves `windows` (not waiting for it) and drops saved windows at or before `forget`.
+    pub fn save_windows(&self, windows: Vec<WindowsSnapshot>, forget: Timestamp) {
+        let _ = self.tx.send(Job::Windows(windows, forget, None));
+    }
+
+    /// [`DecisionWriter::save_windows`], returning once they are saved (or refused).
+    pub async fn save_windows_now(&self, windows: Vec<WindowsSnapshot>, forget: Timestamp) {
+        let (done, saved) = oneshot::channel();
+        if self
+            .tx
+            .send(Job::Windows(windows, forget, Some(done)))
+            .is_ok()
+        {
+            let _ = saved.await;
+        }
+    }
+
     /// The store's health as the writer sees it.
     pub fn health(&self) -> &WriterHealth {
         &self.health
@@ -221,6 +258,27 @@ impl DecisionWriter {
         let _ = self.tx.send(Job::Stop);
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
+        }
+    }
+}
+
+fn save_windows(
+    store: &mut DecisionStore,
+    health: &WriterHealth,
+    windows: &[WindowsSnapshot],
+    forget: Timestamp,
+) {
+    match store.save_windows(windows, forget) {
+        Ok(()) => {
+            health
+                .windows_saved
+                .fetch_add(windows.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            let n = health.windows_failed.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                tracing::warn!(error = %e, windows = windows.len(), "Windows not saved; a restart would forget these counts.");
+            }
         }
     }
 }

@@ -38,7 +38,13 @@ impl WindowsData {
     pub fn last_at(&self) -> Option<Timestamp> {
         let sums = self.sums.iter().filter_map(|s| s.last().map(|x| x.0));
         let distincts = self.distincts.iter().filter_map(|d| d.last().map(|x| x.0));
-        self.count.last().map(|x| x.0).into_iter().chain(sums).chain(distincts).max()
+        self.count
+            .last()
+            .map(|x| x.0)
+            .into_iter()
+            .chain(sums)
+            .chain(distincts)
+            .max()
     }
 }
 

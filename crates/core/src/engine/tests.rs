@@ -933,6 +933,9 @@ fn the_ban_count_follows_bans_as_they_start_and_end() {
     assert_eq!(bans(&e), 0);
 }
 
+/// `(time, token, metric, attributes)`.
+type Step<'a> = (i64, &'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 #[test]
 fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
     // Counts, sums, distinct values, a family and a global alert.
@@ -945,7 +948,7 @@ fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
         metric("detect:*", vec![emails]),
         global("hits", vec![threshold(2, 60, Effect::Alert, 0)]),
     ]);
-    let events: Vec<(i64, &str, &str, Vec<(&str, &str)>)> = vec![
+    let events: Vec<Step<'_>> = vec![
         (0, "a", "m", vec![("bytes", "400")]),
         (1, "a", "m", vec![("bytes", "300")]),
         (2, "b", "detect:login", vec![("email", "x")]),
@@ -954,19 +957,23 @@ fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
         (4, "b", "hits", vec![]),
         (5, "c", "m", vec![("bytes", "1")]),
     ];
-    let later: Vec<(i64, &str, &str, Vec<(&str, &str)>)> = vec![
+    let later: Vec<Step<'_>> = vec![
         (10, "a", "m", vec![("bytes", "350")]),
         (11, "b", "detect:login", vec![("email", "z")]),
         (12, "c", "m", vec![("bytes", "1")]),
         (13, "c", "hits", vec![]),
     ];
-    let observe = |e: &mut Engine<ManualClock>, evs: &[(i64, &str, &str, Vec<(&str, &str)>)]| {
+    let observe = |e: &mut Engine<ManualClock>, evs: &[Step<'_>]| {
         let mut out = Vec::new();
         for (at, token, metric, attrs) in evs {
             let v = e
                 .observe(&Event::new(token, metric, ts(*at)).with_attrs(attrs), false)
                 .unwrap();
-            out.extend(v.decisions.iter().map(|d| format!("{d} {} {}", d.metric, d.value)));
+            out.extend(
+                v.decisions
+                    .iter()
+                    .map(|d| format!("{d} {} {}", d.metric, d.value)),
+            );
         }
         out
     };
@@ -975,7 +982,10 @@ fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
     observe(&mut first, &events);
     let saved = first.take_changed_windows();
     assert_eq!(saved.len(), 4, "a and c: m; b: detect:login; global: hits");
-    assert!(first.take_changed_windows().is_empty(), "nothing changed since");
+    assert!(
+        first.take_changed_windows().is_empty(),
+        "nothing changed since"
+    );
     // A new engine (a restart at 5) with the windows put back decides like the first.
     let mut second = Engine::new(Arc::clone(&r), ManualClock::new(ts(5)));
     for s in &saved {
@@ -984,7 +994,11 @@ fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
     let a = observe(&mut first, &later);
     let b = observe(&mut second, &later);
     assert_eq!(a, b);
-    assert_eq!(a.len(), 3, "the sum, the distinct emails and the alert all hold: {a:?}");
+    assert_eq!(
+        a.len(),
+        3,
+        "the sum, the distinct emails and the alert all hold: {a:?}"
+    );
     assert_eq!(first.finish(), second.finish());
     // Without tracking, nothing is noted.
     let mut quiet = Engine::new(r, ManualClock::new(ts(0)));

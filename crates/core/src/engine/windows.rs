@@ -140,7 +140,10 @@ impl MetricWindows {
                 .zip(&data.distincts)
                 .zip(&m.distincts)
             {
-                for (at, v) in values.iter().filter(|(_, v)| v.len() <= Event::MAX_ATTR_LEN) {
+                for (at, v) in values
+                    .iter()
+                    .filter(|(_, v)| v.len() <= Event::MAX_ATTR_LEN)
+                {
                     w.add(*at, v, spec.2);
                 }
             }

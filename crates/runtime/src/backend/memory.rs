@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use banhammer_core::{
     Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError, MetricStatus,
-    Ruleset, SharedEngine, Timestamp, Token, Verdict,
+    Ruleset, SharedEngine, Timestamp, Token, Verdict, WindowsSnapshot,
 };
 
 use super::{Backend, BackendError, StatusPage, Sweep};
@@ -103,6 +103,18 @@ impl Backend for MemoryBackend {
             result = e.restore_ban(token, metric, tier, value, from, until);
         });
         result
+    }
+
+    fn track_windows(&self) {
+        self.engine.track_changed_windows(true);
+    }
+
+    fn take_changed_windows(&self) -> Vec<WindowsSnapshot> {
+        self.engine.take_changed_windows()
+    }
+
+    fn restore_windows(&self, windows: &WindowsSnapshot) -> Result<(), EventError> {
+        self.engine.restore_windows(windows)
     }
 
     fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, BackendError> {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use banhammer_core::{
     DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates, Timestamp,
-    Token, Verdict,
+    Token, Verdict, WindowsSnapshot,
 };
 
 pub use memory::MemoryBackend;
@@ -109,6 +109,21 @@ pub trait Backend: Send + Sync + 'static {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<(), EventError>;
+
+    /// Starts noting whose windows change, for [`Backend::take_changed_windows`] (a backend
+    /// whose windows outlive the node keeps none).
+    fn track_windows(&self) {}
+
+    /// The windows that changed since the last call, to be saved (a restart puts them back
+    /// with [`Backend::restore_windows`], so nobody's counts reset).
+    fn take_changed_windows(&self) -> Vec<WindowsSnapshot> {
+        Vec::new()
+    }
+
+    /// Puts back windows saved before a restart.
+    fn restore_windows(&self, _windows: &WindowsSnapshot) -> Result<(), EventError> {
+        Ok(())
+    }
 
     /// `status(token, metric)`, if this backend can answer it.
     fn status(&self, _token: &str, _metric: &str) -> Result<MetricStatus, BackendError> {

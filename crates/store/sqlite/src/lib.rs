@@ -6,6 +6,8 @@
 //! neither forgets a ban nor counts a line twice. At a restart [`DecisionStore::read_back`]
 //! closes the bans that ended while nothing ran and hands back the others to restore.
 
+mod windows;
+
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Arc;
@@ -150,6 +152,7 @@ impl DecisionStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(windows::SCHEMA)?;
         Ok(DecisionStore { conn })
     }
 
