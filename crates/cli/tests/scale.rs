@@ -340,3 +340,37 @@ action_duration = 600
     assert_eq!(record["token"], "192.0.2.7");
     assert_eq!(record["limit"], 3);
 }
+
+#[test]
+fn bans_held_by_a_node_go_back_into_a_redis_that_restarted_empty() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let a = node(dir.path(), "a", &cfg, &redis.url());
+    let c = client();
+    let r = c
+        .post(format!("{}/v1/now", a.base))
+        .json(&json!({"token": "203.0.113.9", "metric": "request", "threshold": 0}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    // Redis restarts without persistence: every key is gone.
+    redis.restart();
+    // A node that starts now knows nothing of the ban; node A, which holds it in its log,
+    // puts it back, and the new node then refuses the token too. (Before, it passed forever.)
+    let b = node(dir.path(), "b", &cfg, &redis.url());
+    let mut refused = false;
+    for _ in 0..100 {
+        if !incr(&c, &b.base, "203.0.113.9", "strict") {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused, "the ban was never put back into the store");
+    assert!(!incr(&c, &a.base, "203.0.113.9", "strict"));
+    assert!(
+        incr(&c, &b.base, "203.0.113.10", "strict"),
+        "others still pass"
+    );
+}

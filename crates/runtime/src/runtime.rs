@@ -421,6 +421,14 @@ impl Runtime {
                 saved_at = now;
                 Arc::clone(&self).save_windows(false).await;
             }
+            if self.backend.lost_state().await {
+                // The shared store restarted empty: the bans this node holds go back in.
+                let bans = self.writer.active_bans(now).await;
+                let again = self.backend.put_back(&bans).await;
+                if let Err(e) = self.settle(&again).await {
+                    tracing::error!(error = %e, "Bans put back, not stored yet.");
+                }
+            }
             let (ends, next) = match self.backend.sweep().await {
                 Ok(s) => (s.ends, s.next),
                 Err(e) => {

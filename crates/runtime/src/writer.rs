@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use banhammer_core::{DecisionEvent, Timestamp, Token, WindowsSnapshot};
-use banhammer_store_sqlite::DecisionStore;
+use banhammer_store_sqlite::{DecisionStore, StoredDecision};
 use tokio::sync::oneshot;
 
 /// The store could not take a decision (yet: the writer keeps it and tries again).
@@ -29,6 +29,8 @@ enum Job {
         Vec<DecisionEvent>,
         oneshot::Sender<Result<(), PersistError>>,
     ),
+    /// The bans active at a time, as the log holds them.
+    ActiveBans(Timestamp, oneshot::Sender<Vec<StoredDecision>>),
     /// Windows to save, and the second at or before which saved ones can go.
     Windows(Vec<WindowsSnapshot>, Timestamp, Option<oneshot::Sender<()>>),
     Stop,
@@ -162,6 +164,13 @@ impl DecisionWriter {
                                         pending.extend(d);
                                         acks.push(ack);
                                     }
+                                    Job::ActiveBans(now, answer) => {
+                                        let bans = store.active_bans(now).unwrap_or_else(|e| {
+                                            tracing::warn!(error = %e, "Active bans not read.");
+                                            Vec::new()
+                                        });
+                                        let _ = answer.send(bans);
+                                    }
                                     Job::Windows(w, forget, done) => {
                                         save_windows(&mut store, &h, &w, forget);
                                         if let Some(done) = done {
@@ -246,6 +255,16 @@ impl DecisionWriter {
         {
             let _ = saved.await;
         }
+    }
+
+    /// The bans the log holds active at `now` (decisions not committed yet are not among
+    /// them).
+    pub async fn active_bans(&self, now: Timestamp) -> Vec<StoredDecision> {
+        let (answer, bans) = oneshot::channel();
+        if self.tx.send(Job::ActiveBans(now, answer)).is_err() {
+            return Vec::new();
+        }
+        bans.await.unwrap_or_default()
     }
 
     /// The store's health as the writer sees it.

@@ -12,6 +12,7 @@ use banhammer_core::{
     DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates, Timestamp,
     Token, Verdict, WindowsSnapshot,
 };
+use banhammer_store_sqlite::StoredDecision;
 
 pub use memory::MemoryBackend;
 pub use redis::RedisBackend;
@@ -109,6 +110,18 @@ pub trait Backend: Send + Sync + 'static {
         from: Timestamp,
         until: Timestamp,
     ) -> Result<(), EventError>;
+
+    /// Whether the backend's shared state was lost since the last look (a store restarted
+    /// without persistence): the runtime then puts back the bans its log holds.
+    async fn lost_state(&self) -> bool {
+        false
+    }
+
+    /// Puts back `bans` (active in this node's decision log) into a shared state that lost
+    /// them; the BANs that were re-issued.
+    async fn put_back(&self, _bans: &[StoredDecision]) -> Vec<DecisionEvent> {
+        Vec::new()
+    }
 
     /// Starts noting whose windows change, for [`Backend::take_changed_windows`] (a backend
     /// whose windows outlive the node keeps none).

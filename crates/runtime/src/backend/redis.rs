@@ -12,6 +12,7 @@ use banhammer_core::{
     Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
+use banhammer_store_sqlite::StoredDecision;
 
 use super::{Backend, BackendError, StoreHealth, Sweep};
 
@@ -196,6 +197,46 @@ impl Backend for RedisBackend {
                 .map(|u| partial_view("", 0, u)),
         };
         Ok(view.filter(|v| v.until > now))
+    }
+
+    async fn lost_state(&self) -> bool {
+        match self.store.lost_state().await {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::debug!(error = %e, "Could not check the store's epoch.");
+                false
+            }
+        }
+    }
+
+    async fn put_back(&self, bans: &[StoredDecision]) -> Vec<DecisionEvent> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for b in bans {
+            let ban = DecisionView {
+                effect: Effect::Block,
+                metric: Arc::from(b.rule.as_str()),
+                tier: b.tier,
+                value: b.value,
+                from: b.from,
+                until: b.until,
+            };
+            match self.store.restore_ban(&b.token, &ban, now).await {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(token = %b.token, error = %e, "A ban could not be put back into the store.");
+                }
+            }
+        }
+        if !bans.is_empty() {
+            tracing::warn!(
+                put_back = out.len(),
+                held = bans.len(),
+                "The shared store lost its state; this node put back the bans it holds."
+            );
+        }
+        out
     }
 
     fn known_banned(&self, token: &str) -> bool {

@@ -312,6 +312,18 @@ impl Connection {
         self.query(redis::cmd("ZREM").arg(key).arg(member)).await
     }
 
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.query(redis::cmd("GET").arg(key)).await
+    }
+
+    /// `SET key value NX`: whether the key was absent (and is now `value`).
+    pub(crate) async fn set_nx(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .query(redis::cmd("SET").arg(key).arg(value).arg("NX"))
+            .await?;
+        Ok(set.is_some())
+    }
+
     pub(crate) async fn hget(&self, key: &str, field: &str) -> Result<Option<i64>, StoreError> {
         self.query(redis::cmd("HGET").arg(key).arg(field)).await
     }

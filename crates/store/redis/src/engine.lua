@@ -22,6 +22,8 @@
 --   finish  ARGV  verb, now, limit, window
 --   unban   KEYS  ban
 --           ARGV  'unban', now
+--   restore KEYS  ban
+--           ARGV  'restore', now, name, token, tier, value, from, until
 --
 -- name is the metric as records name it (the member for a family); token is the one counted
 -- (`global` for a global metric); both escaped. Effects: 0 block, 1 notify, 2 alert. Policies:
@@ -196,6 +198,24 @@ if verb == 'unban' then
     redis.call('DEL', KEYS[1])
   end
   return reply(1, 0, 0, 0, nil)
+end
+
+if verb == 'restore' then
+  -- A ban a node still holds after the store lost it (restarted empty): put back as it was,
+  -- unless the token is banned again already.
+  local key = KEYS[1]
+  local now = tonumber(ARGV[2])
+  local name, token, tier = ARGV[3], ARGV[4], tonumber(ARGV[5])
+  local value, from, until_ = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  if until_ > now and not until_of(key) then
+    redis.call('HSET', key, 'from', from, 'effect', 0, 'token', token, 'rule', name,
+      'tier', tier, 'value', value)
+    add_reach(key, now, name, tier, { policy = 0, duration = until_ - now }, value, now)
+    redis.call('HSET', key, 'until', until_)
+    record('BAN', now, token, name, tier, value, from, until_)
+    redis.call('EXPIRE', key, until_ - now + 86400)
+  end
+  return reply(passed_at(key, now), 0, 0, 0, nil)
 end
 
 if verb == 'end' or verb == 'finish' then

@@ -10,6 +10,9 @@ use banhammer_core::{DecisionEvent, Effect};
 pub(crate) const DEADLINES: &str = "bh:{deadlines}";
 /// The counter behind the deadline members' SEQ, in the index's slot.
 pub(crate) const DEADLINE_SEQ: &str = "bh:{deadlines}:seq";
+/// The store's epoch: written by the first node that finds it missing; a store that lost
+/// its state (restarted without persistence) has none, or a new one.
+pub(crate) const EPOCH: &str = "bh:epoch";
 /// Where nodes tell each other of bans: `token|until` (until 0 for an unban).
 pub const BAN_CHANNEL: &str = "bh:bans";
 

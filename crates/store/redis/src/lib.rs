@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Change, DecisionEvent, DueAction, Effect, Event, EventError, Kind, MetricId, RuleId, Ruleset,
-    Scope, Timestamp, Verdict,
+    Change, DecisionEvent, DecisionView, DueAction, Effect, Event, EventError, Kind, MetricId,
+    RuleId, Ruleset, Scope, Timestamp, Verdict,
 };
 use redis::Script;
 
@@ -74,6 +74,8 @@ pub struct RedisStore {
     node: u64,
     seq: AtomicU64,
     cache: Arc<BanCache>,
+    /// The store's epoch as this node last saw it (see [`RedisStore::lost_state`]).
+    epoch: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -112,7 +114,60 @@ impl RedisStore {
             node,
             seq: AtomicU64::new(0),
             cache,
+            epoch: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether the store lost its state since this node last looked (a Redis restarted
+    /// without persistence, or flushed): the epoch key, written by whichever node finds it
+    /// missing, is gone or not the one seen before. At the first look, a missing key means
+    /// an empty store. Every node sees the change once and can put back the bans it holds.
+    pub async fn lost_state(&self) -> Result<bool, StoreError> {
+        let mut created = false;
+        let now = match self.conn.get(keys::EPOCH).await? {
+            Some(e) => e,
+            None => {
+                let mine = format!("{:x}.{:x}", self.node, nonce_seed());
+                created = self.conn.set_nx(keys::EPOCH, &mine).await?;
+                // Another node may have written it first: theirs counts.
+                self.conn.get(keys::EPOCH).await?.unwrap_or(mine)
+            }
+        };
+        let mut seen = self
+            .epoch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let lost = match seen.as_deref() {
+            None => created,
+            Some(before) => before != now,
+        };
+        *seen = Some(now);
+        Ok(lost)
+    }
+
+    /// Puts back a ban this node holds (from its decision log) into a store that lost it:
+    /// `token` banned as `ban` says (its rule, tier, value, from and until); nothing if the
+    /// token is banned in the store already or the ban is over. Its BAN is indexed for its
+    /// end and told to the other nodes.
+    pub async fn restore_ban(
+        &self,
+        token: &str,
+        ban: &DecisionView,
+        now: Timestamp,
+    ) -> Result<Option<DecisionEvent>, StoreError> {
+        let (m, rule) = self.rules.resolve_ban(token, &ban.metric, ban.tier)?;
+        let name = m.member.unwrap_or(&self.rules.metric(m.id).name);
+        let call = ScriptCall::Restore {
+            now,
+            token,
+            name,
+            tier: rule.tier as usize,
+            value: ban.value,
+            from: ban.from,
+            until: ban.until,
+        };
+        let reply = self.call(&call).await?;
+        Ok(self.settle(reply.records).await.into_iter().next())
     }
 
     /// The rules.

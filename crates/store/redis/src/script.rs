@@ -86,6 +86,16 @@ pub(crate) enum ScriptCall<'a> {
     },
     /// An operator's unban of `token` at `now`.
     Unban { now: Timestamp, token: &'a str },
+    /// Puts back a ban the store lost (it restarted empty), unless the token is banned.
+    Restore {
+        now: Timestamp,
+        token: &'a str,
+        name: &'a str,
+        tier: usize,
+        value: u64,
+        from: Timestamp,
+        until: Timestamp,
+    },
 }
 
 impl<'a> ScriptCall<'a> {
@@ -300,6 +310,25 @@ impl<'a> ScriptCall<'a> {
             ScriptCall::Unban { now, token } => {
                 inv.key(keys::ban(token));
                 inv.arg("unban").arg(now.as_unix());
+            }
+            ScriptCall::Restore {
+                now,
+                token,
+                name,
+                tier,
+                value,
+                from,
+                until,
+            } => {
+                inv.key(keys::ban(token));
+                inv.arg("restore")
+                    .arg(now.as_unix())
+                    .arg(enc(name).as_ref())
+                    .arg(enc(token).as_ref())
+                    .arg(*tier)
+                    .arg(*value)
+                    .arg(from.as_unix())
+                    .arg(until.as_unix());
             }
         }
         inv

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Effect, Event, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
+    DecisionView, Effect, Event, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_testkit::RedisServer;
@@ -122,4 +122,52 @@ async fn a_redis_that_is_gone_is_unavailable_and_opens_the_breaker() {
     let health = store.connection().health();
     assert!(!health.up.load(Ordering::Relaxed));
     assert_eq!(health.protocol_errors.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn a_store_that_lost_its_state_is_seen_once_by_every_node_and_gets_its_bans_back() {
+    let server = RedisServer::start();
+    let a = connect(&server, Duration::from_secs(2)).await;
+    let b = connect(&server, Duration::from_secs(2)).await;
+    // The first look at an empty store: lost (nothing in it); then not again.
+    assert!(a.lost_state().await.unwrap());
+    assert!(!a.lost_state().await.unwrap());
+    assert!(!b.lost_state().await.unwrap(), "b meets a's epoch");
+    // Flushed (as a restart without persistence leaves it): each node sees it once.
+    redis_cli(&server, &["FLUSHALL"]);
+    assert!(b.lost_state().await.unwrap());
+    assert!(a.lost_state().await.unwrap());
+    assert!(!a.lost_state().await.unwrap() && !b.lost_state().await.unwrap());
+    // A ban put back is a ban again, ended by the sweep at its end; a token banned already
+    // is left as it is.
+    let t = Timestamp::from_unix;
+    let ban = |metric: &str, until: i64| DecisionView {
+        effect: Effect::Block,
+        metric: metric.into(),
+        tier: 0,
+        value: 2,
+        from: t(900),
+        until: t(until),
+    };
+    let back = a
+        .restore_ban("203.0.113.9", &ban("m", 1_600), t(1_000))
+        .await
+        .unwrap()
+        .expect("put back");
+    assert_eq!(back.to_string(), "1000,BAN,203.0.113.9");
+    assert_eq!((back.from, back.until, back.value), (t(900), t(1_600), 2));
+    assert_eq!(b.ban_until("203.0.113.9").await.unwrap(), Some(t(1_600)));
+    let again = b
+        .restore_ban("203.0.113.9", &ban("m", 1_700), t(1_000))
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    let ends = b.sweep(t(1_600)).await.unwrap();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].to_string(), "1600,UNBAN,203.0.113.9");
+    // What the store would refuse anyway is refused here too.
+    assert!(a
+        .restore_ban("x", &ban("nope", 2_000), t(1_000))
+        .await
+        .is_err());
 }
