@@ -72,6 +72,24 @@ impl Step {
         }
     }
 
+    /// A fire step.
+    pub fn fire(at: i64, token: &str, metric: &str, tier: usize) -> Step {
+        Step::Fire {
+            at,
+            token: token.to_owned(),
+            metric: metric.to_owned(),
+            tier,
+        }
+    }
+
+    /// An unban step.
+    pub fn unban(at: i64, token: &str) -> Step {
+        Step::Unban {
+            at,
+            token: token.to_owned(),
+        }
+    }
+
     /// When it happens.
     pub fn at(&self) -> i64 {
         match self {
@@ -179,16 +197,8 @@ mod tests {
             [
                 Step::event(0, "a", "m", &[]),
                 Step::event(1, "b", "login", &[("email", "x"), ("ip", "1")]),
-                Step::Fire {
-                    at: 2,
-                    token: "c".into(),
-                    metric: "detect:login".into(),
-                    tier: 1
-                },
-                Step::Unban {
-                    at: 3,
-                    token: "c".into()
-                },
+                Step::fire(2, "c", "detect:login", 1),
+                Step::unban(3, "c"),
             ]
         );
         let written: Vec<String> = steps.iter().map(ToString::to_string).collect();

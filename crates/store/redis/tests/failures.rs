@@ -2,30 +2,18 @@
 //! answers, the circuit breaker counts it); a Redis that answers what the store cannot use is
 //! a protocol error (`Protocol`: neither).
 
-use std::num::NonZeroU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{
-    Effect, Event, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
-};
+use banhammer_core::{Event, Ruleset, Timestamp};
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
+use banhammer_testkit::rules::{block, metric, ruleset};
 use banhammer_testkit::RedisServer;
 
 /// One metric `m` that bans for 600 s at 2 events in 60 s.
 fn rules() -> Arc<Ruleset> {
-    let m = MetricRule {
-        name: "m".into(),
-        scope: Scope::Token,
-        thresholds: vec![Threshold::new(
-            NonZeroU64::new(2).unwrap(),
-            Window::from_secs(60).unwrap(),
-            Effect::Block,
-            Seconds::new(600),
-        )],
-    };
-    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+    ruleset([metric("m", [block(2, 60, 600)])])
 }
 
 async fn connect(server: &RedisServer, timeout: Duration) -> RedisStore {
