@@ -3,7 +3,6 @@
 //! bound (against a real, paused redis-server).
 
 use std::num::NonZeroUsize;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,18 +62,7 @@ async fn events_of_a_banned_token_count_in_the_background_within_a_bound() {
     let rt = guard.runtime();
     assert!(!rt.fire("a", "login_failed", 0).await.unwrap().passed);
     // Redis stops answering: each background count now waits for its timeout.
-    let paused = Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "CLIENT",
-            "PAUSE",
-            "20000",
-            "ALL",
-        ])
-        .output()
-        .unwrap();
-    assert!(paused.status.success());
+    redis.cli(&["CLIENT", "PAUSE", "20000", "ALL"]);
     let event = Event::new("a", "login_failed", Timestamp::from_unix(T0));
     for _ in 0..300 {
         // Answered at once from this node's ban cache.

@@ -99,6 +99,18 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Runs `redis-cli` against it with `args` (`["SET", "k", "v"]`); panics unless it
+    /// succeeds, and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Kills it (SIGKILL), as an outage would.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -156,20 +168,12 @@ impl RedisCluster {
         assert!(status.success(), "redis-cli --cluster create failed");
         // Every node must report the cluster ok; joining takes a few seconds.
         for n in &nodes {
-            let port = n.port.to_string();
-            wait::within(
-                Duration::from_secs(20),
-                &format!("cluster_state:ok on the node at port {port}"),
-                || {
-                    let out = Command::new("redis-cli")
-                        .args(["-p", &port, "cluster", "info"])
-                        .output()
-                        .expect("redis-cli runs");
-                    String::from_utf8_lossy(&out.stdout)
-                        .contains("cluster_state:ok")
-                        .then_some(())
-                },
-            );
+            let what = format!("cluster_state:ok on the node at port {}", n.port);
+            wait::within(Duration::from_secs(20), &what, || {
+                n.cli(&["cluster", "info"])
+                    .contains("cluster_state:ok")
+                    .then_some(())
+            });
         }
         RedisCluster { nodes }
     }

@@ -146,33 +146,18 @@ fn parse_step(item: &str) -> Option<Step> {
     let words: Vec<&str> = item.split_whitespace().collect();
     let at = words.first()?.parse().ok()?;
     let step = match words[1..] {
-        ["fire", token, metric, tier] => Step::Fire {
-            at,
-            token: token.to_owned(),
-            metric: metric.to_owned(),
-            tier: tier.parse().ok()?,
-        },
-        ["unban", token] => Step::Unban {
-            at,
-            token: token.to_owned(),
-        },
+        ["fire", token, metric, tier] => Step::fire(at, token, metric, tier.parse().ok()?),
+        ["unban", token] => Step::unban(at, token),
         [token, ref rest @ ..] => {
             let (metric, attrs) = match rest {
                 [metric, attrs @ ..] if !metric.contains('=') => (*metric, attrs),
                 attrs => (DEFAULT_METRIC, attrs),
             };
-            Step::Event {
-                at,
-                token: token.to_owned(),
-                metric: metric.to_owned(),
-                attrs: attrs
-                    .iter()
-                    .map(|kv| {
-                        let (k, v) = kv.split_once('=')?;
-                        Some((k.to_owned(), v.to_owned()))
-                    })
-                    .collect::<Option<_>>()?,
-            }
+            let attrs: Vec<(&str, &str)> = attrs
+                .iter()
+                .map(|kv| kv.split_once('='))
+                .collect::<Option<_>>()?;
+            Step::event(at, token, metric, &attrs)
         }
         [] => return None,
     };

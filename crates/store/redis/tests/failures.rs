@@ -21,22 +21,13 @@ async fn connect(server: &RedisServer, timeout: Duration) -> RedisStore {
     RedisStore::connect(&url, rules(), timeout).await.unwrap()
 }
 
-fn redis_cli(server: &RedisServer, args: &[&str]) {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &server.port.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}");
-}
-
 #[tokio::test]
 async fn a_script_fault_is_a_protocol_error_and_leaves_the_breaker_closed() {
     let server = RedisServer::start();
     let store = connect(&server, Duration::from_secs(2)).await;
     store.flush().await.unwrap();
     // A key of the wrong type where the token's ban belongs: the script fails with WRONGTYPE.
-    redis_cli(&server, &["SET", "bh:{y}:ban", "x"]);
+    server.cli(&["SET", "bh:{y}:ban", "x"]);
     let now = Timestamp::from_unix(1_000);
     for _ in 0..5 {
         match store.observe(&Event::new("y", "m", now), now, false).await {
@@ -72,16 +63,13 @@ async fn one_unreadable_decision_does_not_hold_up_the_other_ends() {
             .unwrap();
     }
     // An entry due first whose decision is a key of the wrong type.
-    redis_cli(&server, &["SET", "bh:{z}:ban", "x"]);
-    redis_cli(
-        &server,
-        &[
-            "ZADD",
-            "bh:{deadlines}",
-            "5",
-            "00000000000000000000|0|z|m|0",
-        ],
-    );
+    server.cli(&["SET", "bh:{z}:ban", "x"]);
+    server.cli(&[
+        "ZADD",
+        "bh:{deadlines}",
+        "5",
+        "00000000000000000000|0|z|m|0",
+    ]);
     let ends = store.sweep(Timestamp::from_unix(1_600)).await.unwrap();
     let ends: Vec<String> = ends.iter().map(ToString::to_string).collect();
     assert_eq!(ends, ["1600,UNBAN,w"]);
