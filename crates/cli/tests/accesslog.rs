@@ -5,10 +5,14 @@
 //! double counting · rotation · commands · a file that appears later.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+
+use banhammer_store_sqlite::DecisionStore;
+use banhammer_testkit::wait;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_banhammer"))
@@ -138,26 +142,58 @@ fn replay_jsonl_names_the_rule_that_reached_furthest() {
     );
 }
 
-/// A running `banhammer watch`, stopped with SIGTERM when dropped.
+/// A running `banhammer watch`, killed when dropped.
 struct Watch {
     child: Child,
+    /// What it has logged so far, read off its stderr by a thread (so that it never blocks on a
+    /// full pipe).
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
+    /// Starts `watch` and returns once it says it is watching: its state is open, its bans and
+    /// read position restored, and the log looked for (without `--from-start`, a log that
+    /// exists now is read from its end, one that appears later from its start).
     fn start(config: &Path, log: &Path, extra: &[&str]) -> Watch {
-        let child = bin()
+        let mut child = bin()
             .arg("watch")
             .arg("--config")
             .arg(config)
             .arg(log)
             .args(extra)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Watch { child }
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            })
+        };
+        let mut watch = Watch {
+            child,
+            log,
+            reader: Some(reader),
+        };
+        wait::until("watch saying `Watching.`", || {
+            if let Some(status) = watch.child.try_wait().unwrap() {
+                panic!("watch exited ({status}): {}", watch.log.lock().unwrap());
+            }
+            watch.log.lock().unwrap().contains("Watching.")
+        });
+        watch
     }
 
+    /// Stops it with SIGTERM; returns what it logged.
     fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
@@ -165,15 +201,13 @@ impl Watch {
             .status()
             .unwrap()
             .success());
-        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "watch exits cleanly on SIGTERM: {}",
-            text(&out.stderr)
-        );
-        text(&out.stderr)
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let log = self.log.lock().unwrap().clone();
+        assert!(status.success(), "watch exits cleanly on SIGTERM: {log}");
+        log
     }
 }
 
@@ -186,18 +220,46 @@ impl Drop for Watch {
 
 /// Waits until `path` holds `lines` lines (the watcher works in the background).
 fn wait_for_lines(path: &Path, lines: usize) -> Vec<String> {
-    for _ in 0..400 {
+    let what = format!("{} reaching {lines} lines", path.display());
+    wait::for_some(&what, || {
         let got: Vec<String> = std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
             .collect();
-        if got.len() >= lines {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{} never reached {lines} lines", path.display());
+        (got.len() >= lines).then_some(got)
+    })
+}
+
+/// The name `watch` files its read position of `log` under in its state: the path as it
+/// resolved it when it started (canonical if the file existed then, as given if not). Call it
+/// in the same state of the file.
+fn position_key(log: &Path) -> String {
+    std::fs::canonicalize(log)
+        .unwrap_or_else(|_| log.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Waits until `watch` has committed to its state file that it read the file now at `log` up
+/// to `offset` (a whole line's end): the lines before are counted and their decisions stored.
+/// Only reads the state.
+fn wait_until_read(state: &Path, key: &str, log: &Path, offset: usize) {
+    let file = std::fs::metadata(log).unwrap();
+    let store = DecisionStore::open(state).unwrap();
+    let offset = offset as u64;
+    let what = format!("watch committing {} read to byte {offset}", log.display());
+    wait::until(&what, || {
+        store
+            .position(key)
+            .unwrap()
+            .is_some_and(|p| (p.dev, p.ino, p.offset) == (file.dev(), file.ino(), offset))
+    });
+}
+
+/// The offset just after the last whole line of `bytes`.
+fn whole_lines(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
 }
 
 fn watch_config(dir: &Path, extra: &str) -> PathBuf {
@@ -247,13 +309,15 @@ fn watch_in_event_time_agrees_with_replay_on_a_growing_file() {
     log.extend_from_slice(line_at("10.9.9.9", 1_546_283_000, "/").as_bytes());
     append(&log_path, &log[..1000]);
     let watch = Watch::start(&config, &log_path, &["--clock", "event", "--from-start"]);
-    // Grow the file in uneven pieces, cutting lines anywhere.
+    let (state, key) = (dir.path().join("state.sqlite"), position_key(&log_path));
+    // Grow the file in uneven pieces, cutting lines anywhere; after each, the watcher reads
+    // every whole line so far (a cut line waits for its end).
     let mut at: usize = 1000;
     for step in [7, 4000, 1, 50_000, 123_456, usize::MAX] {
         let end = at.saturating_add(step).min(log.len());
         append(&log_path, &log[at..end]);
         at = end;
-        std::thread::sleep(Duration::from_millis(5));
+        wait_until_read(&state, &key, &log_path, whole_lines(&log[..at]));
     }
     let records = wait_for_lines(&dir.path().join("action_record.csv"), 2);
     watch.stop();
@@ -309,20 +373,25 @@ fn watch_follows_rotation_and_a_file_that_appears_later() {
     let config = watch_config(dir.path(), "");
     let log_path = dir.path().join("access.log");
     let csv = dir.path().join("action_record.csv");
+    let state = dir.path().join("state.sqlite");
+    // Started before the file exists: it looked for it and found none.
     let watch = Watch::start(&config, &log_path, &["--clock", "event"]);
-    std::thread::sleep(Duration::from_millis(100));
+    let key = position_key(&log_path);
     let burst = |ip: &str, t: i64| -> String { (0..20).map(|_| line_at(ip, t, "/")).collect() };
     // Created after the watcher started: read from its start.
-    append(&log_path, burst("10.0.0.1", 1_546_272_000).as_bytes());
-    std::thread::sleep(Duration::from_millis(150));
-    // Rotation by rename: the rest of the old file, then the new one.
+    let first = burst("10.0.0.1", 1_546_272_000);
+    append(&log_path, first.as_bytes());
+    wait_until_read(&state, &key, &log_path, first.len());
+    // Rotation by rename: the rest of the old file, then the new one (read only once the old
+    // one is read to its end).
     std::fs::rename(&log_path, dir.path().join("access.log.1")).unwrap();
     append(
         &dir.path().join("access.log.1"),
         burst("10.0.0.1", 1_546_272_001).as_bytes(),
     );
-    append(&log_path, burst("10.0.0.2", 1_546_272_002).as_bytes());
-    std::thread::sleep(Duration::from_millis(150));
+    let second = burst("10.0.0.2", 1_546_272_002);
+    append(&log_path, second.as_bytes());
+    wait_until_read(&state, &key, &log_path, second.len());
     // Copy-truncate: the file is emptied in place and written again.
     OpenOptions::new()
         .write(true)

@@ -9,8 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::thread;
 
+use banhammer_testkit::wait;
 use serde_json::Value;
 
 const SECTIONS: [&str; 4] = ["/api/user", "/api/help", "/report", "/pages/create"];
@@ -20,10 +22,12 @@ const SPLIT: usize = 40;
 const CLIENT: usize = 12;
 const REQUESTS: usize = SPLIT + CLIENT;
 
-/// A keep-alive HTTP/1.1 server answering `200 ok` to each request until the client closes.
-fn serve(listener: TcpListener) {
+/// A keep-alive HTTP/1.1 server answering `200 ok` to each request until the client closes;
+/// it tells `requests` each request line as it arrives.
+fn serve(listener: TcpListener, requests: &mpsc::Sender<String>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { return };
+        let requests = requests.clone();
         thread::spawn(move || {
             let mut writer = stream.try_clone().unwrap();
             let mut reader = BufReader::new(stream);
@@ -32,6 +36,10 @@ fn serve(listener: TcpListener) {
                 line.clear();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     return;
+                }
+                if line.starts_with("GET ") {
+                    // Nobody listens once the split requests are sent.
+                    let _ = requests.send(line.clone());
                 }
                 if line == "\r\n"
                     && writer
@@ -93,8 +101,8 @@ fn expected_sections(port: u16) -> BTreeMap<String, u64> {
 
 /// Sends the requests: over 4 keep-alive connections with each head in two segments, then
 /// through reqwest.
-fn send_requests(port: u16) {
-    send_split(port);
+fn send_requests(port: u16, requests: &mpsc::Receiver<String>) {
+    send_split(port, requests);
     let client = reqwest::blocking::Client::new();
     for i in SPLIT..REQUESTS {
         let path = SECTIONS[i % SECTIONS.len()];
@@ -106,7 +114,9 @@ fn send_requests(port: u16) {
     }
 }
 
-fn send_split(port: u16) {
+/// Each head in two segments: the second part is written only once the server has received
+/// the first (its request line), so the two cannot leave in one segment.
+fn send_split(port: u16, requests: &mpsc::Receiver<String>) {
     let mut conns: Vec<TcpStream> = (0..4)
         .map(|_| {
             let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -117,9 +127,13 @@ fn send_split(port: u16) {
     for i in 0..SPLIT {
         let conn = &mut conns[i % 4];
         let path = SECTIONS[i % SECTIONS.len()];
-        conn.write_all(format!("GET {path}?n={i} HTTP/1.1\r\nHost: 127.0.0.1:").as_bytes())
+        let request_line = format!("GET {path}?n={i} HTTP/1.1\r\n");
+        conn.write_all(format!("{request_line}Host: 127.0.0.1:").as_bytes())
             .unwrap();
-        thread::sleep(std::time::Duration::from_millis(2));
+        let received = requests
+            .recv_timeout(wait::PATIENCE)
+            .unwrap_or_else(|_| panic!("the server never received request {i}'s first segment"));
+        assert_eq!(received, request_line);
         conn.write_all(format!("{port}\r\nUser-Agent: test\r\n\r\n").as_bytes())
             .unwrap();
         let mut answer = [0u8; 40];
@@ -151,7 +165,8 @@ fn monitor_pcap(pcap: &Path) -> String {
 fn monitor_counts_every_request_on_lo_live_and_from_tcpdumps_file() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || serve(listener));
+    let (requests, received) = mpsc::channel();
+    thread::spawn(move || serve(listener, &requests));
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("lo.pcap");
     let filter = format!("tcp port {port}");
@@ -174,7 +189,7 @@ fn monitor_counts_every_request_on_lo_live_and_from_tcpdumps_file() {
         .expect("tcpdump is installed by scripts/test");
     let _tcpdump_stderr = wait_for(&mut tcpdump, "listening on lo");
 
-    send_requests(port);
+    send_requests(port, &received);
 
     let mut stdout = String::new();
     monitor

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use banhammer_testkit::script::event_lines;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_banhammer"))
 }
@@ -52,13 +54,6 @@ fn example(policy: &str) -> String {
     )
 }
 
-fn script(events: &str) -> String {
-    events
-        .split(',')
-        .map(|e| format!("{} m\n", e.trim()))
-        .collect()
-}
-
 #[test]
 fn eval_reproduces_the_design_examples() {
     let cases = [
@@ -90,7 +85,7 @@ fn eval_reproduces_the_design_examples() {
         ),
     ];
     for (policy, events, expected) in cases {
-        let r = eval(&example(policy), &script(events), &[]);
+        let r = eval(&example(policy), &event_lines(events), &[]);
         assert_eq!(r.code, 0, "{policy} {events}: {}", r.stderr);
         assert_eq!(r.stdout, expected, "{policy} {events}");
     }
@@ -100,7 +95,7 @@ fn eval_reproduces_the_design_examples() {
 fn eval_jsonl_adds_rule_tier_value_and_until() {
     let r = eval(
         &example("after_trigger"),
-        &script("0 a, 1 a, 2 a, 5 a"),
+        &event_lines("0 a, 1 a, 2 a, 5 a"),
         &["--format", "jsonl"],
     );
     assert_eq!(r.code, 0);
@@ -133,7 +128,7 @@ fn eval_reads_standard_input() {
         .stdin
         .take()
         .unwrap()
-        .write_all(script("0 a, 1 a, 2 a").as_bytes())
+        .write_all(event_lines("0 a, 1 a, 2 a").as_bytes())
         .unwrap();
     let r = finish(child.wait_with_output().unwrap());
     assert_eq!(r.stdout, "2,BAN,a\n102,UNBAN,a\n");

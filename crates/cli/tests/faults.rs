@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use banhammer_testkit::wait;
 use serde_json::{json, Value};
 
 mod common;
@@ -126,18 +127,10 @@ fn a_decision_the_full_disk_refused_is_not_reported_and_is_stored_once_space_is_
     assert!(!stored_bans(&db).contains("203.0.113.7"));
     // Space comes back: the waiting decisions are stored (the writer retries every second).
     std::fs::remove_file(filler).unwrap();
-    let mut listed = String::new();
-    for _ in 0..200 {
-        listed = stored_bans(&db);
-        if listed.contains("203.0.113.7") && listed.contains("198.51.100.7") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(
-        listed.contains("203.0.113.7") && listed.contains("198.51.100.7"),
-        "the refused bans were never stored:\n{listed}"
-    );
+    wait::until("the refused bans being stored", || {
+        let listed = stored_bans(&db);
+        listed.contains("203.0.113.7") && listed.contains("198.51.100.7")
+    });
     assert_eq!(
         incr(&c, &base, "198.51.100.7", "signup").1,
         json!({"passed": false})
@@ -194,15 +187,9 @@ fn counts_survive_sigkill_and_a_clean_restart() {
             json!({"passed": true})
         );
     }
-    let mut saved = false;
-    for _ in 0..200 {
-        saved = saved_counts_of(&db, "203.0.113.7");
-        if saved {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(saved, "the counts were never saved");
+    wait::until("the counts being saved", || {
+        saved_counts_of(&db, "203.0.113.7")
+    });
     server.kill().unwrap();
     server.wait().unwrap();
     let (mut server, base) = serve(&config, &db);

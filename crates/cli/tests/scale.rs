@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_testkit::{RedisCluster, RedisServer};
+use banhammer_testkit::{wait, RedisCluster, RedisServer};
 use serde_json::{json, Value};
 
 mod common;
@@ -79,6 +79,15 @@ fn incr(c: &reqwest::blocking::Client, base: &str, token: &str, metric: &str) ->
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     r.json::<Value>().unwrap()["passed"].as_bool().unwrap()
+}
+
+/// The node's Prometheus metrics.
+fn metrics(c: &reqwest::blocking::Client, base: &str) -> String {
+    c.get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
 }
 
 /// 3 × 60 requests for one token, concurrently through three nodes: exactly 50 pass.
@@ -214,9 +223,13 @@ fn an_outage_is_answered_by_fail_policy_and_recovered_from() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    wait::until("the first answer to the load", || {
+        answered.load(Ordering::Relaxed) > 0
+    });
     redis.kill();
-    std::thread::sleep(Duration::from_millis(300));
+    wait::until("node a reporting banhammer_store_up 0", || {
+        metrics(&c, &a.base).contains("banhammer_store_up 0")
+    });
     for n in [&a, &b] {
         assert!(
             incr(&c, &n.base, "10.0.0.1", "request"),
@@ -231,43 +244,32 @@ fn an_outage_is_answered_by_fail_policy_and_recovered_from() {
             "known bans still hold"
         );
     }
-    let metrics = c
-        .get(format!("{}/metrics", a.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(metrics.contains("banhammer_store_up 0"), "{metrics}");
     // The bans a node knows are still listed.
     let bans = c.get(format!("{}/v1/bans", b.base)).send().unwrap();
     assert!(bans.status().is_success(), "{}", bans.status());
     let bans = bans.text().unwrap();
     assert!(bans.contains("192.0.2.99"), "{bans}");
+    // The node keeps answering the load (each request within the client's timeout, or the
+    // load thread fails).
     let before = answered.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        answered.load(Ordering::Relaxed) > before,
-        "the node keeps answering"
-    );
-    // Redis comes back (empty): the nodes reconnect by themselves.
+    wait::until("ten more answers to the load during the outage", || {
+        answered.load(Ordering::Relaxed) >= before + 10
+    });
+    // Redis comes back (empty; `restart` returns once it answers PING): the nodes reconnect by
+    // themselves.
     redis.restart();
-    let mut recovered = false;
-    for _ in 0..100 {
-        std::thread::sleep(Duration::from_millis(100));
-        let m = c
-            .get(format!("{}/metrics", a.base))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
-        if incr(&c, &a.base, "10.0.0.2", "strict") && m.contains("banhammer_store_up 1") {
-            recovered = true;
-            break;
-        }
+    for n in [&a, &b] {
+        let what = format!(
+            "{} recovering (`strict` passes, banhammer_store_up 1)",
+            n.base
+        );
+        wait::until(&what, || {
+            incr(&c, &n.base, "10.0.0.2", "strict")
+                && metrics(&c, &n.base).contains("banhammer_store_up 1")
+        });
     }
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
-    assert!(recovered, "the node did not recover");
     for _ in 0..51 {
         incr(&c, &b.base, "192.0.2.100", "request");
     }
@@ -322,22 +324,37 @@ action_duration = 600
         .json()
         .unwrap();
     assert_eq!(r["stats"]["token_rate_1m"], 7, "{r}");
-    for _ in 0..100 {
-        if records.exists() {
-            break;
+    // Each node queues its records and writes them one at a time, in order. A last notice
+    // started on each node, for a token of its own, is queued after anything either node may
+    // wrongly have queued for 192.0.2.7: once both are written, so is everything before them.
+    let last = ["192.0.2.20", "192.0.2.21"];
+    for (n, token) in nodes.iter().zip(last) {
+        for _ in 0..3 {
+            assert!(incr(&c, &n.base, token, "signup"));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    // Time for a second (wrong) record to appear, from either node.
-    std::thread::sleep(Duration::from_millis(300));
-    let lines: Vec<String> = std::fs::read_to_string(&records)
-        .unwrap()
+    let tokens = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|r| r["token"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    wait::until("both nodes' last records", || {
+        let written = tokens(&std::fs::read_to_string(&records).unwrap_or_default());
+        last.iter().all(|t| written.iter().any(|w| w == t))
+    });
+    let text = std::fs::read_to_string(&records).unwrap();
+    // The two nodes write apart: in either order.
+    let mut written = tokens(&text);
+    written.sort_unstable();
+    let mut decided = ["192.0.2.7", last[0], last[1]];
+    decided.sort_unstable();
+    assert_eq!(written, decided, "one record per decision: {text}");
+    let record: Value = text
         .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let record: Value = serde_json::from_str(&lines[0]).unwrap();
-    assert_eq!(record["token"], "192.0.2.7");
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["token"] == "192.0.2.7")
+        .unwrap();
     assert_eq!(record["limit"], 3);
 }
 
@@ -359,15 +376,9 @@ fn bans_held_by_a_node_go_back_into_a_redis_that_restarted_empty() {
     // A node that starts now knows nothing of the ban; node A, which holds it in its log,
     // puts it back, and the new node then refuses the token too. (Before, it passed forever.)
     let b = node(dir.path(), "b", &cfg, &redis.url());
-    let mut refused = false;
-    for _ in 0..100 {
-        if !incr(&c, &b.base, "203.0.113.9", "strict") {
-            refused = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(refused, "the ban was never put back into the store");
+    banhammer_testkit::wait::until("the ban being put back into the store", || {
+        !incr(&c, &b.base, "203.0.113.9", "strict")
+    });
     assert!(!incr(&c, &a.base, "203.0.113.9", "strict"));
     assert!(
         incr(&c, &b.base, "203.0.113.10", "strict"),

@@ -16,15 +16,13 @@
 )]
 
 use std::collections::HashMap;
-use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use banhammer_core::{
-    Effect, Engine, ManualClock, MetricRule, Rates, Ruleset, Scope, Seconds, SharedEngine,
-    Threshold, Timestamp, Window,
-};
+use banhammer_core::{Engine, ManualClock, Rates, Ruleset, Seconds, SharedEngine, Timestamp};
+use banhammer_testkit::rules::{block, metric, notify, ruleset, ruleset_with_rates};
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -48,52 +46,19 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 
 /// One rule: 100 requests in 60 s bans for 600 s.
 fn one_rule() -> Arc<Ruleset> {
-    let t = Threshold::new(
-        NonZeroU64::new(100).unwrap(),
-        Window::from_secs(60).unwrap(),
-        Effect::Block,
-        Seconds::new(600),
-    );
-    let m = MetricRule {
-        name: "request".into(),
-        scope: Scope::Token,
-        thresholds: vec![t],
-    };
-    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+    ruleset([metric("request", [block(100, 60, 600)])])
 }
 
 /// The seed example: `login_failed` (10/h ban 1 h, 100/h notify 1 day), `login_successful`
 /// (10/min notify 1 h), rates on.
 fn seed_example() -> Arc<Ruleset> {
-    let t = |limit, window, effect, duration| {
-        Threshold::new(
-            NonZeroU64::new(limit).unwrap(),
-            Window::from_secs(window).unwrap(),
-            effect,
-            Seconds::new(duration),
-        )
-    };
-    let failed = MetricRule {
-        name: "login_failed".into(),
-        scope: Scope::Token,
-        thresholds: vec![
-            t(10, 3600, Effect::Block, 3600),
-            t(100, 3600, Effect::Notify, 86_400),
-        ],
-    };
-    let ok = MetricRule {
-        name: "login_successful".into(),
-        scope: Scope::Token,
-        thresholds: vec![t(10, 60, Effect::Notify, 3600)],
-    };
-    Arc::new(
-        Ruleset::builder()
-            .rates(true)
-            .metric(failed)
-            .metric(ok)
-            .build()
-            .unwrap(),
-    )
+    ruleset_with_rates([
+        metric(
+            "login_failed",
+            [block(10, 3600, 3600), notify(100, 3600, 86_400)],
+        ),
+        metric("login_successful", [notify(10, 60, 3600)]),
+    ])
 }
 
 /// The naive exact sliding log: every timestamp of every key in a vector.

@@ -2,13 +2,11 @@
 //! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive, in one
 //! engine and split across the shards of a `SharedEngine`.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use banhammer_core::{
-    Effect, Engine, Event, ManualClock, MetricRule, Ruleset, Scope, Seconds, SharedEngine,
-    Threshold, Timestamp, Window,
-};
+use banhammer_core::{Engine, Event, ManualClock, Ruleset, SharedEngine, Timestamp};
+use banhammer_testkit::rules::{block, build, builder, metric};
 
 /// Resident set size of this process, from `/proc/self/status`.
 fn rss_bytes() -> u64 {
@@ -21,25 +19,13 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
+/// 100 requests in 60 s ban for 600 s; rates on, at most `cap` tokens.
 fn rules(cap: Option<usize>) -> Arc<Ruleset> {
-    let t = Threshold::new(
-        NonZeroU64::new(100).unwrap(),
-        Window::from_secs(60).unwrap(),
-        Effect::Block,
-        Seconds::new(600),
-    );
-    let m = MetricRule {
-        name: "request".into(),
-        scope: Scope::Token,
-        thresholds: vec![t],
-    };
-    Arc::new(
-        Ruleset::builder()
+    let request = metric("request", [block(100, 60, 600)]);
+    build(
+        builder([request])
             .rates(true)
-            .max_tokens(cap.and_then(NonZeroUsize::new))
-            .metric(m)
-            .build()
-            .unwrap(),
+            .max_tokens(cap.and_then(NonZeroUsize::new)),
     )
 }
 

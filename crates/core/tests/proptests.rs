@@ -8,14 +8,15 @@
 //! on docs/semantics.md's worked examples · agreement properties · invariants · windows.
 
 use std::collections::{HashMap, HashSet};
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, Event, ManualClock,
-    MetricRule, Rates, Ruleset, Scope, Seconds, SharedEngine, SlidingWindow, Threshold, Timestamp,
-    Window,
+    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, Event, ManualClock, Rates,
+    Ruleset, Scope, SharedEngine, SlidingWindow, Timestamp,
 };
+use banhammer_testkit::rules::{ruleset_with_rates, scoped, threshold, ThresholdExt};
+use banhammer_testkit::script::{parse, Step as ScriptStep, DEFAULT_METRIC};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -121,29 +122,18 @@ fn rules_and_script(
 }
 
 fn ruleset(metrics: &[Metric]) -> Arc<Ruleset> {
-    let mut b = Ruleset::builder().rates(true);
-    for m in metrics {
-        let thresholds = m
-            .tiers
-            .iter()
-            .map(|t| {
-                let mut th = Threshold::new(
-                    NonZeroU64::new(t.limit).unwrap(),
-                    Window::from_secs(t.window.unsigned_abs()).unwrap(),
-                    t.effect,
-                    Seconds::new(t.duration.unsigned_abs()),
-                );
-                th.policy = t.policy;
-                th
-            })
-            .collect();
-        b = b.metric(MetricRule {
-            name: m.name.as_str().into(),
-            scope: m.scope,
-            thresholds,
+    ruleset_with_rates(metrics.iter().map(|m| {
+        let tiers = m.tiers.iter().map(|t| {
+            threshold(
+                t.limit,
+                t.window.unsigned_abs(),
+                t.effect,
+                t.duration.unsigned_abs(),
+            )
+            .with_policy(t.policy)
         });
-    }
-    Arc::new(b.build().unwrap())
+        scoped(&m.name, m.scope, tiers)
+    }))
 }
 
 /// Event times from gaps, starting at 1000.
@@ -465,9 +455,11 @@ fn run_shared(
 // ---------------------------------------------------------------------------------------------
 // The model on docs/semantics.md's worked examples (limit 3, window 10 s, 100 s)
 
-fn design_example(policy: BanPolicy, script: &[(i64, &'static str)]) -> Vec<String> {
+/// An event script (`"0 a, 1 a, 2 a"`, testkit's notation) through the model and the engine,
+/// which must agree; returns the model's records.
+fn design_example(policy: BanPolicy, script: &str) -> Vec<String> {
     let metrics = [Metric {
-        name: "m".to_owned(),
+        name: DEFAULT_METRIC.to_owned(),
         scope: Scope::Token,
         tiers: vec![Tier {
             limit: 3,
@@ -477,7 +469,16 @@ fn design_example(policy: BanPolicy, script: &[(i64, &'static str)]) -> Vec<Stri
             policy,
         }],
     }];
-    let events: Vec<_> = script.iter().map(|&(t, token)| (t, token, 0)).collect();
+    let steps = parse(script);
+    let events: Vec<(i64, &str, usize)> = steps
+        .iter()
+        .map(|s| match s {
+            ScriptStep::Event {
+                at, token, metric, ..
+            } if metric == DEFAULT_METRIC => (*at, token.as_str(), 0),
+            other => panic!("not an event of `m`: {other}"),
+        })
+        .collect();
     let (steps, end) = run_model(&metrics, &events);
     let model: Vec<String> = steps.into_iter().flat_map(|s| s.0).chain(end).collect();
     let run = run_engine(&metrics, &events, Drive::Eval);
@@ -487,30 +488,26 @@ fn design_example(policy: BanPolicy, script: &[(i64, &'static str)]) -> Vec<Stri
         .flat_map(|s| s.0)
         .chain(run.end.iter().map(ToString::to_string))
         .collect();
-    assert_eq!(model, engine, "{policy:?} {script:?}");
+    assert_eq!(model, engine, "{policy:?} {script}");
     model
 }
 
 #[test]
 fn the_model_reproduces_the_worked_examples() {
     use BanPolicy::{AfterTrigger as T, AfterViolation as V};
-    let a = |times: &[i64]| times.iter().map(|&t| (t, "a")).collect::<Vec<_>>();
     let ex = design_example;
-    assert_eq!(ex(T, &a(&[0, 1, 2, 50])), ["2,BAN,a", "102,UNBAN,a"]);
-    assert_eq!(ex(T, &a(&[0, 1, 2, 5])), ["2,BAN,a", "105,UNBAN,a"]);
-    let mut script = a(&[0, 1, 2, 102, 103, 104]);
-    script.push((300, "b"));
+    assert_eq!(ex(T, "0 a, 1 a, 2 a, 50 a"), ["2,BAN,a", "102,UNBAN,a"]);
+    assert_eq!(ex(T, "0 a, 1 a, 2 a, 5 a"), ["2,BAN,a", "105,UNBAN,a"]);
     assert_eq!(
-        ex(T, &script),
+        ex(T, "0 a, 1 a, 2 a, 102 a, 103 a, 104 a, 300 b"),
         ["2,BAN,a", "102,UNBAN,a", "104,BAN,a", "204,UNBAN,a"]
     );
-    assert_eq!(ex(V, &a(&[0, 1, 2])), ["2,BAN,a", "102,UNBAN,a"]);
-    let mut script = a(&[0, 1, 2]);
-    script.push((20, "b"));
-    assert_eq!(ex(V, &script), ["2,BAN,a", "109,UNBAN,a"]);
-    let mut script = a(&[0, 1, 2, 5]);
-    script.push((200, "b"));
-    assert_eq!(ex(V, &script), ["2,BAN,a", "110,UNBAN,a"]);
+    assert_eq!(ex(V, "0 a, 1 a, 2 a"), ["2,BAN,a", "102,UNBAN,a"]);
+    assert_eq!(ex(V, "0 a, 1 a, 2 a, 20 b"), ["2,BAN,a", "109,UNBAN,a"]);
+    assert_eq!(
+        ex(V, "0 a, 1 a, 2 a, 5 a, 200 b"),
+        ["2,BAN,a", "110,UNBAN,a"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

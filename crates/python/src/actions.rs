@@ -124,16 +124,12 @@ fn log_failure(py: Python<'_>, func: &Bound<'_, PyAny>, due: &DueAction, err: &P
 #[cfg(test)]
 mod tests {
     use super::*;
-    use banhammer_core::{Effect, Seconds, Threshold, Window};
-    use std::num::NonZeroU64;
+    use banhammer_core::Threshold;
+    use banhammer_testkit::rules::{metric, notify};
 
+    /// A notice tier with `funcs` callables (`None` stands for each).
     fn tier(py: Python<'_>, funcs: usize) -> Threshold<Py<PyAny>> {
-        let mut t = Threshold::new(
-            NonZeroU64::new(1).unwrap(),
-            Window::from_secs(60).unwrap(),
-            Effect::Notify,
-            Seconds::new(60),
-        );
+        let mut t = notify(1, 60, 60);
         t.actions = (0..funcs).map(|_| py.None()).collect();
         t
     }
@@ -145,12 +141,8 @@ mod tests {
             let mut callables = Callables::default();
             let mut builder = Ruleset::builder();
             for (name, funcs) in [("a", vec![2, 0]), ("b", vec![1])] {
-                let metric = MetricRule {
-                    name: name.into(),
-                    scope: banhammer_core::Scope::Token,
-                    thresholds: funcs.into_iter().map(|n| tier(py, n)).collect(),
-                };
-                builder = builder.metric(callables.take_from(metric));
+                let rule = metric(name, funcs.into_iter().map(|n| tier(py, n)));
+                builder = builder.metric(callables.take_from(rule));
             }
             let rules = builder.build().unwrap();
             let mut found = Vec::new();

@@ -257,29 +257,15 @@ pub(crate) fn compile(
 mod tests {
     use super::*;
     use banhammer_core::{Engine, ManualClock, Timestamp};
-
-    fn spec(limit: u64, window: u64, duration: u64, blocks: bool) -> ThresholdSpec {
-        let effect = if blocks {
-            Effect::Block
-        } else {
-            Effect::Notify
-        };
-        Threshold::new(
-            NonZeroU64::new(limit).unwrap(),
-            Window::from_secs(window).unwrap(),
-            effect,
-            Seconds::new(duration),
-        )
-    }
+    use banhammer_testkit::rules::{block, metric, notify};
 
     #[test]
     fn block_local_makes_a_ban_and_anything_else_a_notice() {
         let compiled = compile(
-            vec![MetricSpec {
-                name: "login_failed".into(),
-                scope: Scope::Token,
-                thresholds: vec![spec(2, 3600, 3600, true), spec(3, 3600, 86_400, false)],
-            }],
+            vec![metric(
+                "login_failed",
+                [block(2, 3600, 3600), notify(3, 3600, 86_400)],
+            )],
             None,
         )
         .unwrap();
@@ -303,11 +289,7 @@ mod tests {
     #[test]
     fn a_notice_never_refuses() {
         let compiled = compile(
-            vec![MetricSpec {
-                name: "login_successful".into(),
-                scope: Scope::Token,
-                thresholds: vec![spec(1, 60, 3600, false)],
-            }],
+            vec![metric("login_successful", [notify(1, 60, 3600)])],
             None,
         )
         .unwrap();
@@ -320,15 +302,7 @@ mod tests {
 
     #[test]
     fn rule_errors_name_bans() {
-        let err = compile(
-            vec![MetricSpec {
-                name: "bad*".into(),
-                scope: Scope::Token,
-                thresholds: vec![spec(1, 60, 60, false)],
-            }],
-            None,
-        )
-        .unwrap_err();
+        let err = compile(vec![metric("bad*", [notify(1, 60, 60)])], None).unwrap_err();
         assert_eq!(err.len(), 1);
         assert!(err[0].starts_with("bans: metric name `bad*`"), "{err:?}");
     }

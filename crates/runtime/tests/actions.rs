@@ -1,7 +1,6 @@
 //! Actions off the request path, against a real webhook receiver on 127.0.0.1 and a real
 //! file: retries with backoff, a bounded queue that drops and counts, JSON lines appended.
 
-use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,11 +9,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use banhammer_core::{
-    Effect, Engine, EventError, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold,
-    Timestamp, Verdict, Window,
-};
+use banhammer_core::{Engine, EventError, ManualClock, Timestamp, Verdict};
 use banhammer_runtime::{ActionQueue, ActionTarget};
+use banhammer_testkit::rules::{metric, notify, ruleset, ThresholdExt};
+use banhammer_testkit::wait::until_async;
 use serde_json::Value;
 
 #[derive(Clone, Default)]
@@ -28,6 +26,8 @@ struct Receiver {
 async fn hook(State(r): State<Receiver>, Json(body): Json<Value>) -> StatusCode {
     let n = r.calls.fetch_add(1, Ordering::SeqCst);
     if r.hang {
+        // The behaviour under test: a receiver that never answers holds the queue's worker,
+        // so that the queue fills. Not a wait for something to happen.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     if n < r.fail_first {
@@ -47,19 +47,10 @@ async fn receiver(r: Receiver) -> String {
 
 /// An engine whose one rule (2 events in 60 s) notifies through `action`.
 fn engine(action: Arc<dyn banhammer_core::Action>) -> Engine<ManualClock> {
-    let mut t = Threshold::new(
-        NonZeroU64::new(2).unwrap(),
-        Window::from_secs(60).unwrap(),
-        Effect::Notify,
-        Seconds::new(600),
-    );
-    t.actions.push(action);
-    let m = MetricRule {
-        name: "login_failed".into(),
-        scope: Scope::Token,
-        thresholds: vec![t],
-    };
-    let rules = Arc::new(Ruleset::builder().metric(m).build().unwrap());
+    let rules = ruleset([metric(
+        "login_failed",
+        [notify(2, 60, 600).with_action(action)],
+    )]);
     Engine::new(rules, ManualClock::new(Timestamp::from_unix(1_700_000_000)))
 }
 
@@ -68,16 +59,6 @@ fn incr(e: &mut Engine<ManualClock>, token: &str, metric: &str) -> Result<Verdic
     let v = e.incr(token, metric)?;
     e.rules().run_actions(&v.actions);
     Ok(v)
-}
-
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} never happened");
 }
 
 #[tokio::test]
@@ -92,7 +73,7 @@ async fn report_central_posts_the_decision_and_retries_until_it_is_taken() {
     incr(&mut e, "203.0.113.9", "login_failed").unwrap();
     let v = incr(&mut e, "203.0.113.9", "login_failed").unwrap();
     assert!(v.passed, "the call returned at once; the post is queued");
-    eventually("the post", || !r.got.lock().unwrap().is_empty()).await;
+    until_async("the post", || !r.got.lock().unwrap().is_empty()).await;
     let body = r.got.lock().unwrap()[0].clone();
     assert_eq!(body["action"], "report_central");
     assert_eq!(body["token"], "203.0.113.9");
@@ -120,7 +101,7 @@ async fn a_full_queue_drops_and_counts_instead_of_waiting() {
     incr(&mut e, "a", "login_failed").unwrap();
     incr(&mut e, "a", "login_failed").unwrap();
     // The worker takes the first record and hangs on its post.
-    eventually("the first post", || r.calls.load(Ordering::SeqCst) == 1).await;
+    until_async("the first post", || r.calls.load(Ordering::SeqCst) == 1).await;
     for token in ["b", "c", "d"] {
         incr(&mut e, token, "login_failed").unwrap();
         incr(&mut e, token, "login_failed").unwrap();
@@ -139,7 +120,7 @@ async fn record_local_appends_json_lines() {
         incr(&mut e, token, "login_failed").unwrap();
         incr(&mut e, token, "login_failed").unwrap();
     }
-    eventually("two lines", || {
+    until_async("two lines", || {
         std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 2)
     })
     .await;

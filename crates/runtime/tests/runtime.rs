@@ -2,47 +2,23 @@
 //! decisions on time, and events of known-banned tokens count in the background within a
 //! bound (against a real, paused redis-server).
 
-use std::num::{NonZeroU64, NonZeroUsize};
-use std::process::Command;
+use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{
-    Clock, Effect, Event, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp,
-    Window,
-};
+use banhammer_core::{Clock, Event, ManualClock, Ruleset, Seconds, Timestamp};
 use banhammer_runtime::{MemoryBackend, RedisBackend, Runtime};
 use banhammer_store_sqlite::DecisionStore;
+use banhammer_testkit::rules::{block, metric, ruleset};
+use banhammer_testkit::wait::until_async;
 use banhammer_testkit::RedisServer;
 
 const T0: i64 = 1_700_000_000;
 
 /// One rule: 3 `login_failed` in 60 s ban for 10 minutes.
 fn rules() -> Arc<Ruleset> {
-    let t = Threshold::new(
-        NonZeroU64::new(3).unwrap(),
-        Window::from_secs(60).unwrap(),
-        Effect::Block,
-        Seconds::new(600),
-    );
-    let m = MetricRule {
-        name: "login_failed".into(),
-        scope: Scope::Token,
-        thresholds: vec![t],
-    };
-    Arc::new(Ruleset::builder().metric(m).build().unwrap())
-}
-
-/// Waits until `check` holds (bounded: 10 s), polling.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what} never happened");
+    ruleset([metric("login_failed", [block(3, 60, 600)])])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,14 +34,14 @@ async fn the_guard_owns_the_ticker_which_ends_bans_on_time_and_stops_when_droppe
     assert!(!v.passed);
     // No request comes: the ticker alone ends the ban once its time has come.
     clock.advance(Seconds::new(600));
-    eventually("the UNBAN", || {
+    until_async("the UNBAN", || {
         rt.counters().unbans.load(Ordering::Relaxed) == 1
     })
     .await;
     // The ticker holds the runtime while it runs; dropping the guard stops it.
     assert!(Arc::strong_count(&rt) > 2);
     drop(guard);
-    eventually("the ticker's end", || Arc::strong_count(&rt) == 1).await;
+    until_async("the ticker's end", || Arc::strong_count(&rt) == 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,18 +62,7 @@ async fn events_of_a_banned_token_count_in_the_background_within_a_bound() {
     let rt = guard.runtime();
     assert!(!rt.fire("a", "login_failed", 0).await.unwrap().passed);
     // Redis stops answering: each background count now waits for its timeout.
-    let paused = Command::new("redis-cli")
-        .args([
-            "-p",
-            &redis.port.to_string(),
-            "CLIENT",
-            "PAUSE",
-            "20000",
-            "ALL",
-        ])
-        .output()
-        .unwrap();
-    assert!(paused.status.success());
+    redis.cli(&["CLIENT", "PAUSE", "20000", "ALL"]);
     let event = Event::new("a", "login_failed", Timestamp::from_unix(T0));
     for _ in 0..300 {
         // Answered at once from this node's ban cache.

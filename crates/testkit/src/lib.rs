@@ -1,178 +1,22 @@
-//! banhammer-testkit: real services for tests, started and stopped by drop guards.
+//! banhammer-testkit: what the workspace's tests share, so that each test says only what it
+//! checks.
 //!
-//! Tests start their own `redis-server` processes on free loopback ports (never a shared or
-//! pre-started one) and a three-master Redis Cluster with `redis-cli --cluster create`. A test
-//! fails, not skips, when `redis-server` is missing: CI installs it.
+//! - [`rules`]: thresholds, metrics and rule sets in one line each (`block(3, 60, 600)`,
+//!   `metric("login_failed", [...])`, `ruleset([...])`), and `ts(secs)`.
+//! - [`script`]: event scripts (`"0 a, 1 a, 2 b login email=x"`) parsed into steps, and
+//!   written out as `banhammer eval` reads them.
+//! - [`wait`]: bounded waits on an observable condition, with a panic naming what never
+//!   happened; tests never sleep for a fixed time and hope.
+//! - [`RedisServer`], [`RedisCluster`]: real `redis-server` processes on free loopback ports
+//!   (never a shared or pre-started one) and a three-master Redis Cluster built with
+//!   `redis-cli --cluster create`, stopped when dropped. A test fails, not skips, when
+//!   `redis-server` is missing: CI installs it.
+//!
+//! Test support only: no production crate depends on it (`scripts/check-architecture`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod redis;
+pub mod rules;
+pub mod script;
+pub mod wait;
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A `redis-server` on 127.0.0.1, killed when dropped.
-#[derive(Debug)]
-pub struct RedisServer {
-    child: Option<Child>,
-    /// Its port.
-    pub port: u16,
-    dir: PathBuf,
-    extra: Vec<String>,
-}
-
-fn wait_for_port(port: u16) {
-    #[allow(clippy::disallowed_methods)]
-    // waiting for a child process to listen, not for time to pass
-    let deadline = Instant::now() + Duration::from_secs(10);
-    #[allow(clippy::disallowed_methods)]
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("redis-server did not listen on port {port}");
-}
-
-impl RedisServer {
-    /// Starts one with no persistence.
-    pub fn start() -> Self {
-        RedisServer::start_with(&[])
-    }
-
-    /// Starts one with extra `redis-server` arguments (`--cluster-enabled yes`, …).
-    pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("banhammer-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for redis");
-        let mut s = RedisServer {
-            child: None,
-            port,
-            dir,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--dir", &self.dir.display().to_string()])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt-get install redis-server; CI installs it)");
-        self.child = Some(child);
-        wait_for_port(self.port);
-    }
-
-    /// Its URL.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills it (SIGKILL), as an outage would.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts it again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Redis Cluster of three masters on 127.0.0.1, stopped when dropped.
-#[derive(Debug)]
-pub struct RedisCluster {
-    /// The masters.
-    pub nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    /// Starts three `cluster-enabled` servers and joins them with `redis-cli --cluster create`.
-    pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let status = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("redis-cli runs");
-        assert!(status.success(), "redis-cli --cluster create failed");
-        // Wait until every node reports the cluster ok.
-        #[allow(clippy::disallowed_methods)]
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for n in &nodes {
-            loop {
-                let out = Command::new("redis-cli")
-                    .args(["-p", &n.port.to_string(), "cluster", "info"])
-                    .output()
-                    .expect("redis-cli runs");
-                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
-                    break;
-                }
-                #[allow(clippy::disallowed_methods)]
-                let late = Instant::now() > deadline;
-                assert!(!late, "the cluster never became ok");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        RedisCluster { nodes }
-    }
-
-    /// Its URL for banhammer (`redis+cluster://h1:p1,h2:p2,h3:p3`).
-    pub fn url(&self) -> String {
-        let addrs: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis+cluster://{}", addrs.join(","))
-    }
-}
+pub use redis::{free_port, RedisCluster, RedisServer};

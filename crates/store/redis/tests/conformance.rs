@@ -12,50 +12,37 @@
 //! distinct values, families, global alerts, fire, unban, escapes, refusals) · random scripts
 //! (proptest) · the same on a cluster · a few store-only behaviours.
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    BanPolicy, DecisionEvent, DueAction, Effect, Engine, Event, EventError, Kind, ManualClock,
-    MetricRule, Rates, Ruleset, Scope, Seconds, Threshold, Timestamp, Verdict, Window,
+    BanPolicy, DecisionEvent, DueAction, Effect, Engine, Event, EventError, ManualClock, Rates,
+    Ruleset, Threshold, Timestamp, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
+use banhammer_testkit::rules::{
+    block, build, builder, global, metric, ruleset, ruleset_with_rates, threshold, ThresholdExt,
+};
+use banhammer_testkit::script::{self, Step as ScriptStep};
 use banhammer_testkit::{RedisCluster, RedisServer};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // The harness.
 
-/// One step of a script. Each moves the clock to the latest time seen (a late event does not
+/// One step of a script: an event, a fire or an unban (testkit's script steps), and whether
+/// an event asks for rates. Each moves the clock to the latest time seen (a late event does not
 /// move it back).
 #[derive(Debug, Clone)]
-enum Step {
-    /// An event of `metric` for `token` at `at`, asking for rates or not.
-    Event {
-        at: i64,
-        token: String,
-        metric: String,
-        attrs: Vec<(String, String)>,
-        rates: bool,
-    },
-    /// Fires `tier` of `metric` for `token` (the seed API's `now`).
-    Fire {
-        at: i64,
-        token: String,
-        metric: String,
-        tier: usize,
-    },
-    /// An operator's unban.
-    Unban { at: i64, token: String },
+struct Step {
+    what: ScriptStep,
+    /// Events only: ask for rates.
+    rates: bool,
 }
 
-impl Step {
-    fn at(&self) -> i64 {
-        match self {
-            Step::Event { at, .. } | Step::Fire { at, .. } | Step::Unban { at, .. } => *at,
-        }
-    }
+/// A step that asks for rates if it is an event.
+fn rated(what: ScriptStep) -> Step {
+    Step { what, rates: true }
 }
 
 /// What a step answered, beyond its records.
@@ -114,26 +101,25 @@ fn in_memory(rules: &Arc<Ruleset>, script: &[Step]) -> Run {
     let mut now = Timestamp::MIN;
     let mut steps = Vec::new();
     for step in script {
-        now = now.max(Timestamp::from_unix(step.at()));
+        now = now.max(Timestamp::from_unix(step.what.at()));
         clock.set(now);
         let mut records = engine.advance(now);
-        let answer = match step {
-            Step::Event {
+        let answer = match &step.what {
+            ScriptStep::Event {
                 at,
                 token,
                 metric,
                 attrs,
-                rates,
             } => {
                 let attrs = borrowed(attrs);
                 engine
-                    .observe(&event(*at, token, metric, &attrs), *rates)
+                    .observe(&event(*at, token, metric, &attrs), step.rates)
                     .map(|v| {
                         records.extend(v.decisions.iter().cloned());
                         Some(v.into())
                     })
             }
-            Step::Fire {
+            ScriptStep::Fire {
                 token,
                 metric,
                 tier,
@@ -142,7 +128,7 @@ fn in_memory(rules: &Arc<Ruleset>, script: &[Step]) -> Run {
                 records.extend(v.decisions.iter().cloned());
                 Some(v.into())
             }),
-            Step::Unban { token, .. } => {
+            ScriptStep::Unban { token, .. } => {
                 records.extend(engine.unban(token));
                 Ok(None)
             }
@@ -169,19 +155,18 @@ async fn on_redis(store: &RedisStore, script: &[Step]) -> Run {
     let mut now = Timestamp::MIN;
     let mut steps = Vec::new();
     for step in script {
-        now = now.max(Timestamp::from_unix(step.at()));
+        now = now.max(Timestamp::from_unix(step.what.at()));
         let mut records = store.sweep(now).await.unwrap();
-        let answer = match step {
-            Step::Event {
+        let answer = match &step.what {
+            ScriptStep::Event {
                 at,
                 token,
                 metric,
                 attrs,
-                rates,
             } => {
                 let attrs = borrowed(attrs);
                 store
-                    .observe(&event(*at, token, metric, &attrs), now, *rates)
+                    .observe(&event(*at, token, metric, &attrs), now, step.rates)
                     .await
                     .map_err(refusal)
                     .map(|v| {
@@ -189,7 +174,7 @@ async fn on_redis(store: &RedisStore, script: &[Step]) -> Run {
                         Some(v.into())
                     })
             }
-            Step::Fire {
+            ScriptStep::Fire {
                 token,
                 metric,
                 tier,
@@ -202,7 +187,7 @@ async fn on_redis(store: &RedisStore, script: &[Step]) -> Run {
                     records.extend(v.decisions.iter().cloned());
                     Some(v.into())
                 }),
-            Step::Unban { token, .. } => {
+            ScriptStep::Unban { token, .. } => {
                 records.extend(store.unban(token, now).await.unwrap());
                 Ok(None)
             }
@@ -247,92 +232,16 @@ async fn connect(url: &str, rules: &Arc<Ruleset>) -> RedisStore {
 // ---------------------------------------------------------------------------------------------
 // Rules and scripts.
 
-fn t(limit: u64, window: u64, effect: Effect, duration: u64, policy: BanPolicy) -> Threshold {
-    let mut th = Threshold::new(
-        NonZeroU64::new(limit).unwrap(),
-        Window::from_secs(window).unwrap(),
-        effect,
-        Seconds::new(duration),
-    );
-    th.policy = policy;
-    th
-}
-
-/// The same threshold measuring the distinct values of `attr`.
-fn distinct(mut th: Threshold, attr: &str) -> Threshold {
-    th.kind = Kind::Distinct(attr.into());
-    th
-}
-
-/// Rules that keep rates (so every answer's rates are compared too).
-fn ruleset(metrics: Vec<MetricRule>) -> Arc<Ruleset> {
-    ruleset_with(true, metrics)
-}
-
-/// Rules with rates or without: without, a token's windows are forgotten after the rules'
-/// longest window instead of an hour.
-fn ruleset_with(rates: bool, metrics: Vec<MetricRule>) -> Arc<Ruleset> {
-    let mut b = Ruleset::builder().rates(rates);
-    for m in metrics {
-        b = b.metric(m);
-    }
-    Arc::new(b.build().unwrap())
-}
-
-fn metric(name: &str, scope: Scope, thresholds: Vec<Threshold>) -> MetricRule {
-    MetricRule {
-        name: name.into(),
-        scope,
-        thresholds,
-    }
-}
-
-/// One token-scope metric `m` that bans for 600 s at `limit` events in 60 s.
+/// One token-scope metric `m` that bans for 600 s at `limit` events in 60 s (rates kept, so
+/// that every answer's rates are compared too).
 fn one_ban_rule(limit: u64) -> Arc<Ruleset> {
-    ruleset(vec![metric(
-        "m",
-        Scope::Token,
-        vec![t(limit, 60, Effect::Block, 600, BanPolicy::AfterTrigger)],
-    )])
+    ruleset_with_rates([metric("m", [block(limit, 60, 600)])])
 }
 
-/// Steps separated by commas: `T TOKEN METRIC [ATTR=VALUE…]` (an event), `T fire TOKEN
-/// METRIC TIER`, `T unban TOKEN`. Events ask for rates.
+/// A script in testkit's notation (`T TOKEN METRIC [ATTR=VALUE…]`, `T fire TOKEN METRIC TIER`,
+/// `T unban TOKEN`); events ask for rates.
 fn parse(script: &str) -> Vec<Step> {
-    script
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let p: Vec<&str> = item.split_whitespace().collect();
-            let at = p[0].parse().unwrap();
-            match p[1] {
-                "fire" => Step::Fire {
-                    at,
-                    token: p[2].to_owned(),
-                    metric: p[3].to_owned(),
-                    tier: p[4].parse().unwrap(),
-                },
-                "unban" => Step::Unban {
-                    at,
-                    token: p[2].to_owned(),
-                },
-                token => Step::Event {
-                    at,
-                    token: token.to_owned(),
-                    metric: p[2].to_owned(),
-                    attrs: p[3..]
-                        .iter()
-                        .map(|kv| {
-                            let (k, v) = kv.split_once('=').unwrap();
-                            (k.to_owned(), v.to_owned())
-                        })
-                        .collect(),
-                    rates: true,
-                },
-            }
-        })
-        .collect()
+    script::parse(script).into_iter().map(rated).collect()
 }
 
 /// The fixed cases: each a name, a rule set and its script.
@@ -340,91 +249,88 @@ fn parse(script: &str) -> Vec<Step> {
 fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
     use BanPolicy::{AfterTrigger as Tr, AfterViolation as Vi};
     use Effect::{Alert, Block, Notify};
+    // Rules keep rates (so every answer's rates are compared too), but for `idle_bans`.
     let design = |p| {
-        ruleset(vec![metric(
+        ruleset_with_rates(vec![metric(
             "m",
-            Scope::Token,
-            vec![t(3, 10, Block, 100, p)],
+            vec![threshold(3, 10, Block, 100).with_policy(p)],
         )])
     };
     let tiers = || {
-        ruleset(vec![
+        ruleset_with_rates(vec![
             metric(
                 "login",
-                Scope::Token,
-                vec![t(2, 10, Block, 50, Tr), t(4, 30, Notify, 500, Vi)],
+                vec![
+                    threshold(2, 10, Block, 50),
+                    threshold(4, 30, Notify, 500).with_policy(Vi),
+                ],
             ),
-            metric("request", Scope::Token, vec![t(3, 10, Block, 200, Vi)]),
+            metric(
+                "request",
+                vec![threshold(3, 10, Block, 200).with_policy(Vi)],
+            ),
         ])
     };
     let detector = || {
-        ruleset(vec![metric(
+        ruleset_with_rates(vec![metric(
             "detect:*",
-            Scope::Token,
             vec![
-                t(11, 5, Block, 30, Tr),
-                distinct(t(3, 5, Block, 30, Tr), "email"),
+                threshold(11, 5, Block, 30),
+                threshold(3, 5, Block, 30).distinct("email"),
             ],
         )])
     };
     let family_notices = || {
-        ruleset(vec![metric(
+        ruleset_with_rates(vec![metric(
             "detect:*",
-            Scope::Token,
-            vec![t(2, 10, Notify, 20, Tr), t(4, 10, Block, 30, Vi)],
+            vec![
+                threshold(2, 10, Notify, 20),
+                threshold(4, 10, Block, 30).with_policy(Vi),
+            ],
         )])
     };
     let alerts = || {
-        ruleset(vec![
-            metric("hits", Scope::Global, vec![t(4, 10, Alert, 0, Tr)]),
-            metric(
-                "agents",
-                Scope::Global,
-                vec![distinct(t(2, 10, Alert, 0, Tr), "ua")],
-            ),
-            metric("m", Scope::Token, vec![t(2, 10, Block, 30, Tr)]),
+        ruleset_with_rates(vec![
+            global("hits", vec![threshold(4, 10, Alert, 0)]),
+            global("agents", vec![threshold(2, 10, Alert, 0).distinct("ua")]),
+            metric("m", vec![threshold(2, 10, Block, 30)]),
         ])
     };
     let fire_rules = || {
-        ruleset(vec![
+        ruleset_with_rates(vec![
             metric(
                 "m",
-                Scope::Token,
                 vec![
-                    t(3, 10, Block, 100, Tr),
-                    t(5, 60, Notify, 300, Vi),
-                    t(8, 60, Block, 1000, Vi),
+                    threshold(3, 10, Block, 100),
+                    threshold(5, 60, Notify, 300).with_policy(Vi),
+                    threshold(8, 60, Block, 1000).with_policy(Vi),
                 ],
             ),
-            metric("n", Scope::Token, vec![t(2, 10, Block, 50, Tr)]),
-            metric("detect:*", Scope::Token, vec![t(2, 10, Block, 40, Tr)]),
-            metric("hits", Scope::Global, vec![t(4, 10, Alert, 0, Tr)]),
+            metric("n", vec![threshold(2, 10, Block, 50)]),
+            metric("detect:*", vec![threshold(2, 10, Block, 40)]),
+            global("hits", vec![threshold(4, 10, Alert, 0)]),
         ])
     };
     let two_bans = || {
-        ruleset(vec![
-            metric("m", Scope::Token, vec![t(2, 10, Block, 10, Tr)]),
-            metric("n", Scope::Token, vec![t(1, 10, Block, 10, Tr)]),
+        ruleset_with_rates(vec![
+            metric("m", vec![threshold(2, 10, Block, 10)]),
+            metric("n", vec![threshold(1, 10, Block, 10)]),
         ])
     };
     // Without rates the rules' longest window is `window`: a token idle that long is forgotten.
     let idle_bans = |window| {
-        ruleset_with(
-            false,
-            vec![
-                metric("m", Scope::Token, vec![t(1, window, Block, 100, Tr)]),
-                metric("n", Scope::Token, vec![t(1, window, Block, 50, Tr)]),
-            ],
-        )
+        ruleset(vec![
+            metric("m", vec![threshold(1, window, Block, 100)]),
+            metric("n", vec![threshold(1, window, Block, 50)]),
+        ])
     };
     let distinct_rules = |p| {
-        ruleset(vec![metric(
+        ruleset_with_rates(vec![metric(
             "form",
-            Scope::Token,
             vec![
-                distinct(t(3, 10, Block, 50, p), "email"),
-                distinct(t(2, 4, Notify, 20, Tr), "email"),
-                distinct(t(2, 10, Notify, 20, Tr), "ip"),
+                threshold(3, 10, Block, 50).with_policy(p).distinct("email"),
+                threshold(2, 4, Notify, 20).distinct("email"),
+                threshold(2, 10, Notify, 20).distinct("ip"),
             ],
         )])
     };
@@ -573,11 +479,11 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
         // Tokens and members with the characters that structure keys and records.
         case(
             "escapes",
-            ruleset(vec![
-                metric("f:x", Scope::Token, vec![t(2, 10, Block, 50, Tr)]),
-                metric("f:x}:ban", Scope::Token, vec![t(2, 10, Block, 50, Tr)]),
-                metric("g", Scope::Token, vec![t(3, 10, Notify, 50, Tr)]),
-                metric("h:*", Scope::Token, vec![t(2, 10, Block, 50, Tr)]),
+            ruleset_with_rates(vec![
+                metric("f:x", vec![threshold(2, 10, Block, 50)]),
+                metric("f:x}:ban", vec![threshold(2, 10, Block, 50)]),
+                metric("g", vec![threshold(3, 10, Notify, 50)]),
+                metric("h:*", vec![threshold(2, 10, Block, 50)]),
             ]),
             "0 v}:w:f:x f:x, 1 v f:x}:ban, 2 v}:w:f:x f:x, 3 v f:x}:ban, 4 a|b g, 4 a|b g, \
              5 a|b g, 6 %7C g, 6 %7C g, 7 %7C g, 8 {x} h:|, 9 {x} h:%|, 10 {x} h:|, \
@@ -587,105 +493,34 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
         (
             "refused events",
             distinct_rules(Tr),
-            vec![
-                Step::Event {
-                    at: 0,
-                    token: long.clone(),
-                    metric: "form".into(),
-                    attrs: vec![("email".into(), "x".into()), ("ip".into(), "1".into())],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 0,
-                    token: String::new(),
-                    metric: "form".into(),
-                    attrs: vec![("email".into(), "x".into()), ("ip".into(), "1".into())],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 1,
-                    token: "a".into(),
-                    metric: "form".into(),
-                    attrs: vec![("email".into(), huge.clone()), ("ip".into(), "1".into())],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 1,
-                    token: "a".into(),
-                    metric: "form".into(),
-                    attrs: vec![("email".into(), "x".into())],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 2,
-                    token: "a".into(),
-                    metric: "nope".into(),
-                    attrs: vec![],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 2,
-                    token: long.clone(),
-                    metric: "nope".into(),
-                    attrs: vec![],
-                    rates: true,
-                },
-                Step::Event {
-                    at: 3,
-                    token: "a".into(),
-                    metric: "form".into(),
-                    attrs: vec![("email".into(), "x".into()), ("ip".into(), "1".into())],
-                    rates: true,
-                },
-            ],
+            [
+                ScriptStep::event(0, &long, "form", &[("email", "x"), ("ip", "1")]),
+                ScriptStep::event(0, "", "form", &[("email", "x"), ("ip", "1")]),
+                ScriptStep::event(1, "a", "form", &[("email", &huge), ("ip", "1")]),
+                ScriptStep::event(1, "a", "form", &[("email", "x")]),
+                ScriptStep::event(2, "a", "nope", &[]),
+                ScriptStep::event(2, &long, "nope", &[]),
+                ScriptStep::event(3, "a", "form", &[("email", "x"), ("ip", "1")]),
+            ]
+            .into_iter()
+            .map(rated)
+            .collect(),
         ),
         (
             "refused fires",
             fire_rules(),
-            vec![
-                Step::Fire {
-                    at: 0,
-                    token: long.clone(),
-                    metric: "m".into(),
-                    tier: 0,
-                },
-                Step::Fire {
-                    at: 0,
-                    token: String::new(),
-                    metric: "m".into(),
-                    tier: 0,
-                },
-                Step::Fire {
-                    at: 0,
-                    token: "a".into(),
-                    metric: "nope".into(),
-                    tier: 0,
-                },
-                Step::Fire {
-                    at: 0,
-                    token: long,
-                    metric: "hits".into(),
-                    tier: 0,
-                },
-                Step::Fire {
-                    at: 0,
-                    token: "a".into(),
-                    metric: "m".into(),
-                    tier: 3,
-                },
-                Step::Fire {
-                    at: 0,
-                    token: "a".into(),
-                    metric: "detect:".into(),
-                    tier: 0,
-                },
-                Step::Fire {
-                    at: 1,
-                    token: "a".into(),
-                    metric: "detect:x".into(),
-                    tier: 1,
-                },
-            ],
+            [
+                ScriptStep::fire(0, &long, "m", 0),
+                ScriptStep::fire(0, "", "m", 0),
+                ScriptStep::fire(0, "a", "nope", 0),
+                ScriptStep::fire(0, &long, "hits", 0),
+                ScriptStep::fire(0, "a", "m", 3),
+                ScriptStep::fire(0, "a", "detect:", 0),
+                ScriptStep::fire(1, "a", "detect:x", 1),
+            ]
+            .into_iter()
+            .map(rated)
+            .collect(),
         ),
     ]
 }
@@ -731,10 +566,10 @@ fn random_tier(effects: &'static [Effect]) -> impl Strategy<Value = Threshold> {
             } else {
                 BanPolicy::AfterTrigger
             };
-            let th = t(limit, window, effects[e], duration, policy);
+            let th = threshold(limit, window, effects[e], duration).with_policy(policy);
             // One tier in four measures distinct values.
             if kind == 0 {
-                distinct(th, "v")
+                th.distinct("v")
             } else {
                 th
             }
@@ -752,16 +587,16 @@ fn random_rules() -> impl Strategy<Value = Arc<Ruleset>> {
         random_tier(GLOBAL),
         any::<bool>(),
     )
-        .prop_map(|(m, n, family, global, rates)| {
-            ruleset_with(
-                rates,
-                vec![
-                    metric("m", Scope::Token, m),
-                    metric("n", Scope::Token, n),
-                    metric("d:*", Scope::Token, family),
-                    metric("hits", Scope::Global, vec![global]),
-                ],
-            )
+        .prop_map(|(m, n, family, alert, rates)| {
+            // Without rates, a token's windows are forgotten after the rules' longest window
+            // instead of an hour.
+            let metrics = [
+                metric("m", m),
+                metric("n", n),
+                metric("d:*", family),
+                global("hits", [alert]),
+            ];
+            build(builder(metrics).rates(rates))
         })
 }
 
@@ -789,24 +624,13 @@ fn random_script() -> impl Strategy<Value = Vec<Step>> {
                 // A negative gap is a late event; the clock itself only moves on.
                 let at = now + gap;
                 now = now.max(at);
-                let token = TOKENS[token].to_owned();
-                let metric = METRICS[metric].to_owned();
-                match what {
-                    0 => Step::Fire {
-                        at,
-                        token,
-                        metric,
-                        tier,
-                    },
-                    1 => Step::Unban { at, token },
-                    _ => Step::Event {
-                        at,
-                        token,
-                        metric,
-                        attrs: vec![("v".to_owned(), VALUES[value].to_owned())],
-                        rates,
-                    },
-                }
+                let (token, metric) = (TOKENS[token], METRICS[metric]);
+                let what = match what {
+                    0 => ScriptStep::fire(at, token, metric, tier),
+                    1 => ScriptStep::unban(at, token),
+                    _ => ScriptStep::event(at, token, metric, &[("v", VALUES[value])]),
+                };
+                Step { what, rates }
             })
             .collect()
     })
@@ -917,12 +741,11 @@ async fn an_operator_unban_ends_the_ban_at_once_on_every_node() {
 #[tokio::test]
 async fn firing_a_tier_answers_the_same_stats_and_ban_as_the_engine() {
     let server = RedisServer::start();
-    let rules = ruleset(vec![metric(
+    let rules = ruleset_with_rates(vec![metric(
         "m",
-        Scope::Token,
         vec![
-            t(5, 60, Effect::Block, 600, BanPolicy::AfterTrigger),
-            t(50, 600, Effect::Notify, 900, BanPolicy::AfterTrigger),
+            threshold(5, 60, Effect::Block, 600),
+            threshold(50, 600, Effect::Notify, 900),
         ],
     )]);
     let script = parse(
@@ -986,11 +809,7 @@ async fn a_ban_stands_when_its_deadline_cannot_be_indexed() {
     let store = connect(&server.url(), &one_ban_rule(2)).await;
     store.flush().await.unwrap();
     // The index key of the wrong type: registering fails, the event's own script does not.
-    let cli = std::process::Command::new("redis-cli")
-        .args(["-p", &server.port.to_string(), "SET", "bh:{deadlines}", "x"])
-        .output()
-        .unwrap();
-    assert!(cli.status.success());
+    server.cli(&["SET", "bh:{deadlines}", "x"]);
     let now = Timestamp::from_unix(1_000);
     store
         .observe(&Event::new("y", "m", now), now, false)

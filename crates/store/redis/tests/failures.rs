@@ -2,44 +2,23 @@
 //! answers, the circuit breaker counts it); a Redis that answers what the store cannot use is
 //! a protocol error (`Protocol`: neither).
 
-use std::num::NonZeroU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{
-    DecisionView, Effect, Event, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
-};
+use banhammer_core::{DecisionView, Effect, Event, Ruleset, Timestamp};
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
+use banhammer_testkit::rules::{block, metric, ruleset};
 use banhammer_testkit::RedisServer;
 
 /// One metric `m` that bans for 600 s at 2 events in 60 s.
 fn rules() -> Arc<Ruleset> {
-    let m = MetricRule {
-        name: "m".into(),
-        scope: Scope::Token,
-        thresholds: vec![Threshold::new(
-            NonZeroU64::new(2).unwrap(),
-            Window::from_secs(60).unwrap(),
-            Effect::Block,
-            Seconds::new(600),
-        )],
-    };
-    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+    ruleset([metric("m", [block(2, 60, 600)])])
 }
 
 async fn connect(server: &RedisServer, timeout: Duration) -> RedisStore {
     let url: StoreUrl = server.url().parse().unwrap();
     RedisStore::connect(&url, rules(), timeout).await.unwrap()
-}
-
-fn redis_cli(server: &RedisServer, args: &[&str]) {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &server.port.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "redis-cli {args:?}");
 }
 
 #[tokio::test]
@@ -48,7 +27,7 @@ async fn a_script_fault_is_a_protocol_error_and_leaves_the_breaker_closed() {
     let store = connect(&server, Duration::from_secs(2)).await;
     store.flush().await.unwrap();
     // A key of the wrong type where the token's ban belongs: the script fails with WRONGTYPE.
-    redis_cli(&server, &["SET", "bh:{y}:ban", "x"]);
+    server.cli(&["SET", "bh:{y}:ban", "x"]);
     let now = Timestamp::from_unix(1_000);
     for _ in 0..5 {
         match store.observe(&Event::new("y", "m", now), now, false).await {
@@ -84,16 +63,13 @@ async fn one_unreadable_decision_does_not_hold_up_the_other_ends() {
             .unwrap();
     }
     // An entry due first whose decision is a key of the wrong type.
-    redis_cli(&server, &["SET", "bh:{z}:ban", "x"]);
-    redis_cli(
-        &server,
-        &[
-            "ZADD",
-            "bh:{deadlines}",
-            "5",
-            "00000000000000000000|0|z|m|0",
-        ],
-    );
+    server.cli(&["SET", "bh:{z}:ban", "x"]);
+    server.cli(&[
+        "ZADD",
+        "bh:{deadlines}",
+        "5",
+        "00000000000000000000|0|z|m|0",
+    ]);
     let ends = store.sweep(Timestamp::from_unix(1_600)).await.unwrap();
     let ends: Vec<String> = ends.iter().map(ToString::to_string).collect();
     assert_eq!(ends, ["1600,UNBAN,w"]);
@@ -134,7 +110,7 @@ async fn a_store_that_lost_its_state_is_seen_once_by_every_node_and_gets_its_ban
     assert!(!a.lost_state().await.unwrap());
     assert!(!b.lost_state().await.unwrap(), "b meets a's epoch");
     // Flushed (as a restart without persistence leaves it): each node sees it once.
-    redis_cli(&server, &["FLUSHALL"]);
+    server.cli(&["FLUSHALL"]);
     assert!(b.lost_state().await.unwrap());
     assert!(a.lost_state().await.unwrap());
     assert!(!a.lost_state().await.unwrap() && !b.lost_state().await.unwrap());

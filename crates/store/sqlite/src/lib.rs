@@ -516,26 +516,13 @@ mod tests {
 
     #[test]
     fn restore_puts_the_active_bans_into_an_engine_and_skips_those_that_do_not_fit() {
-        use std::num::NonZeroU64;
-
-        use banhammer_core::{
-            Engine, ManualClock, MetricRule, Ruleset, Scope, Seconds, Threshold, Window,
-        };
+        use banhammer_core::{Engine, ManualClock};
+        use banhammer_testkit::rules::{block, metric, ruleset};
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
         stopped_store(&path);
-        let rule = MetricRule {
-            name: "request".into(),
-            scope: Scope::Token,
-            thresholds: vec![Threshold::new(
-                NonZeroU64::new(40).unwrap(),
-                Window::from_secs(60).unwrap(),
-                Effect::Block,
-                Seconds::new(600),
-            )],
-        };
-        let rules = Arc::new(Ruleset::builder().metric(rule).build().unwrap());
+        let rules = ruleset([metric("request", [block(40, 60, 600)])]);
         let mut engine = Engine::new(rules, ManualClock::new(Timestamp::from_unix(300)));
         let back = DecisionStore::open(&path)
             .unwrap()
