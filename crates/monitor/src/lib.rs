@@ -24,9 +24,9 @@ use std::net::IpAddr;
 
 use banhammer_core::Timestamp;
 
-pub use app::{Alert, AlertKind, App, MonitorConfig, Output, Report};
+pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
 pub use stats::{Counter, Stats};
-pub use text::{alert_line, render_plain, to_json};
+pub use text::{alert_line, no_traffic_line, render_plain, to_json};
 
 /// An HTTP request seen on the wire or in a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
