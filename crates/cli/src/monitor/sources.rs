@@ -125,16 +125,21 @@ impl Source for LogReplay {
     }
 }
 
-/// A log followed like `tail -F`, in wall time.
+/// A log followed like `tail -F`, in wall time. Truncations are said on stderr, as malformed
+/// lines are.
 struct LogFollow {
     follower: Follower,
     pipeline: LinePipeline,
 }
 
 impl Source for LogFollow {
+    #[allow(clippy::print_stderr)]
     fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
         let mut lines = Vec::new();
         let more = self.follower.poll(&mut lines, 1 << 20)?;
+        for notice in self.follower.take_notices() {
+            eprintln!("{}: {notice}", self.follower.path().display());
+        }
         for line in &lines {
             let (number, line) = line.numbered();
             if let Some(l) = self.pipeline.parse(number, line, report) {

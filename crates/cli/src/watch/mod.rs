@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banhammer_accesslog::{
-    Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
+    Fingerprint, Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy,
+    MAX_LINE,
 };
 use banhammer_config::{CommandTemplate, Config, WatchSettings};
 use banhammer_core::{Clock, Engine, ManualClock, SystemClock, Timestamp};
@@ -148,6 +149,10 @@ impl<C: Clock> Watcher<C> {
             dev: p.dev,
             ino: p.ino,
             offset: p.offset,
+            head: Fingerprint {
+                len: p.head_len,
+                hash: p.head_hash,
+            },
         });
         let mut follower = Follower::resume(&opts.file, MAX_LINE, saved);
         if saved.is_none() && !opts.from_start {
@@ -179,6 +184,14 @@ impl<C: Clock> Watcher<C> {
             .follower
             .poll(&mut lines, STEP_BUDGET)
             .with_context(|| format!("reading {}", self.follower.path().display()))?;
+        for notice in self.follower.take_notices() {
+            let file = self.follower.path().display();
+            if notice.may_lose_lines() {
+                tracing::warn!(%file, "{notice}");
+            } else {
+                tracing::info!(%file, "{notice}");
+            }
+        }
         let mut decisions = Vec::new();
         let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
         for line in &lines {
@@ -210,6 +223,8 @@ impl<C: Clock> Watcher<C> {
                     dev: p.dev,
                     ino: p.ino,
                     offset: p.offset,
+                    head_len: p.head.len,
+                    head_hash: p.head.hash,
                 },
             )
         });
