@@ -479,3 +479,34 @@ fn a_rotated_file_gone_while_watch_was_stopped_is_a_warning_that_lines_may_be_lo
     );
     assert!(stderr.contains("may have been lost"), "{stderr}");
 }
+
+#[test]
+fn watch_log_lines_show_untrusted_names_escaped_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_ban_per_client_config(dir.path());
+    // A log directory, and later a rotated file, whose names carry a terminal escape, a bell
+    // and a newline starting a forged log line.
+    let forged = "\u{1b}]0;pwned\u{7}\n2019-02-07T21:11:00Z  WARN banhammer: forged";
+    let logs = dir.path().join(format!("logs{forged}"));
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("access.log");
+    let csv = dir.path().join("action_record.csv");
+    append(&log, client_lines(1, 2).as_bytes());
+    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
+    wait_for_lines(&csv, 2);
+    let mut stderr = watch.stop();
+    std::fs::rename(&log, logs.join(format!("access.log.1{forged}"))).unwrap();
+    append(&log, client_lines(2, 2).as_bytes());
+    let watch = Watch::start(&config, &log, &["--clock", "event"]);
+    wait_for_lines(&csv, 4);
+    stderr.push_str(&watch.stop());
+    assert!(stderr.contains("rotated while not followed"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("forged")) {
+        assert!(
+            line.contains("Watching.") || line.contains("rotated while not followed"),
+            "a forged line: {line:?}"
+        );
+        assert!(line.contains("\\u{a}2019-02-07T21:11:00Z"), "{line:?}");
+        assert!(!line.contains('\u{7}'), "{line:?}");
+    }
+}

@@ -307,3 +307,38 @@ fn a_pcap_whose_clock_jumps_ten_years_is_one_line_not_a_report_per_interval() {
     assert_eq!(lines[3]["total"]["requests"], 3, "{json}");
     assert_eq!(lines[3]["total"]["top_sections"][0][0], "example.com/a");
 }
+
+#[test]
+fn a_path_with_control_characters_reaches_no_view_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // A server that logs the request's bytes as they came (a custom format, the CSV export):
+    // a terminal title escape, a bell, a C1 CSI and a line separator in the path.
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [07/Feb/2019:21:11:00 +0000] \
+         \"GET /\u{1b}]0;pwned\u{7}\u{9b}2J\u{2028}==forged/x HTTP/1.1\" 200 10 \"-\" \"-\"\n",
+    )
+    .unwrap();
+    for view in ["--plain", "--json"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+            .args(["monitor", "--replay", view, "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| !l.chars().any(|c| c.is_control() || c == '\u{2028}')),
+            "{text:?}"
+        );
+        let section = "/\\u{1b}]0;pwned\\u{7}\\u{9b}2J\\u{2028}==forged";
+        if view == "--json" {
+            let report: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(report["interval"]["top_sections"][0][0], section);
+        } else {
+            assert!(text.contains(section), "{text}");
+        }
+    }
+}
