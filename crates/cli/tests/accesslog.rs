@@ -5,7 +5,7 @@
 //! double counting · rotation · commands · a file that appears later.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -156,6 +156,22 @@ impl Watch {
             .spawn()
             .unwrap();
         Watch { child }
+    }
+
+    /// Waits until a line of its log contains `text` (what it logged up to there, and what
+    /// the reader took in with it, is not in [`Watch::stop`]'s output).
+    fn wait_for_log(&mut self, text: &str) {
+        let mut reader = BufReader::new(self.child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains(text) {
+            line.clear();
+            assert_ne!(
+                reader.read_line(&mut line).unwrap(),
+                0,
+                "no `{text}` in the log"
+            );
+        }
+        self.child.stderr = Some(reader.into_inner());
     }
 
     fn stop(mut self) -> String {
@@ -309,33 +325,38 @@ fn watch_follows_rotation_and_a_file_that_appears_later() {
     let config = watch_config(dir.path(), "");
     let log_path = dir.path().join("access.log");
     let csv = dir.path().join("action_record.csv");
-    let watch = Watch::start(&config, &log_path, &["--clock", "event"]);
-    std::thread::sleep(Duration::from_millis(100));
-    let burst = |ip: &str, t: i64| -> String { (0..20).map(|_| line_at(ip, t, "/")).collect() };
-    // Created after the watcher started: read from its start.
-    append(&log_path, burst("10.0.0.1", 1_546_272_000).as_bytes());
-    std::thread::sleep(Duration::from_millis(150));
-    // Rotation by rename: the rest of the old file, then the new one.
+    let mut watch = Watch::start(&config, &log_path, &["--clock", "event"]);
+    watch.wait_for_log("Watching.");
+    let burst =
+        |ip: &str, n: usize, t: i64| -> String { (0..n).map(|_| line_at(ip, t, "/")).collect() };
+    // Created after the watcher started: read from its start. A marker client banned after
+    // the 20 lines tells when they have been read.
+    append(&log_path, burst("10.0.0.1", 20, 1_546_272_000).as_bytes());
+    append(&log_path, burst("10.9.0.1", 40, 1_546_272_000).as_bytes());
+    wait_for_lines(&csv, 1);
+    // Rotation by rename: the rest of the old file (20 more lines: 40 in all), then the new
+    // one, read to its end (its marker).
     std::fs::rename(&log_path, dir.path().join("access.log.1")).unwrap();
     append(
         &dir.path().join("access.log.1"),
-        burst("10.0.0.1", 1_546_272_001).as_bytes(),
+        burst("10.0.0.1", 20, 1_546_272_001).as_bytes(),
     );
-    append(&log_path, burst("10.0.0.2", 1_546_272_002).as_bytes());
-    std::thread::sleep(Duration::from_millis(150));
+    append(&log_path, burst("10.0.0.2", 20, 1_546_272_002).as_bytes());
+    append(&log_path, burst("10.9.0.2", 40, 1_546_272_002).as_bytes());
+    wait_for_lines(&csv, 3);
     // Copy-truncate: the file is emptied in place and written again.
-    OpenOptions::new()
-        .write(true)
-        .open(&log_path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
-    append(&log_path, burst("10.0.0.2", 1_546_272_003).as_bytes());
-    let records = wait_for_lines(&csv, 2);
+    std::fs::File::create(&log_path).unwrap();
+    append(&log_path, burst("10.0.0.2", 20, 1_546_272_003).as_bytes());
+    let records = wait_for_lines(&csv, 4);
     watch.stop();
     assert_eq!(
         records,
-        ["1546272001,BAN,10.0.0.1", "1546272003,BAN,10.0.0.2"]
+        [
+            "1546272000,BAN,10.9.0.1",
+            "1546272001,BAN,10.0.0.1",
+            "1546272002,BAN,10.9.0.2",
+            "1546272003,BAN,10.0.0.2"
+        ]
     );
 }
 
@@ -398,24 +419,50 @@ fn banned_per_net(records: &[String]) -> Vec<(String, usize)> {
     counts
 }
 
+/// A watch that read `lines` lines (clients `10.1.0.*`) from `log` from its start, stopped.
+struct Stopped {
+    config: PathBuf,
+    log: PathBuf,
+    csv: PathBuf,
+    stderr: String,
+}
+
+fn watched_then_stopped(dir: &Path, log: PathBuf, lines: u8) -> Stopped {
+    let config = one_ban_per_client_config(dir);
+    let csv = dir.join("action_record.csv");
+    append(&log, client_lines(1, lines).as_bytes());
+    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
+    wait_for_lines(&csv, lines.into());
+    let stderr = watch.stop();
+    Stopped {
+        config,
+        log,
+        csv,
+        stderr,
+    }
+}
+
+impl Stopped {
+    /// Starts watch again, waits for `records` records in all, stops it; returns the records
+    /// and its stderr.
+    fn restart(&self, records: usize) -> (Vec<String>, String) {
+        let watch = Watch::start(&self.config, &self.log, &["--clock", "event"]);
+        let got = wait_for_lines(&self.csv, records);
+        (got, watch.stop())
+    }
+}
+
 #[test]
 fn a_rotation_while_watch_was_stopped_reads_the_rest_of_the_rotated_file_first() {
     let dir = tempfile::tempdir().unwrap();
-    let config = one_ban_per_client_config(dir.path());
     let log = dir.path().join("access.log");
-    let csv = dir.path().join("action_record.csv");
-    append(&log, client_lines(1, 10).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
-    wait_for_lines(&csv, 10);
-    watch.stop();
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
     // While stopped: 50 more lines in the old file, then rotated by rename (logrotate's
     // default), and a new file with 20 lines.
     append(&log, client_lines(2, 50).as_bytes());
     std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
     append(&log, client_lines(3, 20).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event"]);
-    let records = wait_for_lines(&csv, 80);
-    let stderr = watch.stop();
+    let (records, stderr) = stopped.restart(80);
     assert_eq!(
         banned_per_net(&records),
         [("1".into(), 10), ("2".into(), 50), ("3".into(), 20)],
@@ -427,26 +474,14 @@ fn a_rotation_while_watch_was_stopped_reads_the_rest_of_the_rotated_file_first()
 #[test]
 fn a_copytruncate_while_watch_was_stopped_reads_the_new_content_from_its_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = one_ban_per_client_config(dir.path());
     let log = dir.path().join("access.log");
-    let csv = dir.path().join("action_record.csv");
-    append(&log, client_lines(1, 10).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
-    wait_for_lines(&csv, 10);
-    watch.stop();
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
     // While stopped: copytruncate (the content copied away, the file emptied in place), then
     // 60 new lines, more bytes than were read before.
     std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    std::fs::File::create(&log).unwrap();
     append(&log, client_lines(4, 60).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event"]);
-    let records = wait_for_lines(&csv, 70);
-    let stderr = watch.stop();
+    let (records, stderr) = stopped.restart(70);
     assert_eq!(
         banned_per_net(&records),
         [("1".into(), 10), ("4".into(), 60)],
@@ -458,20 +493,13 @@ fn a_copytruncate_while_watch_was_stopped_reads_the_new_content_from_its_start()
 #[test]
 fn a_rotated_file_gone_while_watch_was_stopped_is_a_warning_that_lines_may_be_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let config = one_ban_per_client_config(dir.path());
     let log = dir.path().join("access.log");
-    let csv = dir.path().join("action_record.csv");
-    append(&log, client_lines(1, 10).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
-    wait_for_lines(&csv, 10);
-    watch.stop();
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
     // Rotated and compressed at once: the old file is gone.
     append(&log, client_lines(2, 5).as_bytes());
     std::fs::remove_file(&log).unwrap();
     append(&log, client_lines(3, 20).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event"]);
-    let records = wait_for_lines(&csv, 30);
-    let stderr = watch.stop();
+    let (records, stderr) = stopped.restart(30);
     assert_eq!(
         banned_per_net(&records),
         [("1".into(), 10), ("3".into(), 20)],
@@ -483,23 +511,17 @@ fn a_rotated_file_gone_while_watch_was_stopped_is_a_warning_that_lines_may_be_lo
 #[test]
 fn watch_log_lines_show_untrusted_names_escaped_on_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let config = one_ban_per_client_config(dir.path());
     // A log directory, and later a rotated file, whose names carry a terminal escape, a bell
     // and a newline starting a forged log line.
     let forged = "\u{1b}]0;pwned\u{7}\n2019-02-07T21:11:00Z  WARN banhammer: forged";
     let logs = dir.path().join(format!("logs{forged}"));
     std::fs::create_dir(&logs).unwrap();
     let log = logs.join("access.log");
-    let csv = dir.path().join("action_record.csv");
-    append(&log, client_lines(1, 2).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
-    wait_for_lines(&csv, 2);
-    let mut stderr = watch.stop();
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 2);
     std::fs::rename(&log, logs.join(format!("access.log.1{forged}"))).unwrap();
     append(&log, client_lines(2, 2).as_bytes());
-    let watch = Watch::start(&config, &log, &["--clock", "event"]);
-    wait_for_lines(&csv, 4);
-    stderr.push_str(&watch.stop());
+    let (_, restarted) = stopped.restart(4);
+    let stderr = stopped.stderr + &restarted;
     assert!(stderr.contains("rotated while not followed"), "{stderr}");
     for line in stderr.lines().filter(|l| l.contains("forged")) {
         assert!(
