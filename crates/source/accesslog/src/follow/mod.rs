@@ -98,6 +98,13 @@ pub enum Notice {
         /// How far it had been read.
         offset: u64,
     },
+    /// A file named like the followed one was written after the file read before had been
+    /// rotated: the file was rotated more than once while nobody followed it. Reading goes
+    /// from the old file to the current one; this one's lines are not read.
+    NotRead {
+        /// The rotated file not read (`access.log.1`, when the old one is `access.log.2`).
+        rotated: PathBuf,
+    },
     /// The file is shorter than what had been read, or its first bytes changed: it was
     /// truncated (copytruncate) or replaced in place, and is read again from its start.
     /// Lines written after `offset` and before the truncation were not read.
@@ -127,6 +134,12 @@ impl fmt::Display for Notice {
                 f,
                 "the file read before is gone from the directory: lines written to it after \
                  byte {offset} may have been lost; reading the new file from its start"
+            ),
+            Notice::NotRead { rotated } => write!(
+                f,
+                "{} was rotated after the file read before and is not read: its lines may \
+                 have been lost",
+                rotated.display()
             ),
             Notice::Truncated { offset } => write!(
                 f,
@@ -322,10 +335,10 @@ impl Follower {
         }
         // Another file, or none, at the path: the saved one was rotated away meanwhile.
         let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
         };
-        for entry in fs::read_dir(dir)?.take(MAX_SCAN) {
+        for entry in fs::read_dir(&dir)?.take(MAX_SCAN) {
             let Ok(entry) = entry else { continue };
             // By type before opening: opening a FIFO would block.
             if entry.ino() != saved.ino || !entry.file_type().is_ok_and(|t| t.is_file()) {
@@ -344,6 +357,7 @@ impl Follower {
                         offset: saved.offset,
                     },
                 );
+                self.note_newer_rotations(&dir, &meta)?;
                 return Ok(Some((file, meta)));
             }
         }
@@ -354,6 +368,42 @@ impl Follower {
             },
         );
         Ok(None)
+    }
+
+    /// After finding the file read before rotated to another name: notes the files named like
+    /// the followed one (`access.log.1`, `access.log-20190207`) that were written after it,
+    /// other than the file at the path. They are generations rotated after it (the file was
+    /// rotated twice while nobody followed it): reading goes from the old file to the current
+    /// one, and their lines are not read.
+    fn note_newer_rotations(&mut self, dir: &Path, rotated: &Metadata) -> io::Result<()> {
+        let (Some(name), Ok(since)) = (self.path.file_name(), rotated.modified()) else {
+            return Ok(());
+        };
+        let current = fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        for entry in fs::read_dir(dir)?.take(MAX_SCAN) {
+            let Ok(entry) = entry else { continue };
+            let named_like = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(name.as_encoded_bytes());
+            // Not following links: a link is not a rotated file.
+            let Ok(meta) = entry.metadata() else { continue };
+            let id = Some((meta.dev(), meta.ino()));
+            if named_like
+                && meta.is_file()
+                && id != Some((rotated.dev(), rotated.ino()))
+                && id != current
+                && meta.modified().is_ok_and(|m| m > since)
+            {
+                push_notice(
+                    &mut self.notices,
+                    Notice::NotRead {
+                        rotated: entry.path(),
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Reads the open file to its end (or the budget). Returns true if the budget ran out.

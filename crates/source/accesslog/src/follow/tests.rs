@@ -387,3 +387,41 @@ fn a_position_saved_without_a_fingerprint_resumes_on_device_inode_and_length() {
     assert_eq!(got, ["3"]);
     assert!(notices.is_empty());
 }
+
+#[test]
+fn a_second_rotation_while_stopped_is_a_notice_that_its_generation_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    let (one, two) = (dir.path().join("a.log.1"), dir.path().join("a.log.2"));
+    append(&path, b"1\n");
+    let saved = read_all_and_stop(&path);
+    append(&path, b"2\n");
+    std::fs::rename(&path, &one).unwrap();
+    append(&path, b"second generation\n");
+    std::fs::rename(&one, &two).unwrap();
+    std::fs::rename(&path, &one).unwrap();
+    append(&path, b"3\n");
+    // The second generation was written after the first: a second apart, whatever the
+    // file system's timestamp granularity.
+    let first = std::fs::metadata(&two).unwrap().modified().unwrap();
+    let later = first + std::time::Duration::from_secs(1);
+    File::options()
+        .append(true)
+        .open(&one)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["2", "3"]);
+    assert_eq!(
+        notices,
+        [
+            Notice::RotatedWhileStopped {
+                rotated: two,
+                offset: 2
+            },
+            Notice::NotRead { rotated: one }
+        ]
+    );
+    assert!(notices[1].may_lose_lines());
+}
