@@ -165,10 +165,19 @@ pub(crate) fn list(db: &Path, all: bool, limit: usize) -> anyhow::Result<ExitCod
         "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
         "TOKEN", "VERB", "RULE", "TIER", "VALUE", "FROM", "UNTIL"
     );
+    // Tokens (and rule names of metric families) are the clients' text: escaped, so that a
+    // row stays one row and the terminal gets no escape sequence.
+    use banhammer_sink::escape;
     for r in rows {
         println!(
             "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
-            r.token, r.verb, r.rule, r.tier, r.value, r.from, r.until
+            escape(&r.token),
+            escape(&r.verb),
+            escape(&r.rule),
+            r.tier,
+            r.value,
+            r.from,
+            r.until
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -427,3 +427,156 @@ fn watch_runs_the_ban_command_without_a_shell() {
     assert_eq!(ran.len(), 1);
     assert!(ran[0].starts_with("58.236.203.13 "), "{ran:?}");
 }
+
+/// A `[watch]` configuration on CSV logs where every client's first line is a BAN (one record
+/// per client), so that the record file counts the lines read.
+fn one_ban_per_client_config(dir: &Path) -> PathBuf {
+    let config = format!(
+        "[accesslog]\nformat = \"csv\"\n[watch]\nstate = \"{}\"\ncsv = \"{}\"\n\
+         poll_interval_ms = 20\n[metrics.request]\n[[metrics.request.thresholds]]\nlimit = 1\n\
+         window = 60\nactions = [\"block_local\"]\naction_duration = 100000\n",
+        dir.join("state.sqlite").display(),
+        dir.join("action_record.csv").display()
+    );
+    let path = dir.join("watch.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// `n` CSV log lines, one per client `10.<net>.0.1`, `10.<net>.0.2`, …, a second apart from
+/// 2019-02-07T21:11:00Z + `net` minutes.
+fn client_lines(net: u8, n: u8) -> String {
+    (1..=n)
+        .map(|i| {
+            let t = 1_549_573_860 + i64::from(net) * 60 + i64::from(i);
+            format!("\"10.{net}.0.{i}\",\"-\",\"-\",{t},\"GET / HTTP/1.1\",200,10\n")
+        })
+        .collect()
+}
+
+/// The clients banned in the record file, by their network (`10.<net>.…`), in order.
+fn banned_per_net(records: &[String]) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for r in records {
+        let net = r.split(',').nth(2).unwrap().split('.').nth(1).unwrap();
+        match counts.last_mut() {
+            Some((n, c)) if n == net => *c += 1,
+            _ => counts.push((net.to_owned(), 1)),
+        }
+    }
+    counts
+}
+
+/// A watch that read `lines` lines (clients `10.1.0.*`) from `log` from its start, stopped.
+struct Stopped {
+    config: PathBuf,
+    log: PathBuf,
+    csv: PathBuf,
+    stderr: String,
+}
+
+fn watched_then_stopped(dir: &Path, log: PathBuf, lines: u8) -> Stopped {
+    let config = one_ban_per_client_config(dir);
+    let csv = dir.join("action_record.csv");
+    append(&log, client_lines(1, lines).as_bytes());
+    let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
+    wait_for_lines(&csv, lines.into());
+    let stderr = watch.stop();
+    Stopped {
+        config,
+        log,
+        csv,
+        stderr,
+    }
+}
+
+impl Stopped {
+    /// Starts watch again, waits for `records` records in all, stops it; returns the records
+    /// and its stderr.
+    fn restart(&self, records: usize) -> (Vec<String>, String) {
+        let watch = Watch::start(&self.config, &self.log, &["--clock", "event"]);
+        let got = wait_for_lines(&self.csv, records);
+        (got, watch.stop())
+    }
+}
+
+#[test]
+fn a_rotation_while_watch_was_stopped_reads_the_rest_of_the_rotated_file_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
+    // While stopped: 50 more lines in the old file, then rotated by rename (logrotate's
+    // default), and a new file with 20 lines.
+    append(&log, client_lines(2, 50).as_bytes());
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    append(&log, client_lines(3, 20).as_bytes());
+    let (records, stderr) = stopped.restart(80);
+    assert_eq!(
+        banned_per_net(&records),
+        [("1".into(), 10), ("2".into(), 50), ("3".into(), 20)],
+        "the rest of the rotated file, then the new one: {stderr}"
+    );
+    assert!(stderr.contains("access.log.1"), "{stderr}");
+}
+
+#[test]
+fn a_copytruncate_while_watch_was_stopped_reads_the_new_content_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
+    // While stopped: copytruncate (the content copied away, the file emptied in place), then
+    // 60 new lines, more bytes than were read before.
+    std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+    std::fs::File::create(&log).unwrap();
+    append(&log, client_lines(4, 60).as_bytes());
+    let (records, stderr) = stopped.restart(70);
+    assert_eq!(
+        banned_per_net(&records),
+        [("1".into(), 10), ("4".into(), 60)],
+        "{stderr}"
+    );
+    assert!(stderr.contains("truncated"), "{stderr}");
+}
+
+#[test]
+fn a_rotated_file_gone_while_watch_was_stopped_is_a_warning_that_lines_may_be_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 10);
+    // Rotated and compressed at once: the old file is gone.
+    append(&log, client_lines(2, 5).as_bytes());
+    std::fs::remove_file(&log).unwrap();
+    append(&log, client_lines(3, 20).as_bytes());
+    let (records, stderr) = stopped.restart(30);
+    assert_eq!(
+        banned_per_net(&records),
+        [("1".into(), 10), ("3".into(), 20)],
+        "{stderr}"
+    );
+    assert!(stderr.contains("may have been lost"), "{stderr}");
+}
+
+#[test]
+fn watch_log_lines_show_untrusted_names_escaped_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log directory, and later a rotated file, whose names carry a terminal escape, a bell
+    // and a newline starting a forged log line.
+    let forged = "\u{1b}]0;pwned\u{7}\n2019-02-07T21:11:00Z  WARN banhammer: forged";
+    let logs = dir.path().join(format!("logs{forged}"));
+    std::fs::create_dir(&logs).unwrap();
+    let log = logs.join("access.log");
+    let stopped = watched_then_stopped(dir.path(), log.clone(), 2);
+    std::fs::rename(&log, logs.join(format!("access.log.1{forged}"))).unwrap();
+    append(&log, client_lines(2, 2).as_bytes());
+    let (_, restarted) = stopped.restart(4);
+    let stderr = stopped.stderr + &restarted;
+    assert!(stderr.contains("rotated while not followed"), "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("forged")) {
+        assert!(
+            line.contains("Watching.") || line.contains("rotated while not followed"),
+            "a forged line: {line:?}"
+        );
+        assert!(line.contains("\\u{a}2019-02-07T21:11:00Z"), "{line:?}");
+        assert!(!line.contains('\u{7}'), "{line:?}");
+    }
+}

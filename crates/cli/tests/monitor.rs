@@ -147,3 +147,194 @@ fn high_traffic_alerts_and_recovers_with_the_exact_messages() {
         "in time order: {order:?}"
     );
 }
+
+/// Runs `banhammer monitor` with `args` under a 2 GB address-space limit, killed if it has not
+/// finished after about 60 s; returns its stdout. A monitor that builds a report per interval
+/// of a long gap runs out of that memory (or time) instead of taking the machine's.
+fn bounded_monitor(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 2000000 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_banhammer"))
+        .arg("monitor")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    while child.try_wait().unwrap().is_none() {
+        if waited == 1200 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("monitor did not finish within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        waited += 1;
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `banhammer monitor --json` with `args` on input with a ten-year gap after `T0 + 12`: its
+/// outputs, checked to be the two reports before the gap, the gap in one line, and the report
+/// after it.
+fn json_across_the_gap(args: &[&std::ffi::OsStr]) -> Vec<Value> {
+    let json = bounded_monitor(&[args, &["--json".as_ref()]].concat());
+    let lines: Vec<Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["report", "report", "no_traffic", "report"],
+        "{json}"
+    );
+    assert_eq!(
+        (lines[2]["from"].as_i64(), lines[2]["to"].as_i64()),
+        (Some(T0 + 20), Some(LATER - 7))
+    );
+    lines
+}
+
+/// Ten years and 7 s after `T0`: 2029-02-07T21:11:07Z.
+const LATER: i64 = T0 + 315_619_207;
+
+/// A CSV log with one request at `T0`, two at `T0 + 12`, then one ten years later.
+fn gap_log(path: &Path) {
+    let mut text = String::new();
+    for t in [T0, T0 + 12, T0 + 12, LATER] {
+        writeln!(
+            text,
+            "\"10.0.0.1\",\"-\",\"-\",{t},\"GET /a/b HTTP/1.0\",200,10"
+        )
+        .unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_ten_year_gap_in_a_log_is_one_line_not_a_report_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gap.csv");
+    gap_log(&log);
+    let common = [
+        "--log".as_ref(),
+        log.as_os_str(),
+        "--log-format".as_ref(),
+        "csv".as_ref(),
+        "--replay".as_ref(),
+    ];
+    let plain = bounded_monitor(&[&common[..], &["--plain".as_ref()]].concat());
+    let reports: Vec<&str> = plain.lines().filter(|l| l.starts_with("== ")).collect();
+    assert_eq!(
+        reports,
+        [
+            "== 2019-02-07T21:11:00Z → 2019-02-07T21:11:10Z (10 s)",
+            "== 2019-02-07T21:11:10Z → 2019-02-07T21:11:20Z (10 s)",
+            "== 2029-02-07T21:11:00Z → 2029-02-07T21:11:08Z (8 s)",
+        ],
+        "{plain}"
+    );
+    let quiet: Vec<&str> = plain
+        .lines()
+        .filter(|l| l.starts_with("no traffic"))
+        .collect();
+    assert_eq!(
+        quiet,
+        ["no traffic from 2019-02-07T21:11:20Z to 2029-02-07T21:11:00Z"],
+        "{plain}"
+    );
+
+    let lines = json_across_the_gap(&common);
+    assert_eq!(
+        lines[2]["message"],
+        "no traffic from 2019-02-07T21:11:20Z to 2029-02-07T21:11:00Z"
+    );
+    assert_eq!(lines[3]["total"]["requests"], 4, "every request counted");
+}
+
+/// A pcap file (`LINKTYPE_IPV4`) with one HTTP request per `(unix seconds, source port)`,
+/// each a lone data segment of a connection already open (the monitor picks those up).
+#[cfg(feature = "capture")]
+fn pcap_of_requests(path: &Path, requests: &[(i64, u16)]) {
+    let mut file = Vec::new();
+    file.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
+    file.extend_from_slice(&2u16.to_le_bytes());
+    file.extend_from_slice(&4u16.to_le_bytes());
+    file.extend_from_slice(&[0; 8]); // time zone, accuracy
+    file.extend_from_slice(&65_535u32.to_le_bytes());
+    file.extend_from_slice(&228u32.to_le_bytes());
+    for &(t, port) in requests {
+        let payload = b"GET /a/b HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let total = u16::try_from(20 + 20 + payload.len()).unwrap();
+        let mut packet = vec![0x45, 0];
+        packet.extend_from_slice(&total.to_be_bytes());
+        packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        packet.extend_from_slice(&port.to_be_bytes());
+        packet.extend_from_slice(&80u16.to_be_bytes());
+        packet.extend_from_slice(&1000u32.to_be_bytes()); // sequence number
+        packet.extend_from_slice(&0u32.to_be_bytes());
+        packet.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        packet.extend_from_slice(payload);
+        let len = u32::try_from(packet.len()).unwrap();
+        file.extend_from_slice(&u32::try_from(t).unwrap().to_le_bytes());
+        file.extend_from_slice(&0u32.to_le_bytes());
+        file.extend_from_slice(&len.to_le_bytes());
+        file.extend_from_slice(&len.to_le_bytes());
+        file.extend_from_slice(&packet);
+    }
+    std::fs::write(path, file).unwrap();
+}
+
+#[cfg(feature = "capture")]
+#[test]
+fn a_pcap_whose_clock_jumps_ten_years_is_one_line_not_a_report_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("jump.pcap");
+    pcap_of_requests(&pcap, &[(T0, 40_000), (T0 + 12, 40_001), (LATER, 40_002)]);
+    let lines = json_across_the_gap(&["--pcap".as_ref(), pcap.as_os_str()]);
+    assert_eq!(lines[3]["total"]["requests"], 3);
+    assert_eq!(lines[3]["total"]["top_sections"][0][0], "example.com/a");
+}
+
+#[test]
+fn a_path_with_control_characters_reaches_no_view_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // A server that logs the request's bytes as they came (a custom format, the CSV export):
+    // a terminal title escape, a bell, a C1 CSI and a line separator in the path.
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [07/Feb/2019:21:11:00 +0000] \
+         \"GET /\u{1b}]0;pwned\u{7}\u{9b}2J\u{2028}==forged/x HTTP/1.1\" 200 10 \"-\" \"-\"\n",
+    )
+    .unwrap();
+    for view in ["--plain", "--json"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+            .args(["monitor", "--replay", view, "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.lines()
+                .all(|l| !l.chars().any(|c| c.is_control() || c == '\u{2028}')),
+            "{text:?}"
+        );
+        let section = "/\\u{1b}]0;pwned\\u{7}\\u{9b}2J\\u{2028}==forged";
+        if view == "--json" {
+            let report: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(report["interval"]["top_sections"][0][0], section);
+        } else {
+            assert!(text.contains(section), "{text}");
+        }
+    }
+}

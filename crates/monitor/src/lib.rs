@@ -24,11 +24,13 @@ use std::net::IpAddr;
 
 use banhammer_core::Timestamp;
 
-pub use app::{Alert, AlertKind, App, MonitorConfig, Output, Report};
+pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
 pub use stats::{Counter, Stats};
-pub use text::{alert_line, render_plain, to_json};
+pub use text::{alert_line, no_traffic_line, render_plain, to_json};
 
-/// An HTTP request seen on the wire or in a log.
+/// An HTTP request seen on the wire or in a log. Its text is shown as it is by every view: the
+/// source hands it over printable (the binary escapes control characters with
+/// `banhammer_sink::escape`, which this crate, depending only on the core, cannot call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
     /// When.

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use banhammer_core::Timestamp;
 use serde_json::json;
 
-use crate::app::{Alert, AlertKind, Output, Report};
+use crate::app::{Alert, AlertKind, NoTraffic, Output, Report};
 use crate::stats::Stats;
 
 /// A timestamp as RFC 3339 in UTC (`2019-02-07T21:11:00Z`).
@@ -33,6 +33,11 @@ pub fn alert_line(a: &Alert) -> String {
             )
         }
     }
+}
+
+/// The line for a run of empty intervals: `no traffic from … to …`.
+pub fn no_traffic_line(q: &NoTraffic) -> String {
+    format!("no traffic from {} to {}", time(q.from), time(q.to))
 }
 
 fn human_bytes(n: u64) -> String {
@@ -155,6 +160,12 @@ pub fn to_json(o: &Output, top: usize) -> String {
             "hits": a.hits,
             "at": a.at.as_unix(),
             "message": alert_line(a),
+        }),
+        Output::NoTraffic(q) => json!({
+            "type": "no_traffic",
+            "from": q.from.as_unix(),
+            "to": q.to.as_unix(),
+            "message": no_traffic_line(q),
         }),
         Output::Report(r) => json!({
             "type": "report",

@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use crate::app::{AlertKind, App};
 use crate::stats::Stats;
-use crate::text::{alert_line, time};
+use crate::text::{alert_line, no_traffic_line, time};
 
 /// Draws `app` on the whole frame.
 pub fn render(app: &App, frame: &mut Frame<'_>) {
@@ -56,7 +56,7 @@ fn title(app: &App, frame: &mut Frame<'_>, area: Rect) {
             Style::default().fg(Color::Black).bg(Color::Green),
         )
     };
-    let line = Line::from(vec![
+    let mut spans = vec![
         Span::styled(
             "banhammer monitor",
             Style::default().add_modifier(Modifier::BOLD),
@@ -64,8 +64,15 @@ fn title(app: &App, frame: &mut Frame<'_>, area: Rect) {
         Span::raw(format!("  {}  ", time(app.now()))),
         state,
         Span::raw("  q quits"),
-    ]);
-    frame.render_widget(Paragraph::new(line), area);
+    ];
+    // A gap is shown until an interval after it is reported (the panels show the one before).
+    let gap = app
+        .no_traffic()
+        .filter(|q| app.last_report().is_none_or(|r| r.to <= q.from));
+    if let Some(q) = gap {
+        spans.push(Span::raw(format!("  {}", no_traffic_line(&q))));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn sections(app: &App, frame: &mut Frame<'_>, area: Rect) {
@@ -253,6 +260,22 @@ mod tests {
         let mut terminal = Terminal::new(TestBackend::new(110, 32)).unwrap();
         terminal.draw(|f| render(&app, f)).unwrap();
         insta::assert_snapshot!(terminal.backend());
+    }
+
+    #[test]
+    fn a_gap_without_traffic_is_shown_in_the_title_line() {
+        let t0 = 1_549_573_860;
+        let mut app = App::new(MonitorConfig::default(), Timestamp::from_unix(t0));
+        app.advance(Timestamp::from_unix(t0 + 3600));
+        let mut terminal = Terminal::new(TestBackend::new(140, 20)).unwrap();
+        terminal.draw(|f| render(&app, f)).unwrap();
+        let title: String = (0..140)
+            .map(|x| terminal.backend().buffer()[(x, 0)].symbol().to_owned())
+            .collect();
+        assert!(
+            title.contains("no traffic from 2019-02-07T21:11:00Z to 2019-02-07T22:11:00Z"),
+            "{title}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use banhammer_core::{Action, ActionCall, NamedNoop};
 use serde::Serialize;
 
+use crate::escape::write_json;
+
 /// An action that appends one JSON line per call to a file (`record_local`, and
 /// `report_central` until a webhook is configured), or only counts when it has no file.
 #[derive(Debug)]
@@ -78,7 +80,11 @@ impl Action for RecordFile {
             tier: c.tier,
             repeat: c.repeat,
         };
-        let mut line = serde_json::to_vec(&json).unwrap_or_default();
+        let mut line = Vec::new();
+        if write_json(&mut line, &json).is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         line.push(b'\n');
         // One write per line keeps lines whole when several processes append.
         let ok = file

@@ -3,12 +3,14 @@
 
 mod actions;
 mod command;
+mod escape;
 mod logfile;
 mod record;
 mod sinks;
 
 pub use actions::{builtin_action, RecordFile};
 pub use command::CommandRunner;
+pub use escape::{escape, is_unsafe, Escaped};
 pub use logfile::DecisionFile;
 pub use record::{write_decision, DecisionFormat};
 pub use sinks::{CommandLine, DecisionSinks};

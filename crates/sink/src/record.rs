@@ -1,17 +1,24 @@
-//! Decision records: the challenge's CSV line, or one JSON object per line.
+//! Decision records: the challenge's CSV line, or one JSON object per line. Either way one
+//! record is one line, whatever the token holds.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use banhammer_core::DecisionEvent;
 use serde::Serialize;
 
+use crate::escape::{escape, write_json};
+
 /// How decisions are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecisionFormat {
-    /// `<unix_seconds>,<VERB>,<token>`: the access-log challenge's format, no spaces.
+    /// `<unix_seconds>,<VERB>,<token>`: the access-log challenge's format, no spaces. A token
+    /// is shown with its control characters escaped, and quoted as CSV quotes (RFC 4180) if it
+    /// holds a comma or a double quote.
     #[default]
     Csv,
-    /// One JSON object per line, adding rule, tier, value, from and until.
+    /// One JSON object per line, adding rule, tier, value, from and until. Strings are exact,
+    /// with every control character `\u`-escaped.
     Jsonl,
 }
 
@@ -39,7 +46,9 @@ pub fn write_decision(
         return Ok(());
     }
     match format {
-        DecisionFormat::Csv => writeln!(out, "{d}"),
+        DecisionFormat::Csv => {
+            writeln!(out, "{},{},{}", d.at, d.verb(), csv_field(d.token.as_str()))
+        }
         DecisionFormat::Jsonl => {
             let json = DecisionJson {
                 at: d.at.as_unix(),
@@ -51,9 +60,20 @@ pub fn write_decision(
                 from: d.from.as_unix(),
                 until: d.until.as_unix(),
             };
-            serde_json::to_writer(&mut *out, &json)?;
+            write_json(&mut *out, &json)?;
             out.write_all(b"\n")
         }
+    }
+}
+
+/// A CSV field on one line: control characters escaped; quoted, with its quotes doubled, if it
+/// holds a comma or a double quote.
+fn csv_field(text: &str) -> Cow<'_, str> {
+    let text = escape(text);
+    if text.contains([',', '"']) {
+        Cow::Owned(format!("\"{}\"", text.replace('"', "\"\"")))
+    } else {
+        text
     }
 }
 
@@ -84,6 +104,18 @@ mod tests {
         let mut out = Vec::new();
         write_decision(&mut out, &ban(), DecisionFormat::Csv).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "2,BAN,10.0.0.1\n");
+    }
+
+    #[test]
+    fn a_token_cannot_split_or_forge_a_csv_record() {
+        let mut d = ban();
+        d.token = Token::new("a\u{1b}]0;x\u{7}\n3,UNBAN,\"1.2.3.4\"\u{2028}").unwrap();
+        let mut out = Vec::new();
+        write_decision(&mut out, &d, DecisionFormat::Csv).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2,BAN,\"a\\u{1b}]0;x\\u{7}\\u{a}3,UNBAN,\"\"1.2.3.4\"\"\\u{2028}\"\n"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io;
 
 use banhammer_core::{Change, DecisionEvent, Effect};
 
-use crate::{CommandRunner, DecisionFile};
+use crate::{CommandRunner, DecisionFile, Escaped};
 
 /// The words of a command for one decision, given the values of its placeholders (`ip`,
 /// `token`, `duration`, `until`, `at`, `rule`, `tier`, `value`, `verb`). The configuration
@@ -60,9 +60,9 @@ impl DecisionSinks {
     pub fn emit(&mut self, decisions: &[DecisionEvent]) -> io::Result<()> {
         for d in decisions {
             if d.is_record() {
-                tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
+                tracing::info!(token = %Escaped(&d.token), rule = %Escaped(&d.metric), tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
             } else {
-                tracing::debug!(token = %d.token, until = %d.until, "{}.", d.verb());
+                tracing::debug!(token = %Escaped(&d.token), until = %d.until, "{}.", d.verb());
             }
             for f in &mut self.files {
                 f.write(d)?;
@@ -104,7 +104,7 @@ impl DecisionSinks {
         ]);
         if let Err(e) = self.commands.run(&argv) {
             let program = argv.first().map_or("", String::as_str);
-            tracing::warn!(command = %program, error = %e, "Command failed to start.");
+            tracing::warn!(command = %Escaped(program), error = %e, "Command failed to start.");
         }
     }
 

@@ -26,7 +26,7 @@ mod pcap {
     use banhammer_core::Timestamp;
     use banhammer_monitor::{Hit, Observation, Reply};
 
-    use super::super::sources::{Source, SourceState};
+    use super::super::sources::{shown, Source, SourceState};
     use super::super::MonitorOptions;
 
     /// Opens `--pcap FILE` when given, otherwise a live capture on `--interface` with `--filter`.
@@ -69,9 +69,9 @@ mod pcap {
             Seen::Request(r) => Observation::Request(Hit {
                 time: seconds(r.time_us),
                 client: r.client,
-                host: r.host,
-                method: Some(r.method),
-                path: Some(r.target),
+                host: r.host.as_deref().map(shown),
+                method: Some(shown(&r.method)),
+                path: Some(shown(&r.target)),
             }),
             Seen::Response(r) => Observation::Response(Reply {
                 time: seconds(r.time_us),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use banhammer_core::{Clock, Seconds, SystemClock, Timestamp};
 use banhammer_monitor::{
-    alert_line, render_plain, to_json, App, MonitorConfig, Observation, Output,
+    alert_line, no_traffic_line, render_plain, to_json, App, MonitorConfig, Observation, Output,
 };
 
 use sources::{Source, SourceState};
@@ -206,6 +206,7 @@ fn print_loop(
                 (View::Json, o) => writeln!(out, "{}", to_json(o, config.top))?,
                 (_, Output::Report(r)) => writeln!(out, "{}", render_plain(r, config.top))?,
                 (_, Output::Alert(a)) => writeln!(out, "{}\n", alert_line(a))?,
+                (_, Output::NoTraffic(q)) => writeln!(out, "{}\n", no_traffic_line(q))?,
             }
             out.flush()?;
             Ok(())

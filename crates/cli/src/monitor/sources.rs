@@ -9,6 +9,7 @@ use banhammer_accesslog::{
     MAX_LINE,
 };
 use banhammer_monitor::{Hit, Observation, Reply};
+use banhammer_sink::{escape, Escaped};
 
 use super::MonitorOptions;
 
@@ -55,14 +56,20 @@ pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
     super::capture::open(opts)
 }
 
+/// Text from a log or a packet as the monitor shows it: control characters escaped, so that
+/// no view (TUI, plain, JSON) hands a client's bytes to a terminal.
+pub(super) fn shown(text: &str) -> String {
+    escape(text).into_owned()
+}
+
 /// A parsed line as a request and, when it has a status, a response.
 fn line_observations(l: &AccessLogLine<'_>, out: &mut Vec<Observation>) {
     out.push(Observation::Request(Hit {
         time: l.time,
         client: l.client,
-        host: l.host.map(str::to_owned),
-        method: l.method.map(str::to_owned),
-        path: l.path.map(str::to_owned),
+        host: l.host.map(shown),
+        method: l.method.map(shown),
+        path: l.path.map(shown),
     }));
     if let Some(status) = l.status {
         out.push(Observation::Response(Reply {
@@ -78,7 +85,7 @@ const MAX_REPORTED: u64 = 10;
 
 #[allow(clippy::print_stderr)] // malformed lines are reported on stderr
 fn report(m: &Malformed<'_>) {
-    eprintln!("{m}");
+    eprintln!("{}", Escaped(m));
 }
 
 /// A log read from its start, in event time.
@@ -125,16 +132,22 @@ impl Source for LogReplay {
     }
 }
 
-/// A log followed like `tail -F`, in wall time.
+/// A log followed like `tail -F`, in wall time. Truncations are said on stderr, as malformed
+/// lines are.
 struct LogFollow {
     follower: Follower,
     pipeline: LinePipeline,
 }
 
 impl Source for LogFollow {
+    #[allow(clippy::print_stderr)]
     fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
         let mut lines = Vec::new();
         let more = self.follower.poll(&mut lines, 1 << 20)?;
+        for notice in self.follower.take_notices() {
+            let file = self.follower.path().display();
+            eprintln!("{}: {}", Escaped(file), Escaped(&notice));
+        }
         for line in &lines {
             let (number, line) = line.numbered();
             if let Some(l) = self.pipeline.parse(number, line, report) {

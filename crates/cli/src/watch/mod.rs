@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banhammer_accesslog::{
-    Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy, MAX_LINE,
+    Fingerprint, Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy,
+    MAX_LINE,
 };
 use banhammer_config::{CommandTemplate, Config, WatchSettings};
 use banhammer_core::{Clock, Engine, ManualClock, SystemClock, Timestamp};
-use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks};
+use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks, Escaped};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
 use crate::setup;
@@ -87,7 +88,7 @@ fn open_sinks(settings: &WatchSettings) -> anyhow::Result<DecisionSinks> {
     ] {
         if let Some(p) = path {
             let file = DecisionFile::append(p, format)
-                .with_context(|| format!("opening {}", p.display()))?;
+                .with_context(|| format!("opening {}", Escaped(p.display())))?;
             files.push(file);
         }
     }
@@ -129,8 +130,10 @@ impl<C: Clock> Watcher<C> {
     ) -> anyhow::Result<Self> {
         let rules = setup::ruleset(&config)?;
         let mut engine = Engine::new(Arc::new(rules), clock);
-        let mut store = DecisionStore::open(&config.watch.state)
-            .with_context(|| format!("opening the state file {}", config.watch.state.display()))?;
+        let mut store = DecisionStore::open(&config.watch.state).with_context(|| {
+            let state = Escaped(config.watch.state.display());
+            format!("opening the state file {state}")
+        })?;
         let mut sinks = open_sinks(&config.watch)?;
         let key = std::fs::canonicalize(&opts.file)
             .unwrap_or_else(|_| opts.file.clone())
@@ -148,12 +151,17 @@ impl<C: Clock> Watcher<C> {
             dev: p.dev,
             ino: p.ino,
             offset: p.offset,
+            head: Fingerprint {
+                len: p.head_len,
+                hash: p.head_hash,
+            },
         });
         let mut follower = Follower::resume(&opts.file, MAX_LINE, saved);
         if saved.is_none() && !opts.from_start {
             follower = follower.from_end();
         }
-        tracing::info!(file = %opts.file.display(), state = %config.watch.state.display(), "Watching.");
+        // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
+        tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
         let pipeline = LinePipeline::new(
             format,
             opts.file.display().to_string(),
@@ -178,12 +186,20 @@ impl<C: Clock> Watcher<C> {
         let more = self
             .follower
             .poll(&mut lines, STEP_BUDGET)
-            .with_context(|| format!("reading {}", self.follower.path().display()))?;
+            .with_context(|| format!("reading {}", Escaped(self.follower.path().display())))?;
+        for notice in self.follower.take_notices() {
+            let (file, notice) = (Escaped(self.follower.path().display()), Escaped(&notice));
+            if notice.0.may_lose_lines() {
+                tracing::warn!(%file, "{notice}");
+            } else {
+                tracing::info!(%file, "{notice}");
+            }
+        }
         let mut decisions = Vec::new();
         let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
         for line in &lines {
             let (number, line) = line.numbered();
-            let report = |m: &Malformed<'_>| tracing::warn!(malformed = m.count, "{m}");
+            let report = |m: &Malformed<'_>| tracing::warn!(malformed = m.count, "{}", Escaped(m));
             let Some(counted) = self.pipeline.events(number, line, &events, report) else {
                 continue;
             };
@@ -198,7 +214,7 @@ impl<C: Clock> Watcher<C> {
                         self.engine.rules().run_actions(&v.actions);
                         decisions.extend(v.decisions);
                     }
-                    Err(e) => tracing::warn!(error = %e, "Event refused."),
+                    Err(e) => tracing::warn!(error = %Escaped(&e), "Event refused."),
                 }
             }
         }
@@ -210,6 +226,8 @@ impl<C: Clock> Watcher<C> {
                     dev: p.dev,
                     ino: p.ino,
                     offset: p.offset,
+                    head_len: p.head.len,
+                    head_hash: p.head.hash,
                 },
             )
         });

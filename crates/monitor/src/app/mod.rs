@@ -79,6 +79,15 @@ pub struct Report {
     pub alerting: bool,
 }
 
+/// A run of intervals in which nothing was seen, told once instead of a report each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoTraffic {
+    /// Start of the first empty interval.
+    pub from: Timestamp,
+    /// End of the last one: the start of the interval in progress.
+    pub to: Timestamp,
+}
+
 /// What [`App::advance`] produces, in time order.
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -86,6 +95,9 @@ pub enum Output {
     Report(Box<Report>),
     /// The alert started or ended.
     Alert(Alert),
+    /// More than a few intervals in a row saw nothing (a night without requests in a
+    /// replayed log, a capture whose clock jumped): they are not reported one by one.
+    NoTraffic(NoTraffic),
 }
 
 impl Output {
@@ -93,6 +105,7 @@ impl Output {
         match self {
             Output::Report(r) => r.to,
             Output::Alert(a) => a.at,
+            Output::NoTraffic(q) => q.from,
         }
     }
 }
@@ -126,6 +139,11 @@ const INTERVAL_CAP: usize = 100_000;
 const SPARK: usize = 120;
 /// Most observations waiting for the clock; past it the oldest are taken at once.
 const MAX_PENDING: usize = 1_000_000;
+/// Empty intervals reported one by one when the clock crosses them in one step; a longer run
+/// is one [`NoTraffic`], so that a gap costs the same whatever its length (a 10-year jump in a
+/// corrupted pcap made one report per interval, and took all memory). A live clock crosses
+/// one interval at a time, so an idle live monitor still reports every interval.
+const MAX_EMPTY_REPORTS: u64 = 6;
 
 /// The monitor's state. Pure: time only moves through [`App::advance`].
 #[derive(Debug)]
@@ -145,6 +163,8 @@ pub struct App {
     alerting: bool,
     per_second: VecDeque<(Timestamp, u64)>,
     last_report: Option<Report>,
+    /// The latest run of empty intervals not reported one by one.
+    no_traffic: Option<NoTraffic>,
     packets: u64,
     drops: u64,
     late: u64,
@@ -185,6 +205,7 @@ impl App {
             alerting: false,
             per_second: VecDeque::new(),
             last_report: None,
+            no_traffic: None,
             packets: 0,
             drops: 0,
             late: 0,
@@ -246,7 +267,7 @@ impl App {
             .max()
             .unwrap_or(self.now);
         let mut out = self.advance(newest);
-        if self.interval.requests > 0 || self.interval.responses > 0 {
+        if !self.interval_is_empty() {
             let to = self.now.plus(Seconds::new(1)).max(self.interval_start);
             self.close_interval(to, &mut out);
         }
@@ -310,11 +331,29 @@ impl App {
         }
     }
 
+    /// Reports the intervals that end by `t`; a run of more than [`MAX_EMPTY_REPORTS`] empty
+    /// ones is one [`NoTraffic`]. Nothing is waiting before `t` when this is called, so the
+    /// intervals after an empty one in progress are empty too.
     fn report_until(&mut self, t: Timestamp, out: &mut Vec<Output>) {
-        let len = Seconds::new(self.config.interval.max(1));
-        while self.interval_start.plus(len) <= t {
-            self.close_interval(self.interval_start.plus(len), out);
+        let len = self.config.interval.max(1);
+        while self.interval_start.plus(Seconds::new(len)) <= t {
+            let ended = t.since(self.interval_start).get() / len;
+            if ended > MAX_EMPTY_REPORTS && self.interval_is_empty() {
+                let quiet = NoTraffic {
+                    from: self.interval_start,
+                    to: self.interval_start.plus(Seconds::new(ended * len)),
+                };
+                self.no_traffic = Some(quiet);
+                self.interval_start = quiet.to;
+                out.push(Output::NoTraffic(quiet));
+            } else {
+                self.close_interval(self.interval_start.plus(Seconds::new(len)), out);
+            }
         }
+    }
+
+    fn interval_is_empty(&self) -> bool {
+        self.interval.requests == 0 && self.interval.responses == 0
     }
 
     /// Reports the interval from its start to `to` and starts the next one there.
@@ -363,6 +402,11 @@ impl App {
     /// The last completed interval's report.
     pub fn last_report(&self) -> Option<&Report> {
         self.last_report.as_ref()
+    }
+
+    /// The latest run of empty intervals told as one [`NoTraffic`] rather than reported.
+    pub fn no_traffic(&self) -> Option<NoTraffic> {
+        self.no_traffic
     }
 
     /// Every alert and recovery so far.

@@ -46,7 +46,7 @@ fn alerts(out: &[Output]) -> Vec<(AlertKind, u64, i64)> {
     out.iter()
         .filter_map(|o| match o {
             Output::Alert(a) => Some((a.kind, a.hits, a.at.as_unix() - T0)),
-            Output::Report(_) => None,
+            Output::Report(_) | Output::NoTraffic(_) => None,
         })
         .collect()
 }
@@ -200,4 +200,71 @@ fn finish_counts_what_waits_and_reports_the_interval_in_progress() {
     assert_eq!(r.interval.requests, 5);
     assert_eq!(r.total.requests, 7);
     assert!(a.finish().is_empty(), "nothing left to report");
+}
+
+/// Ten years, in seconds: far more intervals than memory could hold reports for.
+const DECADE: i64 = 315_569_520;
+
+#[test]
+fn a_long_gap_is_one_no_traffic_output_and_the_recovery_keeps_its_second() {
+    let mut a = app();
+    hits(&mut a, 0, 20);
+    hits(&mut a, 13, 1);
+    hits(&mut a, DECADE + 3, 1);
+    let out = a.advance(ts(DECADE + 3));
+    let shown: Vec<String> = out
+        .iter()
+        .map(|o| match o {
+            Output::Report(r) => format!(
+                "report {}..{} {}",
+                r.from.as_unix() - T0,
+                r.to.as_unix() - T0,
+                r.interval.requests
+            ),
+            Output::Alert(a) => format!("{:?} {} at {}", a.kind, a.hits, a.at.as_unix() - T0),
+            Output::NoTraffic(q) => format!(
+                "no traffic {}..{}",
+                q.from.as_unix() - T0,
+                q.to.as_unix() - T0
+            ),
+        })
+        .collect();
+    let end = DECADE / 10 * 10;
+    assert_eq!(
+        shown,
+        [
+            "Triggered 11 at 0".to_owned(),
+            "report 0..10 20".to_owned(),
+            "Recovered 0 at 10".to_owned(),
+            "report 10..20 1".to_owned(),
+            format!("no traffic 20..{end}"),
+        ]
+    );
+    assert_eq!(
+        a.no_traffic(),
+        Some(NoTraffic {
+            from: ts(20),
+            to: ts(end)
+        })
+    );
+    let last = a.finish();
+    let [Output::Report(r)] = last.as_slice() else {
+        panic!("one report after the gap: {last:?}")
+    };
+    assert_eq!((r.from, r.to), (ts(end), ts(DECADE + 4)));
+    assert_eq!(r.total.requests, 22);
+}
+
+#[test]
+fn a_few_empty_intervals_are_still_reported_one_by_one() {
+    let mut a = app();
+    hits(&mut a, 0, 1);
+    hits(&mut a, 75, 1);
+    let out = a.advance(ts(75));
+    let reports = out
+        .iter()
+        .filter(|o| matches!(o, Output::Report(_)))
+        .count();
+    assert_eq!(reports, 7, "[0, 10) and six empty intervals up to 70");
+    assert!(a.no_traffic().is_none());
 }

@@ -29,7 +29,7 @@ mod time;
 
 pub use error::{LineError, Near, Snippet};
 pub use events::LineEvents;
-pub use follow::{FollowedLine, Follower, Position};
+pub use follow::{Fingerprint, FollowedLine, Follower, Notice, Position};
 pub use format::{CustomFormat, FormatError, LogFormat};
 pub use lines::{BoundedLine, BoundedLines, Counted};
 pub use parse::{parse, AccessLogLine, MAX_LINE};

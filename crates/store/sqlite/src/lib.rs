@@ -97,7 +97,8 @@ impl ReadBack {
     }
 }
 
-/// Where a follower is in one file: which file (device and inode) and how far.
+/// Where a follower is in one file: which file (device, inode and a fingerprint of its first
+/// bytes) and how far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FilePosition {
     /// Device of the file read.
@@ -106,6 +107,12 @@ pub struct FilePosition {
     pub ino: u64,
     /// Bytes consumed (whole lines only).
     pub offset: u64,
+    /// How many of the file's first bytes `head_hash` covers; 0 when unknown (a state file
+    /// written before fingerprints were kept).
+    pub head_len: u64,
+    /// A hash of those bytes: tells a file truncated and written again in place, or a new file
+    /// with the old one's inode, from the file that was read.
+    pub head_hash: u64,
 }
 
 /// The SQLite file.
@@ -139,19 +146,42 @@ CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY,
     dev INTEGER NOT NULL,
     ino INTEGER NOT NULL,
-    offset INTEGER NOT NULL
+    offset INTEGER NOT NULL,
+    head_len INTEGER NOT NULL DEFAULT 0,
+    head_hash INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// Adds the fingerprint columns to a `positions` table written before they existed, in place:
+/// its rows keep their place, with an unknown fingerprint. In one immediate transaction, so
+/// that two processes opening the same old file do not both add them.
+fn migrate_positions(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let has_fingerprint: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('positions') WHERE name = 'head_len'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_fingerprint {
+        tx.execute_batch(
+            "ALTER TABLE positions ADD COLUMN head_len INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE positions ADD COLUMN head_hash INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 impl DecisionStore {
     /// Opens (creating if needed) the store at `path`, in WAL mode with full sync: a
     /// decision is on disk when [`DecisionStore::record`] returns.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate_positions(&mut conn)?;
         conn.execute_batch(windows::SCHEMA)?;
         Ok(DecisionStore { conn })
     }
@@ -176,14 +206,18 @@ impl DecisionStore {
         }
         if let Some((path, p)) = position {
             tx.prepare_cached(
-                "INSERT INTO positions (path, dev, ino, offset) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (path) DO UPDATE SET dev = ?2, ino = ?3, offset = ?4",
+                "INSERT INTO positions (path, dev, ino, offset, head_len, head_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (path) DO UPDATE
+                 SET dev = ?2, ino = ?3, offset = ?4, head_len = ?5, head_hash = ?6",
             )?
             .execute(params![
                 path,
                 to_sql(p.dev),
                 to_sql(p.ino),
-                to_sql(p.offset)
+                to_sql(p.offset),
+                to_sql(p.head_len),
+                hash_to_sql(p.head_hash)
             ])?;
         }
         tx.commit()?;
@@ -301,13 +335,15 @@ impl DecisionStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT dev, ino, offset FROM positions WHERE path = ?1",
+                "SELECT dev, ino, offset, head_len, head_hash FROM positions WHERE path = ?1",
                 [path],
                 |r| {
                     Ok(FilePosition {
                         dev: from_sql(r.get(0)?),
                         ino: from_sql(r.get(1)?),
                         offset: from_sql(r.get(2)?),
+                        head_len: from_sql(r.get(3)?),
+                        head_hash: hash_from_sql(r.get(4)?),
                     })
                 },
             )
@@ -372,6 +408,15 @@ fn to_sql(v: u64) -> i64 {
 
 fn from_sql<T: TryFrom<i64> + Default>(v: i64) -> T {
     T::try_from(v).unwrap_or_default()
+}
+
+/// A hash uses all 64 bits: stored bit for bit in SQLite's signed integer.
+fn hash_to_sql(h: u64) -> i64 {
+    i64::from_be_bytes(h.to_be_bytes())
+}
+
+fn hash_from_sql(v: i64) -> u64 {
+    u64::from_be_bytes(v.to_be_bytes())
 }
 
 #[cfg(test)]
@@ -545,6 +590,8 @@ mod tests {
             dev: 1,
             ino: 2,
             offset: 300,
+            head_len: 256,
+            head_hash: u64::MAX - 5,
         };
         s.record_at(
             &[decision(10, Change::Start, "a", 100)],
@@ -552,6 +599,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.position("/var/log/access.log").unwrap(), Some(p));
+    }
+
+    #[test]
+    fn a_state_file_without_fingerprints_is_migrated_in_place_and_keeps_its_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            // The positions table as it was before fingerprints.
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE positions (path TEXT PRIMARY KEY, dev INTEGER NOT NULL,
+                     ino INTEGER NOT NULL, offset INTEGER NOT NULL);
+                 INSERT INTO positions VALUES ('/var/log/access.log', 7, 8, 900);",
+            )
+            .unwrap();
+        }
+        let mut s = DecisionStore::open(&path).unwrap();
+        let old = FilePosition {
+            dev: 7,
+            ino: 8,
+            offset: 900,
+            head_len: 0,
+            head_hash: 0,
+        };
+        assert_eq!(s.position("/var/log/access.log").unwrap(), Some(old));
+        let new = FilePosition {
+            offset: 1000,
+            head_len: 40,
+            head_hash: 1 << 63,
+            ..old
+        };
+        s.record_at(&[], Some(("/var/log/access.log", new)))
+            .unwrap();
+        drop(s);
+        let s = DecisionStore::open(&path).unwrap();
+        assert_eq!(s.position("/var/log/access.log").unwrap(), Some(new));
     }
 
     #[test]

@@ -37,6 +37,16 @@ fn append(path: &Path, bytes: &[u8]) {
         .unwrap();
 }
 
+/// Empties the file in place, as copytruncate does after copying it away.
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn lines(out: Vec<FollowedLine>) -> Vec<String> {
     out.into_iter()
         .map(|l| match l {
@@ -90,7 +100,7 @@ proptest! {
                     if path.exists() {
                         // copytruncate: the content is copied away, then the file emptied.
                         std::fs::copy(&path, dir.path().join("access.log.1")).unwrap();
-                        OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+                        truncate(&path);
                         partial.clear();
                     }
                 }
@@ -119,12 +129,7 @@ fn notices_a_copytruncate_even_when_the_file_has_grown_back() {
     let mut f = Follower::new(&path, 64);
     let mut out = Vec::new();
     f.poll(&mut out, 1024).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&path);
     append(&path, b"new line one\nnew line two\nnew three\n");
     f.poll(&mut out, 1024).unwrap();
     assert_eq!(
@@ -137,6 +142,8 @@ fn notices_a_copytruncate_even_when_the_file_has_grown_back() {
             "new three"
         ]
     );
+    assert_eq!(f.take_notices(), [Notice::Truncated { offset: 26 }]);
+    assert!(f.take_notices().is_empty(), "taken once");
 }
 
 #[test]
@@ -265,4 +272,156 @@ fn line_numbers_are_the_files_own_also_after_resuming() {
     let mut out = Vec::new();
     again.poll(&mut out, 1024).unwrap();
     assert_eq!(out, [FollowedLine::Line(5, b"5".to_vec())]);
+}
+
+/// Reads `path` as far as it goes and returns where a restart would resume.
+fn read_all_and_stop(path: &Path) -> Position {
+    let mut f = Follower::new(path, 64);
+    let mut out = Vec::new();
+    f.poll(&mut out, 1 << 20).unwrap();
+    assert!(f.take_notices().is_empty());
+    f.position().unwrap()
+}
+
+fn restart(path: &Path, saved: Position) -> (Vec<String>, Vec<Notice>) {
+    let mut f = Follower::resume(path, 64, Some(saved));
+    let mut out = Vec::new();
+    while f.poll(&mut out, 1 << 20).unwrap() {}
+    (lines(out), f.take_notices())
+}
+
+#[test]
+fn a_rotation_while_stopped_reads_the_rest_of_the_old_file_then_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n2\n");
+    let saved = read_all_and_stop(&path);
+    assert_eq!(saved.head, Fingerprint::of(b"1\n2\n"));
+    append(&path, b"3\n4");
+    let rotated = dir.path().join("a.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    append(&path, b"5\n");
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["3", "4", "5"]);
+    assert_eq!(
+        notices,
+        [Notice::RotatedWhileStopped { rotated, offset: 4 }]
+    );
+    assert!(!notices[0].may_lose_lines());
+}
+
+#[test]
+fn a_rotated_file_not_yet_replaced_is_read_on_and_the_new_one_followed_when_it_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n");
+    let saved = read_all_and_stop(&path);
+    append(&path, b"2\n");
+    std::fs::rename(&path, dir.path().join("a.log-20190207")).unwrap();
+    let mut f = Follower::resume(&path, 64, Some(saved));
+    let mut out = Vec::new();
+    f.poll(&mut out, 1024).unwrap();
+    append(&path, b"3\n");
+    f.poll(&mut out, 1024).unwrap();
+    assert_eq!(lines(out), ["2", "3"]);
+}
+
+#[test]
+fn a_copytruncate_while_stopped_reads_the_new_content_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"old line one\nold line two\n");
+    let saved = read_all_and_stop(&path);
+    truncate(&path);
+    // Longer than what was read: only the first bytes tell.
+    append(&path, b"new line one\nnew line two\nnew three\n");
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["new line one", "new line two", "new three"]);
+    assert_eq!(notices, [Notice::Truncated { offset: 26 }]);
+    assert!(notices[0].may_lose_lines());
+}
+
+#[test]
+fn a_file_rewritten_in_place_to_the_same_length_is_not_resumed_in_the_middle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"aaaa\nbbbb\n");
+    let saved = read_all_and_stop(&path);
+    std::fs::write(&path, b"cccc\ndddd\n").unwrap();
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["cccc", "dddd"]);
+    assert_eq!(notices, [Notice::Truncated { offset: 10 }]);
+}
+
+#[test]
+fn a_file_gone_while_stopped_is_a_notice_that_lines_may_be_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n2\n");
+    let saved = read_all_and_stop(&path);
+    append(&path, b"3\n");
+    std::fs::remove_file(&path).unwrap();
+    append(&path, b"new\n");
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["new"]);
+    // The new file may have been given the old inode: then it is the same inode with other
+    // first bytes.
+    assert!(
+        notices == [Notice::Gone { offset: 4 }] || notices == [Notice::Truncated { offset: 4 }],
+        "{notices:?}"
+    );
+    assert!(notices[0].to_string().contains("may have been lost"));
+}
+
+#[test]
+fn a_position_saved_without_a_fingerprint_resumes_on_device_inode_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, b"1\n2\n");
+    let saved = Position {
+        head: Fingerprint::default(),
+        ..read_all_and_stop(&path)
+    };
+    append(&path, b"3\n");
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["3"]);
+    assert!(notices.is_empty());
+}
+
+#[test]
+fn a_second_rotation_while_stopped_is_a_notice_that_its_generation_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    let (one, two) = (dir.path().join("a.log.1"), dir.path().join("a.log.2"));
+    append(&path, b"1\n");
+    let saved = read_all_and_stop(&path);
+    append(&path, b"2\n");
+    std::fs::rename(&path, &one).unwrap();
+    append(&path, b"second generation\n");
+    std::fs::rename(&one, &two).unwrap();
+    std::fs::rename(&path, &one).unwrap();
+    append(&path, b"3\n");
+    // The second generation was written after the first: a second apart, whatever the
+    // file system's timestamp granularity.
+    let first = std::fs::metadata(&two).unwrap().modified().unwrap();
+    let later = first + std::time::Duration::from_secs(1);
+    File::options()
+        .append(true)
+        .open(&one)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let (got, notices) = restart(&path, saved);
+    assert_eq!(got, ["2", "3"]);
+    assert_eq!(
+        notices,
+        [
+            Notice::RotatedWhileStopped {
+                rotated: two,
+                offset: 2
+            },
+            Notice::NotRead { rotated: one }
+        ]
+    );
+    assert!(notices[1].may_lose_lines());
 }
