@@ -7,6 +7,7 @@
 
 mod auth;
 mod client_ip;
+mod conn;
 mod detect;
 mod error;
 mod metrics;
@@ -19,6 +20,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use auth::{admin_access, AdminAccess, AdminSetupError};
 pub use error::ApiError;
 pub use server::run;
 pub use state::AppState;

@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency, decisions, bans, tokens. No
-//! label ever holds a token or an address (unbounded cardinality).
+//! Prometheus metrics: requests by route and status, latency, decisions, bans, tokens,
+//! connections. No label ever holds a token or an address (unbounded cardinality).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -37,6 +37,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The service's metrics and their registry.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -52,6 +57,9 @@ pub(crate) struct Metrics {
     store_errors: Counter,
     store_short_circuited: Counter,
     fail_policy: Counter,
+    background_dropped: Counter,
+    connections: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -121,6 +129,26 @@ impl Metrics {
             "Events answered by their rule's fail policy while the shared store was unavailable",
             fail_policy.clone(),
         );
+        let background_dropped = Counter::default();
+        registry.register(
+            "background_dropped",
+            "Events of known-banned tokens answered (not passed) but not counted: too many \
+             were counting in the background already",
+            background_dropped.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "http_connections",
+            "HTTP connections open now",
+            connections.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "http_connections_closed",
+            "HTTP connections closed by the server's limits: idle_timeout, evicted (idle, to \
+             make room at the cap), peer_limit and full (refused at once)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -134,6 +162,9 @@ impl Metrics {
             store_errors,
             store_short_circuited,
             fail_policy,
+            background_dropped,
+            connections,
+            connections_closed,
         }
     }
 }
@@ -188,6 +219,24 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         d.fail_policy_answers.load(Ordering::Relaxed),
     );
     catch_up(&m.evictions, c.evictions);
+    catch_up(
+        &m.background_dropped,
+        d.background_dropped.load(Ordering::Relaxed),
+    );
+    let conns = state.conn_stats();
+    m.connections
+        .set(i64::try_from(conns.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    for (reason, counter) in [
+        ("idle_timeout", &conns.idle_closed),
+        ("evicted", &conns.evicted),
+        ("peer_limit", &conns.peer_refused),
+        ("full", &conns.full_refused),
+    ] {
+        catch_up(
+            &m.connections_closed.get_or_create(&ReasonLabels { reason }),
+            counter.load(Ordering::Relaxed),
+        );
+    }
     for (kind, counter) in [
         ("ban", &d.bans),
         ("unban", &d.unbans),

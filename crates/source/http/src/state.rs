@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use banhammer_config::ServeSettings;
 use banhammer_runtime::{ActionQueue, Runtime};
 
+use crate::conn::ConnStats;
 use crate::metrics::Metrics;
 
 /// Shared state of the service; a cheap `Clone` handle.
@@ -18,6 +19,8 @@ struct Inner {
     runtime: Arc<Runtime>,
     settings: ServeSettings,
     metrics: Metrics,
+    /// Written by the accept loop ([`crate::run`]), read by `/metrics`.
+    connections: Arc<ConnStats>,
     openapi: OnceLock<String>,
     actions: OnceLock<Arc<ActionQueue>>,
 }
@@ -30,6 +33,7 @@ impl AppState {
                 runtime,
                 settings,
                 metrics: Metrics::new(),
+                connections: Arc::default(),
                 openapi: OnceLock::new(),
                 actions: OnceLock::new(),
             }),
@@ -59,6 +63,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn conn_stats(&self) -> &Arc<ConnStats> {
+        &self.inner.connections
     }
 
     pub(crate) fn set_openapi(&self, doc: utoipa::openapi::OpenApi) {

@@ -2,7 +2,8 @@
 //!
 //! Contents: the seed example end to end · the detector's boundaries and ban expiry · every
 //! 422 · bodies too large or malformed · the admin token · X-Forwarded-For · metrics ·
-//! the OpenAPI document against the routes.
+//! the OpenAPI document against the routes · connections (`connections.rs`): silent sockets,
+//! the cap, the per-peer limit, idle timeouts.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -16,10 +17,14 @@ use banhammer_store_sqlite::DecisionStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+#[path = "http/connections.rs"]
+mod connections;
+
 const T0: i64 = 1_700_000_000;
 
 struct Server {
     base: String,
+    addr: SocketAddr,
     clock: ManualClock,
     _guard: RuntimeGuard,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -45,25 +50,16 @@ async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Serve
         NonZeroUsize::new(4).unwrap(),
     );
     let guard = Runtime::start(rules, Arc::new(clock.clone()), store, Box::new(backend)).unwrap();
-    let app = banhammer_http::app(AppState::new(
-        Arc::clone(guard.runtime()),
-        config.serve.clone(),
-    ));
+    let state = AppState::new(Arc::clone(guard.runtime()), config.serve.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let timeout = config.serve.request_timeout;
-    tokio::spawn(banhammer_http::run(
-        listener,
-        app,
-        64,
-        timeout,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(banhammer_http::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
     Server {
         base: format!("http://{addr}"),
+        addr,
         clock,
         _guard: guard,
         _stop: stop,
@@ -522,6 +518,10 @@ async fn metrics_count_routes_and_decisions_never_tokens() {
         "{text}"
     );
     assert!(text.contains("banhammer_active_bans 1"), "{text}");
+    assert!(
+        text.contains("banhammer_background_dropped_total 0"),
+        "{text}"
+    );
     assert!(!text.contains("192.0.2.77"), "no address in any label");
 }
 
