@@ -1,15 +1,17 @@
-//! The admin routes' guard: the bearer token, checked in constant time, and whether running
-//! without one is allowed on the listening address.
+//! The admin routes' guard: the bearer token, checked in constant time, failed attempts
+//! limited per client address, and whether running without a token is allowed on the
+//! listening address.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use banhammer_config::ServeSettings;
 use subtle::ConstantTimeEq;
 
+use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -74,19 +76,39 @@ pub(crate) fn log_access(access: AdminAccess, listen: SocketAddr) {
 }
 
 /// Refuses admin routes without the configured bearer token (open when none is configured).
+/// A client address with too many failed attempts is answered 429 whatever it sends; an
+/// attempt fails when it sends an `Authorization` header without the token (a request with
+/// none guesses nothing, and is answered 401 uncounted).
 pub(crate) async fn require_admin(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.settings().admin_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let client = client_ip(peer, req.headers(), &state.settings().trusted_proxies);
+        let limiter = state.auth_limiter();
+        if let Some(retry_after) = limiter.blocked(client) {
+            return Err(ApiError::TooManyRequests { retry_after });
+        }
+        let header = req.headers().get(header::AUTHORIZATION);
+        let given = header
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            if header.is_some() && limiter.failed(client) {
+                tracing::warn!(
+                    %client,
+                    failures = crate::auth_limit::FAILURES,
+                    window_s = crate::auth_limit::WINDOW,
+                    block_s = crate::auth_limit::BLOCK,
+                    "Admin authentication failed too often: client blocked from admin routes."
+                );
+            }
             return Err(ApiError::Unauthorized);
         }
     }

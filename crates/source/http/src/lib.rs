@@ -6,6 +6,7 @@
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
 
 mod auth;
+mod auth_limit;
 mod client_ip;
 mod conn;
 mod detect;

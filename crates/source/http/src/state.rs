@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use banhammer_config::ServeSettings;
 use banhammer_runtime::{ActionQueue, Runtime};
 
+use crate::auth_limit::AuthLimiter;
 use crate::conn::ConnStats;
 use crate::metrics::Metrics;
 
@@ -21,6 +22,8 @@ struct Inner {
     metrics: Metrics,
     /// Written by the accept loop ([`crate::run`]), read by `/metrics`.
     connections: Arc<ConnStats>,
+    /// Failed admin authentications per client address.
+    auth_limiter: AuthLimiter,
     openapi: OnceLock<String>,
     actions: OnceLock<Arc<ActionQueue>>,
 }
@@ -30,6 +33,7 @@ impl AppState {
     pub fn new(runtime: Arc<Runtime>, settings: ServeSettings) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                auth_limiter: AuthLimiter::new(Arc::clone(&runtime)),
                 runtime,
                 settings,
                 metrics: Metrics::new(),
@@ -63,6 +67,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn auth_limiter(&self) -> &AuthLimiter {
+        &self.inner.auth_limiter
     }
 
     pub(crate) fn conn_stats(&self) -> &Arc<ConnStats> {

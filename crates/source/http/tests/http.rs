@@ -1,9 +1,9 @@
 //! The real service on 127.0.0.1:0, spoken to over HTTP, with its clock injected.
 //!
 //! Contents: the seed example end to end · the detector's boundaries and ban expiry · every
-//! 422 · bodies too large or malformed · the admin token · X-Forwarded-For · metrics ·
-//! the OpenAPI document against the routes · connections (`connections.rs`): silent sockets,
-//! the cap, the per-peer limit, idle timeouts.
+//! 422 · bodies too large or malformed · the admin token and failed attempts per address ·
+//! X-Forwarded-For · metrics · the OpenAPI document against the routes · connections
+//! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -457,6 +457,78 @@ async fn admin_routes_need_the_bearer_token() {
         .post("/v1/incr", json!({"token": "a", "metric": "login_failed"}))
         .await;
     assert_eq!(status, StatusCode::OK, "incr is not an admin route");
+}
+
+#[tokio::test]
+async fn guessing_the_admin_token_is_blocked_per_address() {
+    let s = start(&seed_example(), |c| {
+        c.admin_token = Some("s3cret".to_owned())
+    })
+    .await;
+    let from = |host: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, host]))
+            .build()
+            .unwrap()
+    };
+    let (guesser, admin) = (from(2), from(3));
+    let bans = |client: &reqwest::Client, token: &str| {
+        let req = client
+            .get(format!("{}/v1/bans", s.base))
+            .header("authorization", format!("Bearer {token}"));
+        async move { req.send().await.unwrap() }
+    };
+    for i in 1..=10 {
+        let r = bans(&guesser, &format!("guess{i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "failure {i} of 10");
+    }
+    // Blocked for 5 minutes, whatever it sends, the right token included.
+    for token in ["guess11", "s3cret"] {
+        let r = bans(&guesser, token).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{token}");
+        assert_eq!(r.headers()["retry-after"], "300");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("retry in 300 s"));
+    }
+    assert_eq!(
+        bans(&admin, "s3cret").await.status(),
+        StatusCode::OK,
+        "the right token from another address works"
+    );
+    assert_eq!(
+        bans(&admin, "wrong").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the other address has its own count"
+    );
+    s.advance(299);
+    let r = bans(&guesser, "s3cret").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    s.advance(1);
+    assert_eq!(
+        bans(&guesser, "s3cret").await.status(),
+        StatusCode::OK,
+        "the block has run out"
+    );
+    let (_, all) = s.get_as(&admin, "/v1/bans").await;
+    assert_eq!(
+        all["bans"],
+        json!([]),
+        "the block is not one of the service's bans"
+    );
+}
+
+impl Server {
+    /// `GET path` from `client` with the admin token.
+    async fn get_as(&self, client: &reqwest::Client, path: &str) -> (StatusCode, Value) {
+        let r = client
+            .get(format!("{}{path}", self.base))
+            .header("authorization", "Bearer s3cret")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
 }
 
 #[tokio::test]
