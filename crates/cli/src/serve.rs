@@ -119,6 +119,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
     let addr = listener.local_addr()?;
+    warn_if_descriptors_short(config.serve.max_connections);
     let state = AppState::new(Arc::clone(&rt), config.serve.clone()).with_action_queue(queue);
     println!("banhammer serve: listening on http://{addr}");
     tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");
@@ -131,6 +132,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     guard.shutdown().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Warns when `max_connections` cannot all be open within the process's descriptor limit
+/// (Linux: `/proc/self/limits`); past it, accepting closes idle connections to get
+/// descriptors back, which works but is not what the setting says.
+fn warn_if_descriptors_short(max_connections: usize) {
+    // Descriptors the service needs besides its connections: the store, logs, the runtime.
+    const SPARE: u64 = 64;
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SPARE);
+    if let Some(soft) = soft.filter(|&soft| soft < wanted) {
+        tracing::warn!(
+            max_connections,
+            descriptor_limit = soft,
+            "[serve] max_connections is above the open-file limit: raise it (ulimit -n, \
+             LimitNOFILE) or lower max_connections."
+        );
+    }
 }
 
 /// The refusal to serve open admin routes, naming the command-line flag too.

@@ -63,6 +63,8 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.request_timeout);
     tokio::pin!(shutdown);
+    // Said once: running out of descriptors repeats on every accept while it lasts.
+    let mut warned_descriptors = false;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -72,14 +74,27 @@ pub async fn run(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accept failed.");
-                    if out_of_descriptors(&e) && registry.evict_one() {
+                Err(e) if out_of_descriptors(&e) => {
+                    if !warned_descriptors {
+                        warned_descriptors = true;
+                        tracing::warn!(
+                            error = %e,
+                            max_connections = settings.max_connections,
+                            "Out of file descriptors: closing idle connections to accept new \
+                             ones. Lower max_connections below the descriptor limit."
+                        );
+                    }
+                    if registry.evict_one() {
                         // An idle connection gives its descriptor back as its task ends.
                         tokio::task::yield_now().await;
                     } else {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
