@@ -47,6 +47,20 @@ fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
+/// Asserts that the server closes each of `socks` within `limit`; `what` names them.
+async fn assert_closed(socks: &mut [TcpStream], limit: Duration, what: &str) {
+    for (i, sock) in socks.iter_mut().enumerate() {
+        assert!(closed_within(sock, limit).await, "{what}: #{i} is closed");
+    }
+}
+
+/// Asserts that each of `socks` is still open; `what` names them.
+fn assert_open(socks: &[TcpStream], what: &str) {
+    for (i, sock) in socks.iter().enumerate() {
+        assert!(still_open(sock), "{what}: #{i} is open");
+    }
+}
+
 impl Server {
     /// `GET /healthz` on a new connection, with a deadline; the time it took.
     async fn healthz_within(&self, limit: Duration) -> Duration {
@@ -88,18 +102,9 @@ async fn silent_connections_past_the_cap_do_not_stop_the_service() {
     );
     // Room was made by closing the oldest idle connections: the first ones are closed, the
     // newest still open (60 s of idle time is far away).
-    for (i, sock) in silent.iter_mut().enumerate().take(100) {
-        assert!(
-            closed_within(sock, Duration::from_secs(5)).await,
-            "silent socket {i} (among the oldest) was closed"
-        );
-    }
-    for (i, sock) in silent.iter().enumerate().skip(150) {
-        assert!(
-            still_open(sock),
-            "silent socket {i} (among the newest) is open"
-        );
-    }
+    let five = Duration::from_secs(5);
+    assert_closed(&mut silent[..100], five, "the 100 oldest silent sockets").await;
+    assert_open(&silent[150..], "the 50 newest silent sockets");
     let text = s.metrics().await;
     let evicted: u64 = text
         .lines()
@@ -135,12 +140,8 @@ async fn idle_and_kept_alive_connections_close_after_the_idle_timeout() {
         assert!(n > 0, "answered before the connection closed");
         answer.extend_from_slice(&buf[..n]);
     }
-    for (i, sock) in silent.iter_mut().enumerate() {
-        assert!(
-            closed_within(sock, Duration::from_secs(10)).await,
-            "silent socket {i} closed after the idle timeout"
-        );
-    }
+    let ten = Duration::from_secs(10);
+    assert_closed(&mut silent, ten, "silent sockets after the idle timeout").await;
     assert!(
         closed_within(&mut kept, Duration::from_secs(10)).await,
         "the idle keep-alive connection closed"
@@ -159,18 +160,14 @@ async fn one_peer_holds_at_most_its_share_of_connections() {
     for _ in 0..20 {
         socks.push(connect_from(2, s.addr).await);
     }
-    for (i, sock) in socks.iter_mut().enumerate().skip(8) {
-        assert!(
-            closed_within(sock, Duration::from_secs(5)).await,
-            "connection {i} from one peer, past its 8, is closed at once"
-        );
-    }
-    for (i, sock) in socks.iter().enumerate().take(8) {
-        assert!(
-            still_open(sock),
-            "connection {i}, within the limit, is open"
-        );
-    }
+    let five = Duration::from_secs(5);
+    assert_closed(
+        &mut socks[8..],
+        five,
+        "connections past one peer's 8, at once",
+    )
+    .await;
+    assert_open(&socks[..8], "one peer's first 8 connections");
     let took = s.healthz_within(Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(2), "another peer is served");
     let text = s.metrics().await;
@@ -203,12 +200,7 @@ async fn a_request_in_progress_is_not_idle() {
     for i in 0..30u8 {
         silent.push(connect_from(3 + i % 3, s.addr).await);
     }
-    for (i, sock) in silent.iter_mut().enumerate() {
-        assert!(
-            closed_within(sock, Duration::from_secs(10)).await,
-            "silent socket {i} closed"
-        );
-    }
+    assert_closed(&mut silent, Duration::from_secs(10), "silent sockets").await;
     busy.write_all(&body[10..]).await.unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
