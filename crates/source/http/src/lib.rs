@@ -1,5 +1,6 @@
 //! banhammer-http: the engine over HTTP, shaped like mini-redis: [`app`] builds the router
-//! (tests call it directly), [`run`] serves it on a listener until a shutdown future resolves.
+//! (tests call it directly), [`run`] serves it on a listener, within the connection limits of
+//! `[serve]`, until a shutdown future resolves.
 //!
 //! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
