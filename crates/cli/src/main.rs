@@ -88,6 +88,10 @@ enum Command {
         /// `redis+cluster://h1:p1,h2:p2,…` (overrides `[serve] store`).
         #[arg(long)]
         store: Option<String>,
+        /// Serve the admin routes without a token on a non-loopback address (sets
+        /// `[serve] insecure_open_admin`). Without it, serve refuses to start there.
+        #[arg(long)]
+        insecure_open_admin: bool,
     },
     /// Watches HTTP traffic: busiest sections and statistics every interval, and an alert when
     /// traffic stays high.
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
             listen,
             db,
             store,
+            insecure_open_admin,
         } => {
             init_logging();
             serve::run(&serve::ServeOptions {
@@ -235,6 +240,7 @@ fn main() -> ExitCode {
                 listen,
                 db,
                 store,
+                insecure_open_admin,
             })
         }
         Command::Bans { db, all, limit } => serve::list(&db, all, limit),

@@ -22,6 +22,7 @@ pub(crate) struct ServeOptions {
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) db: Option<PathBuf>,
     pub(crate) store: Option<String>,
+    pub(crate) insecure_open_admin: bool,
 }
 
 /// Builds the built-in actions for the service: files and webhooks go through a queue.
@@ -63,6 +64,9 @@ pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
     if opts.store.is_some() {
         config.serve.store.clone_from(&opts.store);
     }
+    config.serve.insecure_open_admin |= opts.insecure_open_admin;
+    // Before anything starts: open admin routes on a reachable address are refused.
+    banhammer_http::admin_access(&config.serve, config.serve.listen).map_err(admin_refusal)?;
     config.add_detector();
     // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates. On a shared
     // store only when asked for (`[engine] rates` or `[serve] return_rates`): they keep every
@@ -115,26 +119,56 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
     let addr = listener.local_addr()?;
+    warn_if_descriptors_short(config.serve.max_connections);
     let state = AppState::new(Arc::clone(&rt), config.serve.clone()).with_action_queue(queue);
-    let app = banhammer_http::app(state);
     println!("banhammer serve: listening on http://{addr}");
     tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");
     let signals = async move {
         shutdown_signal().await;
         tracing::info!("Shutting down.");
     };
-    banhammer_http::run(
-        listener,
-        app,
-        config.serve.max_connections,
-        config.serve.request_timeout,
-        signals,
-    )
-    .await?;
+    banhammer_http::run(listener, state, signals).await?;
     drop(rt);
     guard.shutdown().await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Warns when `max_connections` cannot all be open within the process's descriptor limit
+/// (Linux: `/proc/self/limits`); past it, accepting closes idle connections to get
+/// descriptors back, which works but is not what the setting says.
+fn warn_if_descriptors_short(max_connections: usize) {
+    // Descriptors the service needs besides its connections: the store, logs, the runtime.
+    const SPARE: u64 = 64;
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SPARE);
+    if let Some(soft) = soft.filter(|&soft| soft < wanted) {
+        tracing::warn!(
+            max_connections,
+            descriptor_limit = soft,
+            "[serve] max_connections is above the open-file limit: raise it (ulimit -n, \
+             LimitNOFILE) or lower max_connections."
+        );
+    }
+}
+
+/// The refusal to serve open admin routes, naming the command-line flag too.
+fn admin_refusal(e: banhammer_http::AdminSetupError) -> anyhow::Error {
+    match e {
+        banhammer_http::AdminSetupError::OpenOnNetwork(_) => {
+            anyhow!("refusing to start: {e} (--insecure-open-admin on the command line)")
+        }
+        other => anyhow!("refusing to start: {other}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,10 +1,14 @@
 //! Drives the real `banhammer serve` process: a ban survives SIGKILL under load, SIGTERM stops
-//! cleanly, and `banhammer bans` reads the store.
+//! cleanly, `banhammer bans` reads the store, and admin routes are never open to the network
+//! by accident (an address other than loopback needs a token or `--insecure-open-admin`; an
+//! empty token is an error).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -142,4 +146,134 @@ fn sigterm_answers_what_is_in_flight_and_exits_cleanly() {
             .any(|l| l.starts_with("192.0.2.5 ") && l.contains("BAN")),
         "{text}"
     );
+}
+
+/// `banhammer serve ARGS` with no token in the environment and logs at info, its output piped.
+fn serve_cmd(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .args(args)
+        .arg("--db")
+        .arg(dir.join("decisions.sqlite"))
+        .env_remove("BANHAMMER_ADMIN_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits at most `limit` for `child` to exit; kills it if it has not.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let step = Duration::from_millis(20);
+    for _ in 0..limit.as_millis() / step.as_millis() {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(step);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// The lines `read` yields, sent over a channel, so that waiting on them can be bounded.
+fn lines(read: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(read).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line from `rx` that contains `needle`, waiting at most 20 s in all.
+fn line_with(rx: &mpsc::Receiver<String>, needle: &str) -> Option<String> {
+    let deadline = Duration::from_secs(20);
+    let step = Duration::from_millis(100);
+    for _ in 0..deadline.as_millis() / step.as_millis() {
+        match rx.recv_timeout(step) {
+            Ok(line) if line.contains(needle) => return Some(line),
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
+#[test]
+fn open_admin_routes_on_a_reachable_address_are_refused_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = serve_cmd(dir.path(), &["--listen", "0.0.0.0:0"])
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(20))
+        .expect("serve refuses to start instead of serving");
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    for needle in [
+        "admin_token",
+        "BANHAMMER_ADMIN_TOKEN",
+        "--insecure-open-admin",
+        "0.0.0.0",
+    ] {
+        assert!(err.contains(needle), "the refusal names {needle}: {err}");
+    }
+
+    // Asked for: it starts, and says in its log that admin routes are open.
+    let mut child = serve_cmd(
+        dir.path(),
+        &["--listen", "0.0.0.0:0", "--insecure-open-admin"],
+    )
+    .spawn()
+    .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let log = lines(child.stderr.take().unwrap());
+    let listening = line_with(&out, "listening on http://0.0.0.0:");
+    let warned = line_with(&log, "Admin routes are OPEN to the network");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening.is_some(),
+        "serve starts with --insecure-open-admin"
+    );
+    assert!(warned.is_some(), "and its log says admin routes are open");
+
+    // With a token it starts too, and its log says admin routes are protected.
+    let mut child = serve_cmd(dir.path(), &["--listen", "0.0.0.0:0"])
+        .env("BANHAMMER_ADMIN_TOKEN", "s3cret")
+        .spawn()
+        .unwrap();
+    let log = lines(child.stderr.take().unwrap());
+    let said = line_with(&log, "Admin routes are protected by the bearer token");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said.is_some(), "the log says admin routes are protected");
+}
+
+#[test]
+fn an_empty_admin_token_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[serve]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"\"\n",
+    )
+    .unwrap();
+    let checked = bin().arg("check").arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:15: serve.admin_token:", config.display())),
+        "{err}"
+    );
+    let mut child = serve_cmd(dir.path(), &["--config", config.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let status =
+        exit_within(&mut child, Duration::from_secs(20)).expect("serve refuses the configuration");
+    assert_eq!(status.code(), Some(2));
 }

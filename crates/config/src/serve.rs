@@ -48,9 +48,15 @@ struct RawServe {
     #[serde(default)]
     return_rates: bool,
     /// Bearer token required by admin routes (`now`, `status`, `bans`). Also from the
-    /// environment variable `BANHAMMER_ADMIN_TOKEN`. Default: none (admin routes open).
+    /// environment variable `BANHAMMER_ADMIN_TOKEN`. Default: none (admin routes open, which
+    /// `serve` allows only on a loopback address unless `insecure_open_admin`). An empty or
+    /// blank token is an error.
     #[serde(default)]
-    admin_token: Option<String>,
+    admin_token: Option<Spanned<String>>,
+    /// Serve admin routes without a token on a non-loopback address. Default false: `serve`
+    /// refuses to start there without a token. `--insecure-open-admin` sets it.
+    #[serde(default)]
+    insecure_open_admin: bool,
     /// Where `POST /v1/incr` takes the token from: `"body"` (what the caller sends; default)
     /// or `"peer"` (the client address, from `X-Forwarded-For` only behind trusted proxies).
     #[serde(default)]
@@ -64,9 +70,20 @@ struct RawServe {
     /// Time allowed to read a request and answer it, in milliseconds. Default 10000.
     #[serde(default)]
     request_timeout_ms: Option<Spanned<u64>>,
-    /// Connections served at once; more wait to be accepted. Default 10000.
+    /// Connections open at once. At the cap, the connection idle the longest (no request
+    /// under way) is closed to make room; when none is idle, new ones wait to be accepted.
+    /// Default 10000.
     #[serde(default)]
     max_connections: Option<Spanned<u64>>,
+    /// Connections open at once from one peer address (IPv6: one /64). Past it, new ones are
+    /// closed at once. `trusted_proxies` are exempt. Default 256.
+    #[serde(default)]
+    max_connections_per_peer: Option<Spanned<u64>>,
+    /// A connection with no request under way is closed after this long, in milliseconds:
+    /// from accept to a complete request head, and between requests on a kept-alive
+    /// connection. Default 10000.
+    #[serde(default)]
+    idle_timeout_ms: Option<Spanned<u64>>,
     /// Shared state: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,…`. Default: in
     /// memory (one node).
     #[serde(default)]
@@ -95,8 +112,10 @@ pub struct ServeSettings {
     pub db: PathBuf,
     /// Rates with every incr.
     pub return_rates: bool,
-    /// Admin bearer token.
+    /// Admin bearer token (never empty or blank).
     pub admin_token: Option<String>,
+    /// Admin routes may be open (no token) on a non-loopback address.
+    pub insecure_open_admin: bool,
     /// Token source for incr.
     pub token_from: TokenFrom,
     /// Trusted proxies.
@@ -105,8 +124,13 @@ pub struct ServeSettings {
     pub max_body_bytes: usize,
     /// Request timeout.
     pub request_timeout: Duration,
-    /// Connection cap.
+    /// Connection cap (the longest-idle connection is closed to make room).
     pub max_connections: usize,
+    /// Connection cap per peer address (IPv6: per /64); trusted proxies are exempt.
+    pub max_connections_per_peer: usize,
+    /// How long a connection may stay with no request under way, from accept or from the
+    /// end of its last answer.
+    pub idle_timeout: Duration,
     /// The shared store's URL, if the state is shared.
     pub store: Option<String>,
     /// Per-call timeout to the shared store.
@@ -120,11 +144,14 @@ impl Default for ServeSettings {
             db: PathBuf::from("banhammer.sqlite"),
             return_rates: false,
             admin_token: None,
+            insecure_open_admin: false,
             token_from: TokenFrom::Body,
             trusted_proxies: Vec::new(),
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_peer: 256,
+            idle_timeout: Duration::from_secs(10),
             store: None,
             store_timeout: Duration::from_millis(50),
         }
@@ -202,7 +229,20 @@ impl Cx<'_> {
             s.db = PathBuf::from(db);
         }
         s.return_rates = raw.return_rates;
-        s.admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        if let Some(t) = raw.admin_token {
+            if t.get_ref().trim().is_empty() {
+                // "" used to mean "no token": say so instead of leaving admin routes open.
+                self.push(
+                    Some(t.span()),
+                    "serve.admin_token",
+                    "an empty token protects nothing: set a secret, or remove the field \
+                     (admin routes are then open, which serve allows only on loopback)",
+                );
+            } else {
+                s.admin_token = Some(t.into_inner());
+            }
+        }
+        s.insecure_open_admin = raw.insecure_open_admin;
         if let Some(t) = raw.token_from {
             match t.get_ref().as_str() {
                 "body" => s.token_from = TokenFrom::Body,
@@ -253,6 +293,17 @@ impl Cx<'_> {
         }
         if let Some(n) = bounded("serve.max_connections", raw.max_connections, 1, 1_000_000) {
             s.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = bounded(
+            "serve.max_connections_per_peer",
+            raw.max_connections_per_peer,
+            1,
+            1_000_000,
+        ) {
+            s.max_connections_per_peer = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = bounded("serve.idle_timeout_ms", raw.idle_timeout_ms, 10, 3_600_000) {
+            s.idle_timeout = Duration::from_millis(n);
         }
         if let Some(n) = bounded("serve.store_timeout_ms", raw.store_timeout_ms, 1, 60_000) {
             s.store_timeout = Duration::from_millis(n);
@@ -345,5 +396,67 @@ impl Cx<'_> {
             }
         }
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::Config;
+
+    /// Every error of `text`, one a line.
+    fn errors(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_empty_or_blank_admin_token_is_an_error_at_its_place() {
+        for token in ["\"\"", "\"  \"", "\"\\t\""] {
+            let text = format!("[serve]\nlisten = \"127.0.0.1:9000\"\nadmin_token = {token}\n");
+            let errs = errors(&text);
+            assert!(!errs.contains('\n'), "one error: {errs}");
+            assert!(
+                errs.starts_with("t.toml:3:15: serve.admin_token: an empty token protects nothing"),
+                "{errs}"
+            );
+        }
+        let c = Config::parse("[serve]\nadmin_token = \"s3cret\"\n", "t.toml").unwrap();
+        assert_eq!(c.serve.admin_token.as_deref(), Some("s3cret"));
+        assert!(!c.serve.insecure_open_admin);
+    }
+
+    #[test]
+    fn connection_limits_read_with_defaults_and_bounds() {
+        let d = Config::parse("", "t.toml").unwrap().serve;
+        assert_eq!(
+            (
+                d.max_connections,
+                d.max_connections_per_peer,
+                d.idle_timeout
+            ),
+            (10_000, 256, Duration::from_secs(10))
+        );
+        let c = Config::parse(
+            "[serve]\nmax_connections = 64\nmax_connections_per_peer = 8\nidle_timeout_ms = 300\n\
+             insecure_open_admin = true\n",
+            "t.toml",
+        )
+        .unwrap()
+        .serve;
+        assert_eq!(
+            (
+                c.max_connections,
+                c.max_connections_per_peer,
+                c.idle_timeout
+            ),
+            (64, 8, Duration::from_millis(300))
+        );
+        assert!(c.insecure_open_admin);
+        assert_eq!(
+            errors("[serve]\nmax_connections_per_peer = 0\nidle_timeout_ms = 5\n"),
+            "t.toml:2:28: serve.max_connections_per_peer: must be 1 to 1000000\n\
+             t.toml:3:19: serve.idle_timeout_ms: must be 10 to 3600000"
+        );
     }
 }

@@ -22,6 +22,12 @@ pub enum ApiError {
     /// 401: the admin token is missing or wrong.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    /// 429: too many failed admin authentications from this client address.
+    #[error("too many failed admin authentications from this address: retry in {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until the address may try again (the `Retry-After` header).
+        retry_after: u64,
+    },
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -64,6 +70,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -80,11 +87,19 @@ impl IntoResponse for ApiError {
             other => json!({ "error": other.to_string() }),
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+            }
+            _ => {}
         }
         response
     }

@@ -1,12 +1,15 @@
 //! banhammer-http: the engine over HTTP, shaped like mini-redis: [`app`] builds the router
-//! (tests call it directly), [`run`] serves it on a listener until a shutdown future resolves.
+//! (tests call it directly), [`run`] serves it on a listener, within the connection limits of
+//! `[serve]`, until a shutdown future resolves.
 //!
 //! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
 
 mod auth;
+mod auth_limit;
 mod client_ip;
+mod conn;
 mod detect;
 mod error;
 mod metrics;
@@ -19,6 +22,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use auth::{admin_access, AdminAccess, AdminSetupError};
 pub use error::ApiError;
 pub use server::run;
 pub use state::AppState;

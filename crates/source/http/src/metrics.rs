@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency, decisions, bans, tokens. No
-//! label ever holds a token or an address (unbounded cardinality).
+//! Prometheus metrics: requests by route and status, latency, decisions, bans, tokens,
+//! connections. No label ever holds a token or an address (unbounded cardinality).
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -10,8 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
+use prometheus_client::registry::{Metric, Registry};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::state::AppState;
 
@@ -37,6 +37,11 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// The service's metrics and their registry.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -52,88 +57,108 @@ pub(crate) struct Metrics {
     store_errors: Counter,
     store_short_circuited: Counter,
     fail_policy: Counter,
+    background_dropped: Counter,
+    connections: Gauge,
+    connections_closed: Family<ReasonLabels, Counter>,
+}
+
+/// Registers `metric` under `name` and returns it: a metric is a shared handle, so the one
+/// kept and the one registered are the same.
+fn registered<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("banhammer");
-        let requests = Family::<RouteLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            requests.clone(),
-        );
+        let mut r = Registry::with_prefix("banhammer");
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer, by route",
-            latency.clone(),
-        );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "decisions",
-            "Decisions started or ended since start, by kind",
-            decisions.clone(),
-        );
-        let active_bans = Gauge::default();
-        registry.register("active_bans", "Tokens banned now", active_bans.clone());
-        let tracked_tokens = Gauge::default();
-        registry.register(
-            "tracked_tokens",
-            "Tokens whose windows are in memory",
-            tracked_tokens.clone(),
-        );
-        let evictions = Counter::default();
-        registry.register(
-            "evictions",
-            "Tokens evicted by the max_tokens cap since start",
-            evictions.clone(),
-        );
-        let action_records = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "action_records",
-            "Action records (files, webhooks) delivered, dropped (queue full) or failed",
-            action_records.clone(),
-        );
-        let store_up = Gauge::default();
-        registry.register(
-            "store_up",
-            "1 while the shared store (Redis) answers, 0 during an outage",
-            store_up.clone(),
-        );
-        let store_errors = Counter::default();
-        registry.register(
-            "store_errors",
-            "Calls to the shared store that failed or timed out",
-            store_errors.clone(),
-        );
-        let store_short_circuited = Counter::default();
-        registry.register(
-            "store_short_circuited",
-            "Calls to the shared store skipped by the open circuit breaker",
-            store_short_circuited.clone(),
-        );
-        let fail_policy = Counter::default();
-        registry.register(
-            "fail_policy_answers",
-            "Events answered by their rule's fail policy while the shared store was unavailable",
-            fail_policy.clone(),
-        );
         Metrics {
-            registry,
-            requests,
-            latency,
-            decisions,
-            active_bans,
-            tracked_tokens,
-            evictions,
-            action_records,
-            store_up,
-            store_errors,
-            store_short_circuited,
-            fail_policy,
+            requests: registered(
+                &mut r,
+                "http_requests",
+                "HTTP requests by route, method and status",
+                Family::default(),
+            ),
+            latency: registered(
+                &mut r,
+                "http_request_duration_seconds",
+                "Time to answer, by route",
+                latency,
+            ),
+            decisions: registered(
+                &mut r,
+                "decisions",
+                "Decisions started or ended since start, by kind",
+                Family::default(),
+            ),
+            active_bans: registered(&mut r, "active_bans", "Tokens banned now", Gauge::default()),
+            tracked_tokens: registered(
+                &mut r,
+                "tracked_tokens",
+                "Tokens whose windows are in memory",
+                Gauge::default(),
+            ),
+            evictions: registered(
+                &mut r,
+                "evictions",
+                "Tokens evicted by the max_tokens cap since start",
+                Counter::default(),
+            ),
+            action_records: registered(
+                &mut r,
+                "action_records",
+                "Action records (files, webhooks) delivered, dropped (queue full) or failed",
+                Family::default(),
+            ),
+            store_up: registered(
+                &mut r,
+                "store_up",
+                "1 while the shared store (Redis) answers, 0 during an outage",
+                Gauge::default(),
+            ),
+            store_errors: registered(
+                &mut r,
+                "store_errors",
+                "Calls to the shared store that failed or timed out",
+                Counter::default(),
+            ),
+            store_short_circuited: registered(
+                &mut r,
+                "store_short_circuited",
+                "Calls to the shared store skipped by the open circuit breaker",
+                Counter::default(),
+            ),
+            fail_policy: registered(
+                &mut r,
+                "fail_policy_answers",
+                "Events answered by their rule's fail policy while the shared store was \
+                 unavailable",
+                Counter::default(),
+            ),
+            background_dropped: registered(
+                &mut r,
+                "background_dropped",
+                "Events of known-banned tokens answered (not passed) but not counted: too \
+                 many were counting in the background already",
+                Counter::default(),
+            ),
+            connections: registered(
+                &mut r,
+                "http_connections",
+                "HTTP connections open now",
+                Gauge::default(),
+            ),
+            connections_closed: registered(
+                &mut r,
+                "http_connections_closed",
+                "HTTP connections closed by the server's limits: idle_timeout, evicted (idle, \
+                 to make room at the cap), peer_limit and full (refused at once)",
+                Family::default(),
+            ),
+            registry: r,
         }
     }
 }
@@ -161,6 +186,26 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     response
 }
 
+/// Brings `c` up to `total`: the runtime keeps the totals, and counters here follow them at
+/// each scrape.
+fn catch_up(c: &Counter, total: u64) {
+    c.inc_by(total.saturating_sub(c.get()));
+}
+
+/// [`catch_up`] for each `(label, total)` of a labelled family.
+fn catch_up_each<'a, L: Clone + std::hash::Hash + Eq>(
+    family: &Family<L, Counter>,
+    totals: impl IntoIterator<Item = (&'static str, &'a AtomicU64)>,
+    labels: impl Fn(&'static str) -> L,
+) {
+    for (label, total) in totals {
+        catch_up(
+            &family.get_or_create(&labels(label)),
+            total.load(Ordering::Relaxed),
+        );
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
@@ -170,10 +215,6 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     let c = rt.engine_counters();
     let set = |g: &Gauge, v: usize| {
         g.set(i64::try_from(v).unwrap_or(i64::MAX));
-    };
-    // The runtime keeps the totals; counters here are brought up to them at each scrape.
-    let catch_up = |c: &Counter, total: u64| {
-        c.inc_by(total.saturating_sub(c.get()));
     };
     let d = rt.counters();
     set(&m.tracked_tokens, c.tracked_tokens);
@@ -188,30 +229,44 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         d.fail_policy_answers.load(Ordering::Relaxed),
     );
     catch_up(&m.evictions, c.evictions);
-    for (kind, counter) in [
-        ("ban", &d.bans),
-        ("unban", &d.unbans),
-        ("alert", &d.alerts),
-        ("notice", &d.notices),
-    ] {
-        catch_up(
-            &m.decisions
-                .get_or_create(&DecisionLabels { decision: kind }),
-            counter.load(Ordering::Relaxed),
-        );
-    }
+    catch_up(
+        &m.background_dropped,
+        d.background_dropped.load(Ordering::Relaxed),
+    );
+    let conns = state.conn_stats();
+    m.connections
+        .set(i64::try_from(conns.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+    catch_up_each(
+        &m.connections_closed,
+        [
+            ("idle_timeout", &conns.idle_closed),
+            ("evicted", &conns.evicted),
+            ("peer_limit", &conns.peer_refused),
+            ("full", &conns.full_refused),
+        ],
+        |reason| ReasonLabels { reason },
+    );
+    catch_up_each(
+        &m.decisions,
+        [
+            ("ban", &d.bans),
+            ("unban", &d.unbans),
+            ("alert", &d.alerts),
+            ("notice", &d.notices),
+        ],
+        |decision| DecisionLabels { decision },
+    );
     if let Some(q) = state.action_queue() {
         let c = q.counters();
-        for (outcome, counter) in [
-            ("delivered", &c.delivered),
-            ("dropped", &c.dropped),
-            ("failed", &c.failed),
-        ] {
-            catch_up(
-                &m.action_records.get_or_create(&OutcomeLabels { outcome }),
-                counter.load(Ordering::Relaxed),
-            );
-        }
+        catch_up_each(
+            &m.action_records,
+            [
+                ("delivered", &c.delivered),
+                ("dropped", &c.dropped),
+                ("failed", &c.failed),
+            ],
+            |outcome| OutcomeLabels { outcome },
+        );
     }
     let mut body = String::new();
     if prometheus_client::encoding::text::encode(&mut body, &m.registry).is_err() {

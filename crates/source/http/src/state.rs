@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 use banhammer_config::ServeSettings;
 use banhammer_runtime::{ActionQueue, Runtime};
 
+use crate::auth_limit::AuthLimiter;
+use crate::conn::ConnStats;
 use crate::metrics::Metrics;
 
 /// Shared state of the service; a cheap `Clone` handle.
@@ -18,6 +20,10 @@ struct Inner {
     runtime: Arc<Runtime>,
     settings: ServeSettings,
     metrics: Metrics,
+    /// Written by the accept loop ([`crate::run`]), read by `/metrics`.
+    connections: Arc<ConnStats>,
+    /// Failed admin authentications per client address.
+    auth_limiter: AuthLimiter,
     openapi: OnceLock<String>,
     actions: OnceLock<Arc<ActionQueue>>,
 }
@@ -27,9 +33,11 @@ impl AppState {
     pub fn new(runtime: Arc<Runtime>, settings: ServeSettings) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                auth_limiter: AuthLimiter::new(Arc::clone(&runtime)),
                 runtime,
                 settings,
                 metrics: Metrics::new(),
+                connections: Arc::default(),
                 openapi: OnceLock::new(),
                 actions: OnceLock::new(),
             }),
@@ -59,6 +67,14 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn auth_limiter(&self) -> &AuthLimiter {
+        &self.inner.auth_limiter
+    }
+
+    pub(crate) fn conn_stats(&self) -> &Arc<ConnStats> {
+        &self.inner.connections
     }
 
     pub(crate) fn set_openapi(&self, doc: utoipa::openapi::OpenApi) {

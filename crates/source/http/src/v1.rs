@@ -123,7 +123,7 @@ pub(crate) struct NowRequest {
 /// token's stats.
 #[utoipa::path(post, path = "/v1/now", tag = "engine", request_body = NowRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = Stats), (status = 401), (status = 422)))]
+    responses((status = 200, body = Stats), (status = 401), (status = 429), (status = 422)))]
 pub(crate) async fn now(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NowRequest>,
@@ -188,7 +188,7 @@ pub(crate) struct StatusResponse {
 #[utoipa::path(get, path = "/v1/status/{token}/{metric}", tag = "engine",
     params(("token" = String, Path), ("metric" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = StatusResponse), (status = 401), (status = 422), (status = 501)))]
+    responses((status = 200, body = StatusResponse), (status = 401), (status = 429), (status = 422), (status = 501)))]
 pub(crate) async fn status_one(
     State(state): State<AppState>,
     Path((token, metric)): Path<(String, String)>,
@@ -247,7 +247,7 @@ pub(crate) struct StatusPageResponse {
 /// `GET /v1/status` (admin): the seed API's `status_all`, paged.
 #[utoipa::path(get, path = "/v1/status", tag = "engine", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = StatusPageResponse), (status = 401)))]
+    responses((status = 200, body = StatusPageResponse), (status = 401), (status = 429)))]
 pub(crate) async fn status_all(
     State(state): State<AppState>,
     Query(q): Query<PageQuery>,
@@ -275,7 +275,7 @@ pub(crate) struct BansResponse {
 
 /// `GET /v1/bans` (admin): every active ban, oldest first.
 #[utoipa::path(get, path = "/v1/bans", tag = "bans", security(("bearer" = [])),
-    responses((status = 200, body = BansResponse), (status = 401)))]
+    responses((status = 200, body = BansResponse), (status = 401), (status = 429)))]
 pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansResponse>, ApiError> {
     let bans = state
         .runtime()
@@ -290,7 +290,7 @@ pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansRespo
 /// `GET /v1/bans/{token}` (admin): the token's ban, and why.
 #[utoipa::path(get, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = Ban), (status = 401), (status = 404)))]
+    responses((status = 200, body = Ban), (status = 401), (status = 429), (status = 404)))]
 pub(crate) async fn ban(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -312,7 +312,7 @@ pub(crate) struct UnbanResponse {
 /// `DELETE /v1/bans/{token}` (admin): ends the ban now (the UNBAN is stored first).
 #[utoipa::path(delete, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = UnbanResponse), (status = 401), (status = 404)))]
+    responses((status = 200, body = UnbanResponse), (status = 401), (status = 429), (status = 404)))]
 pub(crate) async fn unban(
     State(state): State<AppState>,
     Path(token): Path<String>,

@@ -1,8 +1,9 @@
 //! The real service on 127.0.0.1:0, spoken to over HTTP, with its clock injected.
 //!
 //! Contents: the seed example end to end · the detector's boundaries and ban expiry · every
-//! 422 · bodies too large or malformed · the admin token · X-Forwarded-For · metrics ·
-//! the OpenAPI document against the routes.
+//! 422 · bodies too large or malformed · the admin token and failed attempts per address ·
+//! X-Forwarded-For · metrics · the OpenAPI document against the routes · connections
+//! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -16,10 +17,14 @@ use banhammer_store_sqlite::DecisionStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+#[path = "http/connections.rs"]
+mod connections;
+
 const T0: i64 = 1_700_000_000;
 
 struct Server {
     base: String,
+    addr: SocketAddr,
     clock: ManualClock,
     _guard: RuntimeGuard,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -45,25 +50,16 @@ async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Serve
         NonZeroUsize::new(4).unwrap(),
     );
     let guard = Runtime::start(rules, Arc::new(clock.clone()), store, Box::new(backend)).unwrap();
-    let app = banhammer_http::app(AppState::new(
-        Arc::clone(guard.runtime()),
-        config.serve.clone(),
-    ));
+    let state = AppState::new(Arc::clone(guard.runtime()), config.serve.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let timeout = config.serve.request_timeout;
-    tokio::spawn(banhammer_http::run(
-        listener,
-        app,
-        64,
-        timeout,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    tokio::spawn(banhammer_http::run(listener, state, async move {
+        let _ = stopped.await;
+    }));
     Server {
         base: format!("http://{addr}"),
+        addr,
         clock,
         _guard: guard,
         _stop: stop,
@@ -464,6 +460,78 @@ async fn admin_routes_need_the_bearer_token() {
 }
 
 #[tokio::test]
+async fn guessing_the_admin_token_is_blocked_per_address() {
+    let s = start(&seed_example(), |c| {
+        c.admin_token = Some("s3cret".to_owned())
+    })
+    .await;
+    let from = |host: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, host]))
+            .build()
+            .unwrap()
+    };
+    let (guesser, admin) = (from(2), from(3));
+    let bans = |client: &reqwest::Client, token: &str| {
+        let req = client
+            .get(format!("{}/v1/bans", s.base))
+            .header("authorization", format!("Bearer {token}"));
+        async move { req.send().await.unwrap() }
+    };
+    for i in 1..=10 {
+        let r = bans(&guesser, &format!("guess{i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "failure {i} of 10");
+    }
+    // Blocked for 5 minutes, whatever it sends, the right token included.
+    for token in ["guess11", "s3cret"] {
+        let r = bans(&guesser, token).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{token}");
+        assert_eq!(r.headers()["retry-after"], "300");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("retry in 300 s"));
+    }
+    assert_eq!(
+        bans(&admin, "s3cret").await.status(),
+        StatusCode::OK,
+        "the right token from another address works"
+    );
+    assert_eq!(
+        bans(&admin, "wrong").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the other address has its own count"
+    );
+    s.advance(299);
+    let r = bans(&guesser, "s3cret").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    s.advance(1);
+    assert_eq!(
+        bans(&guesser, "s3cret").await.status(),
+        StatusCode::OK,
+        "the block has run out"
+    );
+    let (_, all) = s.get_as(&admin, "/v1/bans").await;
+    assert_eq!(
+        all["bans"],
+        json!([]),
+        "the block is not one of the service's bans"
+    );
+}
+
+impl Server {
+    /// `GET path` from `client` with the admin token.
+    async fn get_as(&self, client: &reqwest::Client, path: &str) -> (StatusCode, Value) {
+        let r = client
+            .get(format!("{}{path}", self.base))
+            .header("authorization", "Bearer s3cret")
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
 async fn forwarded_for_is_honoured_only_from_trusted_proxies() {
     let incr_as = |s: &Server, xff: &'static str| {
         let req = s
@@ -522,6 +590,10 @@ async fn metrics_count_routes_and_decisions_never_tokens() {
         "{text}"
     );
     assert!(text.contains("banhammer_active_bans 1"), "{text}");
+    assert!(
+        text.contains("banhammer_background_dropped_total 0"),
+        "{text}"
+    );
     assert!(!text.contains("192.0.2.77"), "no address in any label");
 }
 
