@@ -122,3 +122,52 @@ fn bans_lists_a_token_with_a_forged_line_on_one_row_with_no_raw_escape() {
         assert!(rows[1].contains(" BAN "), "{text}");
     }
 }
+
+#[test]
+fn the_service_log_shows_a_forged_token_on_its_own_line_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("decisions.sqlite");
+    let config = config(dir.path());
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(&db)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let answer: Value = reqwest::blocking::Client::new()
+        .post(format!("{base}/v1/incr"))
+        .json(&serde_json::json!({"token": FORGED, "metric": "req"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(answer["passed"], false, "{answer}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let log = String::from_utf8(child.wait_with_output().unwrap().stderr).unwrap();
+    // The BAN's log line carries the token escaped; no line of the log is the forged one.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("BAN.") && l.contains("\\u{1b}]0;pwned\\u{7}\\u{a}2019-02-07")),
+        "{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2019-02-07T21:11:00Z")),
+        "a forged line: {log}"
+    );
+    assert!(!log.contains('\u{7}'), "a raw bell: {log:?}");
+}

@@ -46,6 +46,7 @@ mod decision;
 mod distinct;
 mod engine;
 mod error;
+mod escape;
 mod event;
 mod resolve;
 mod rules;
@@ -62,6 +63,7 @@ pub use engine::{
     Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict, WindowsData, WindowsSnapshot,
 };
 pub use error::{EventError, MAX_MEMBERS};
+pub use escape::{escape, is_unsafe, Escaped};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};
 pub use rules::{

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{Action, ActionCall, Effect};
+use banhammer_core::{Action, ActionCall, Effect, Escaped};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -166,7 +166,7 @@ async fn work(mut rx: mpsc::Receiver<Job>, counters: Arc<QueueCounters>) {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if !ok {
-            tracing::warn!(action = %job.record.action, token = %job.record.token, "Action record not delivered.");
+            tracing::warn!(action = %job.record.action, token = %Escaped(&job.record.token), "Action record not delivered.");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
+    Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Escaped, Event, EventError,
     MetricStatus, Ruleset, Seconds, Timestamp, Token, Verdict,
 };
 use banhammer_store_sqlite::DecisionStore;
@@ -162,7 +162,7 @@ impl Runtime {
             match backend.restore_windows(w) {
                 Ok(()) => put_back += 1,
                 Err(e) => {
-                    tracing::debug!(metric = %w.metric, error = %e, "A saved window does not fit the rules; skipped.");
+                    tracing::debug!(metric = %Escaped(&w.metric), error = %Escaped(&e), "A saved window does not fit the rules; skipped.");
                 }
             }
         }
@@ -230,7 +230,7 @@ impl Runtime {
                 if let Err(e) = self.settle(&verdict.decisions).await {
                     // Not on disk: not reported as made. The writer keeps it and stores it
                     // once the disk takes it; meanwhile the rule's fail policy answers.
-                    tracing::debug!(error = %e, "Decision not stored yet; answering by fail policy.");
+                    tracing::debug!(error = %Escaped(&e), "Decision not stored yet; answering by fail policy.");
                     return Ok(self.by_fail_policy(verdict, event.metric));
                 }
                 if !verdict.passed && self.writer.health().holds_pending(event.token) {
@@ -241,7 +241,7 @@ impl Runtime {
             }
             Err(BackendError::Unavailable(why)) => {
                 // The rule's fail policy answers; bans known here still hold.
-                tracing::debug!(error = %why, "Answering by fail policy.");
+                tracing::debug!(error = %Escaped(&why), "Answering by fail policy.");
                 self.counters
                     .fail_policy_answers
                     .fetch_add(1, Ordering::Relaxed);
@@ -352,7 +352,7 @@ impl Runtime {
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if d.is_record() {
-                tracing::info!(token = %d.token, rule = %d.metric, tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
+                tracing::info!(token = %Escaped(&d.token), rule = %Escaped(&d.metric), tier = d.tier, value = d.value, until = %d.until, "{}.", d.verb());
             }
         }
         if decisions.iter().any(|d| d.change == Change::Start) {

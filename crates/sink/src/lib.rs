@@ -9,8 +9,8 @@ mod record;
 mod sinks;
 
 pub use actions::{builtin_action, RecordFile};
+pub use banhammer_core::{escape, is_unsafe, Escaped};
 pub use command::CommandRunner;
-pub use escape::{escape, is_unsafe, Escaped};
 pub use logfile::DecisionFile;
 pub use record::{write_decision, DecisionFormat};
 pub use sinks::{CommandLine, DecisionSinks};

@@ -7,7 +7,8 @@ use std::io::{self, Write};
 use banhammer_core::DecisionEvent;
 use serde::Serialize;
 
-use crate::escape::{escape, write_json};
+use crate::escape::write_json;
+use banhammer_core::escape;
 
 /// How decisions are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

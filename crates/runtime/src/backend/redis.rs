@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use banhammer_core::{
-    Clock, DecisionEvent, DecisionView, Effect, Event, EventError, Ruleset, Seconds, Timestamp,
-    Token, Verdict,
+    Clock, DecisionEvent, DecisionView, Effect, Escaped, Event, EventError, Ruleset, Seconds,
+    Timestamp, Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::StoredDecision;
@@ -225,7 +225,7 @@ impl Backend for RedisBackend {
                 Ok(Some(d)) => out.push(d),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(token = %b.token, error = %e, "A ban could not be put back into the store.");
+                    tracing::warn!(token = %Escaped(&b.token), error = %Escaped(&e), "A ban could not be put back into the store.");
                 }
             }
         }

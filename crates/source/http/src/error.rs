@@ -80,7 +80,7 @@ impl IntoResponse for ApiError {
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         };
         if status.is_server_error() {
-            tracing::error!(error = %self, "Request failed.");
+            tracing::error!(error = %banhammer_core::Escaped(&self), "Request failed.");
         }
         let body = match &self {
             ApiError::Fields(errors) => json!({ "errors": errors }),

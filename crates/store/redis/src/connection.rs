@@ -250,7 +250,7 @@ impl Connection {
         self.health.errors.fetch_add(1, Ordering::Relaxed);
         let n = self.health.protocol_errors.fetch_add(1, Ordering::Relaxed) + 1;
         if n.is_power_of_two() {
-            tracing::error!(error = %why, occurrences = n, "Redis answered what the store cannot use.");
+            tracing::error!(error = %banhammer_core::Escaped(&why), occurrences = n, "Redis answered what the store cannot use.");
         }
         StoreError::Protocol(why)
     }

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Change, DecisionEvent, DecisionView, DueAction, Effect, Event, EventError, Kind, MetricId,
-    RuleId, Ruleset, Scope, Timestamp, Verdict,
+    Change, DecisionEvent, DecisionView, DueAction, Effect, Escaped, Event, EventError, Kind,
+    MetricId, RuleId, Ruleset, Scope, Timestamp, Verdict,
 };
 use redis::Script;
 
@@ -297,7 +297,7 @@ impl RedisStore {
             )
             .await;
         if let Err(e) = registered {
-            tracing::warn!(token = %d.token, error = %e, "A decision could not be indexed for its end.");
+            tracing::warn!(token = %Escaped(&d.token), error = %Escaped(&e), "A decision could not be indexed for its end.");
         }
     }
 

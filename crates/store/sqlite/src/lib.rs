@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{Change, DecisionEvent, Effect, Timestamp, Token};
+use banhammer_core::{Change, DecisionEvent, Effect, Escaped, Timestamp, Token};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// A storage failure.
@@ -89,7 +89,7 @@ impl ReadBack {
             match restore(&b.token, &b.rule, b.tier, b.value, b.from, b.until) {
                 Ok(()) => restored += 1,
                 Err(e) => {
-                    tracing::warn!(token = %b.token, error = %e, "A stored ban does not fit the rules; kept on disk only.");
+                    tracing::warn!(token = %Escaped(&b.token), error = %Escaped(&e), "A stored ban does not fit the rules; kept on disk only.");
                 }
             }
         }
