@@ -580,3 +580,30 @@ fn watch_log_lines_show_untrusted_names_escaped_on_one_line() {
         assert!(!line.contains('\u{7}'), "{line:?}");
     }
 }
+
+#[test]
+fn a_watch_killed_and_restarted_keeps_the_counts_of_the_lines_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = watch_config(dir.path(), "");
+    let log_path = dir.path().join("access.log");
+    let state = dir.path().join("state.sqlite");
+    let csv = dir.path().join("action_record.csv");
+    // 39 requests in one minute: one short of the 40 that ban.
+    let lines: String = (0..39)
+        .map(|i| line_at("10.3.3.3", 1_546_272_000 + i, "/"))
+        .collect();
+    append(&log_path, lines.as_bytes());
+    let mut watch = Watch::start(&config, &log_path, &["--clock", "event", "--from-start"]);
+    let key = position_key(&log_path);
+    wait_until_read(&state, &key, &log_path, lines.len());
+    // Killed without warning: the counts were committed with the read position.
+    watch.child.kill().unwrap();
+    watch.child.wait().unwrap();
+    let watch = Watch::start(&config, &log_path, &["--clock", "event"]);
+    let last = line_at("10.3.3.3", 1_546_272_040, "/");
+    append(&log_path, last.as_bytes());
+    // The 40th request within a minute bans, however many restarts came in between (before,
+    // the restarted watch started from zero and never banned).
+    assert_eq!(wait_for_lines(&csv, 1), ["1546272040,BAN,10.3.3.3"]);
+    watch.stop();
+}

@@ -147,6 +147,15 @@ impl<C: Clock> Watcher<C> {
         back.restore(|token, metric, tier, value, from, until| {
             engine.restore_ban(token, metric, tier, value, from, until)
         });
+        // And the counts, saved with the read position: a restart neither counts a line twice
+        // nor forgets what the lines it read counted.
+        let horizon = engine.rules().horizon();
+        for w in store.load_windows(engine.time().minus(horizon))? {
+            if let Err(e) = engine.restore_windows(&w) {
+                tracing::debug!(metric = %Escaped(&w.metric), error = %Escaped(&e), "A saved window does not fit the rules; skipped.");
+            }
+        }
+        engine.track_changed_windows(true);
         let saved = store.position(&key)?.map(|p| Position {
             dev: p.dev,
             ino: p.ino,
@@ -231,10 +240,13 @@ impl<C: Clock> Watcher<C> {
                 },
             )
         });
-        if !lines.is_empty() || !decisions.is_empty() {
-            // On disk before anything else hears of it: a crash now loses neither the ban nor
-            // the place in the file.
-            self.store.record_at(&decisions, position)?;
+        let windows = self.engine.take_changed_windows();
+        if !lines.is_empty() || !decisions.is_empty() || !windows.is_empty() {
+            // On disk before anything else hears of it, in one transaction: a crash now loses
+            // neither the ban, nor the place in the file, nor what the lines read counted.
+            let forget = self.engine.time().minus(self.engine.rules().horizon());
+            self.store
+                .record_step(&decisions, position, &windows, Some(forget))?;
         }
         self.sinks.emit(&decisions)?;
         Ok(more)

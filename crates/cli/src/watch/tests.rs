@@ -113,8 +113,9 @@ fn a_restart_keeps_the_ban_and_the_place_in_the_file() {
         w.step().unwrap();
     }
     assert_eq!(records(&s), ["1000,BAN,1.2.3.4"]);
-    // Restarted: the ban is still on, and 5.6.7.8's earlier line is not read again (one more
-    // line would otherwise reach the limit of 2).
+    // Restarted: the ban is still on, 5.6.7.8's earlier line still counts (its count was saved
+    // with the read position) and is not read again: one more line reaches the limit of 2
+    // with a measure of 2, not 3.
     clock.set(Timestamp::from_unix(1002));
     let mut w = Watcher::new(
         s.config.clone(),
@@ -127,10 +128,19 @@ fn a_restart_keeps_the_ban_and_the_place_in_the_file() {
     assert!(w.engine.is_banned("1.2.3.4"));
     append(&s.log, &[("5.6.7.8", 1002)]);
     w.step().unwrap();
-    assert_eq!(records(&s), ["1000,BAN,1.2.3.4"]);
+    assert_eq!(records(&s), ["1000,BAN,1.2.3.4", "1002,BAN,5.6.7.8"]);
+    assert_eq!(w.engine.ban("5.6.7.8").map(|b| b.value), Some(2));
     clock.set(Timestamp::from_unix(1010));
     w.step().unwrap();
-    assert_eq!(records(&s), ["1000,BAN,1.2.3.4", "1005,UNBAN,1.2.3.4"]);
+    assert_eq!(
+        records(&s),
+        [
+            "1000,BAN,1.2.3.4",
+            "1002,BAN,5.6.7.8",
+            "1005,UNBAN,1.2.3.4",
+            "1007,UNBAN,5.6.7.8"
+        ]
+    );
 }
 
 #[test]

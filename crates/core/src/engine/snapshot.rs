@@ -98,7 +98,11 @@ impl<C: Clock> Engine<C> {
         let windows = match m.rule.scope {
             Scope::Token => {
                 let token = check_token(s.token.as_str())?;
-                self.tokens.windows_mut(token, metric, m, now)?.0
+                // Seen when its newest event was, if that is later than the engine's time (a
+                // follower on line time restarts at the beginning of time): idle expiry must
+                // not drop what was just put back.
+                let seen = s.data.last_at().map_or(now, |last| last.max(now));
+                self.tokens.windows_mut(token, metric, m, seen)?.0
             }
             Scope::Global => {
                 self.globals_changed = true;

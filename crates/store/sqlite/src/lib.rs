@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{Change, DecisionEvent, Effect, Escaped, Timestamp, Token};
+use banhammer_core::{Change, DecisionEvent, Effect, Escaped, Timestamp, Token, WindowsSnapshot};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// A storage failure.
@@ -197,10 +197,24 @@ impl DecisionStore {
         decisions: &[DecisionEvent],
         position: Option<(&str, FilePosition)>,
     ) -> Result<(), StoreError> {
-        if decisions.is_empty() && position.is_none() {
+        self.record_step(decisions, position, &[], None)
+    }
+
+    /// [`DecisionStore::record_at`], also saving `windows` (and dropping saved windows at or
+    /// before `forget`), all in one transaction: a follower that crashes then neither counts a
+    /// line twice nor forgets what the lines it read had counted.
+    pub fn record_step(
+        &mut self,
+        decisions: &[DecisionEvent],
+        position: Option<(&str, FilePosition)>,
+        windows: &[WindowsSnapshot],
+        forget: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        if decisions.is_empty() && position.is_none() && windows.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
+        windows::write(&tx, windows, forget)?;
         for d in decisions {
             write_decision(&tx, d)?;
         }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use banhammer_core::{Timestamp, Token, WindowsData, WindowsSnapshot};
-use rusqlite::params;
+use rusqlite::{params, Transaction};
 
 use crate::{DecisionStore, StoreError};
 
@@ -34,31 +34,7 @@ impl DecisionStore {
         forget_until: Timestamp,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO windows (token, metric, last_at, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (token, metric) DO UPDATE SET last_at = ?3, data = ?4",
-            )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM windows WHERE token = ?1 AND metric = ?2")?;
-            for w in windows {
-                match w.data.last_at() {
-                    Some(last) if !w.data.is_empty() => {
-                        put.execute(params![
-                            w.token.as_str(),
-                            &*w.metric,
-                            last.as_unix(),
-                            encode(&w.data)
-                        ])?;
-                    }
-                    _ => {
-                        delete.execute(params![w.token.as_str(), &*w.metric])?;
-                    }
-                }
-            }
-            tx.prepare_cached("DELETE FROM windows WHERE last_at <= ?1")?
-                .execute(params![forget_until.as_unix()])?;
-        }
+        write(&tx, windows, Some(forget_until))?;
         tx.commit()?;
         Ok(())
     }
@@ -91,6 +67,43 @@ impl DecisionStore {
         }
         Ok(out)
     }
+}
+
+/// Saves `windows` in `tx` (an empty one deletes its row) and drops every row whose newest
+/// second is at or before `forget`.
+pub(crate) fn write(
+    tx: &Transaction<'_>,
+    windows: &[WindowsSnapshot],
+    forget: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    if !windows.is_empty() {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO windows (token, metric, last_at, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (token, metric) DO UPDATE SET last_at = ?3, data = ?4",
+        )?;
+        let mut delete =
+            tx.prepare_cached("DELETE FROM windows WHERE token = ?1 AND metric = ?2")?;
+        for w in windows {
+            match w.data.last_at() {
+                Some(last) if !w.data.is_empty() => {
+                    put.execute(params![
+                        w.token.as_str(),
+                        &*w.metric,
+                        last.as_unix(),
+                        encode(&w.data)
+                    ])?;
+                }
+                _ => {
+                    delete.execute(params![w.token.as_str(), &*w.metric])?;
+                }
+            }
+        }
+    }
+    if let Some(forget) = forget {
+        tx.prepare_cached("DELETE FROM windows WHERE last_at <= ?1")?
+            .execute(params![forget.as_unix()])?;
+    }
+    Ok(())
 }
 
 fn encode(d: &WindowsData) -> Vec<u8> {
