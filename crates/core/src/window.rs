@@ -123,7 +123,7 @@ impl SlidingWindow {
         let start = self.buckets.partition_point(|b| b.at <= boundary);
         let ends = self
             .buckets
-            .range(start + 1..)
+            .range((start + 1).min(self.buckets.len())..)
             .map(|b| b.before)
             .chain(std::iter::once(self.total));
         self.buckets
@@ -271,6 +271,8 @@ mod tests {
             .map(|(a, n)| (a.as_unix(), n))
             .collect();
         assert_eq!(seconds, [(3, 5), (5, 3), (7, 1)]);
+        assert_eq!(w.seconds_after(t(7)).count(), 0, "nothing after the newest second");
+        assert_eq!(SlidingWindow::new().seconds_after(t(0)).count(), 0);
         let mut rebuilt = SlidingWindow::new();
         for (at, n) in w.seconds_after(t(0)) {
             rebuilt.add(at, n);
