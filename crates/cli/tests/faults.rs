@@ -125,6 +125,26 @@ fn a_decision_the_full_disk_refused_is_not_reported_and_is_stored_once_space_is_
         json!({"passed": true})
     );
     assert!(!stored_bans(&db).contains("203.0.113.7"));
+    // Visibly: /healthz says degraded, /metrics counts what waits.
+    let health: Value = c
+        .get(format!("{base}/healthz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("banhammer_decisions_pending ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     // Space comes back: the waiting decisions are stored (the writer retries every second).
     std::fs::remove_file(filler).unwrap();
     wait::until("the refused bans being stored", || {
@@ -135,6 +155,13 @@ fn a_decision_the_full_disk_refused_is_not_reported_and_is_stored_once_space_is_
         incr(&c, &base, "198.51.100.7", "signup").1,
         json!({"passed": false})
     );
+    let health: Value = c
+        .get(format!("{base}/healthz"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
     // And they survive SIGKILL.
     server.kill().unwrap();
     server.wait().unwrap();

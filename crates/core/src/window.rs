@@ -271,7 +271,11 @@ mod tests {
             .map(|(a, n)| (a.as_unix(), n))
             .collect();
         assert_eq!(seconds, [(3, 5), (5, 3), (7, 1)]);
-        assert_eq!(w.seconds_after(t(7)).count(), 0, "nothing after the newest second");
+        assert_eq!(
+            w.seconds_after(t(7)).count(),
+            0,
+            "nothing after the newest second"
+        );
         assert_eq!(SlidingWindow::new().seconds_after(t(0)).count(), 0);
         let mut rebuilt = SlidingWindow::new();
         for (at, n) in w.seconds_after(t(0)) {

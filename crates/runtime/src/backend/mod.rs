@@ -45,6 +45,8 @@ pub struct StoreHealth {
     pub errors: u64,
     /// Calls refused by the open circuit breaker.
     pub short_circuited: u64,
+    /// Answers this node could not understand (not outages).
+    pub protocol_errors: u64,
 }
 
 /// One page of `status_all`.

@@ -262,6 +262,7 @@ impl Backend for RedisBackend {
             up: h.up.load(Ordering::Relaxed),
             errors: h.errors.load(Ordering::Relaxed),
             short_circuited: h.short_circuited.load(Ordering::Relaxed),
+            protocol_errors: h.protocol_errors.load(Ordering::Relaxed),
         })
     }
 

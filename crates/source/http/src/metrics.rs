@@ -58,6 +58,12 @@ pub(crate) struct Metrics {
     store_short_circuited: Counter,
     fail_policy: Counter,
     background_dropped: Counter,
+    decisions_pending: Gauge,
+    decision_store_failures: Counter,
+    decisions_lost: Counter,
+    windows_saved: Counter,
+    windows_save_failures: Counter,
+    store_protocol_errors: Counter,
     connections: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
 }
@@ -145,6 +151,44 @@ impl Metrics {
                  many were counting in the background already",
                 Counter::default(),
             ),
+            decisions_pending: registered(
+                &mut r,
+                "decisions_pending",
+                "Decisions the decision log has not stored yet (its disk refuses writes); they \
+                 are retried every second",
+                Gauge::default(),
+            ),
+            decision_store_failures: registered(
+                &mut r,
+                "decision_store_failures",
+                "Commits of the decision log that failed (a full disk, an I/O error)",
+                Counter::default(),
+            ),
+            decisions_lost: registered(
+                &mut r,
+                "decisions_lost",
+                "Decisions dropped because too many waited for a decision log that refused \
+                 writes",
+                Counter::default(),
+            ),
+            windows_saved: registered(
+                &mut r,
+                "windows_saved",
+                "Token windows saved so that a restart keeps their counts",
+                Counter::default(),
+            ),
+            windows_save_failures: registered(
+                &mut r,
+                "windows_save_failures",
+                "Saves of token windows the decision log refused",
+                Counter::default(),
+            ),
+            store_protocol_errors: registered(
+                &mut r,
+                "store_protocol_errors",
+                "Answers of the shared store this node could not understand (not outages)",
+                Counter::default(),
+            ),
             connections: registered(
                 &mut r,
                 "http_connections",
@@ -223,7 +267,15 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         m.store_up.set(i64::from(h.up));
         catch_up(&m.store_errors, h.errors);
         catch_up(&m.store_short_circuited, h.short_circuited);
+        catch_up(&m.store_protocol_errors, h.protocol_errors);
     }
+    let w = rt.writer_health();
+    set(&m.decisions_pending, w.pending());
+    catch_up(&m.decision_store_failures, w.failures());
+    catch_up(&m.decisions_lost, w.lost());
+    let (saved, failed) = w.windows();
+    catch_up(&m.windows_saved, saved);
+    catch_up(&m.windows_save_failures, failed);
     catch_up(
         &m.fail_policy,
         d.fail_policy_answers.load(Ordering::Relaxed),

@@ -331,13 +331,38 @@ pub(crate) async fn unban(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Health {
+    /// `ok`, or `degraded` while something is wrong that the node works around.
     status: &'static str,
+    /// What is wrong, in words (absent when `ok`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
 }
 
-/// `GET /healthz`: answers while the service runs (also the load test's no-op baseline).
+/// `GET /healthz`: answers while the service runs (also the load test's no-op baseline). Says
+/// `degraded`, still with 200 (the node keeps answering; taking it out of a load balancer
+/// would not help), while the decision log refuses writes or the shared store is down.
 #[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    let rt = state.runtime();
+    let mut problems = Vec::new();
+    let w = rt.writer_health();
+    if w.failing() {
+        problems.push(format!(
+            "the decision log refuses writes: {} decisions wait to be stored",
+            w.pending()
+        ));
+    }
+    if rt.store_health().is_some_and(|h| !h.up) {
+        problems.push("the shared store is unavailable: rules answer by their fail policy".into());
+    }
+    Json(Health {
+        status: if problems.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        problems,
+    })
 }
 
 /// `GET /openapi.json`: this document.
