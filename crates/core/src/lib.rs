@@ -59,7 +59,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
 pub use engine::{Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict};
-pub use error::{EventError, MAX_MEMBERS};
+pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};
 pub use rules::{

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::action::Action;
+use crate::error::MAX_NAME_LEN;
 use crate::time::{Seconds, Window};
 
 /// Index of a metric in its [`Ruleset`].
@@ -258,7 +259,7 @@ pub enum RuleError {
     #[error("metric `{0}` is defined twice")]
     DuplicateMetric(String),
     /// A metric name is empty or too long, or a family name is not `PREFIX:*`.
-    #[error("metric name `{0}` must be 1 to 128 bytes, and a family must be named `PREFIX:*`")]
+    #[error("metric name `{0}` must be 1 to {MAX_NAME_LEN} bytes, and a family must be named `PREFIX:*`")]
     BadMetricName(String),
     /// Families count each member apart per token; a global family makes no sense.
     #[error("metric family `{0}` cannot be global-scope")]
@@ -439,7 +440,7 @@ impl RulesetBuilder {
                 }
                 families.push((prefix.into(), MetricId(metrics.len() as u32)));
             }
-            if rule.name.is_empty() || rule.name.len() > 128 {
+            if rule.name.is_empty() || rule.name.len() > MAX_NAME_LEN {
                 errors.push(RuleError::BadMetricName(rule.name.to_string()));
             }
             let id = MetricId(metrics.len() as u32);

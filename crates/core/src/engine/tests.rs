@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::action::{Action, ActionCall, NamedNoop};
 use crate::clock::ManualClock;
-use crate::error::MAX_MEMBERS;
+use crate::error::{MAX_MEMBERS, MAX_NAME_LEN};
 use crate::rules::{Kind, MetricRule, Threshold};
 use crate::time::{Seconds, Window};
 
@@ -832,6 +832,29 @@ fn a_token_counts_a_bounded_number_of_members() {
     );
     assert!(e.incr("a", "detect:0").is_ok(), "known members still count");
     assert!(e.incr("b", "detect:one-too-many").is_ok(), "per token");
+}
+
+#[test]
+fn a_member_name_longer_than_a_metric_name_is_refused() {
+    // Untrusted member names are kept per token (windows, records): 16 kB names used to grow
+    // memory by gigabytes. The bound is the one metric names have.
+    let mut e = Engine::new(family(), ManualClock::new(ts(0)));
+    let longest = format!("detect:{}", "x".repeat(MAX_NAME_LEN - "detect:".len()));
+    assert!(e.incr("a", &longest).is_ok());
+    let long = format!("{longest}y");
+    let refused = e.incr("a", &long).unwrap_err();
+    assert_eq!(refused, EventError::MetricTooLong(long[..64].to_owned()));
+    assert_eq!(
+        refused.to_string(),
+        format!("metric name `{}` is longer than 128 bytes", &long[..64])
+    );
+    assert_eq!(e.fire("a", &long, 0).unwrap_err(), refused);
+    assert_eq!(e.status("a", &long).unwrap_err(), refused);
+    assert_eq!(
+        e.status_all().count(),
+        1,
+        "nothing kept for the refused name"
+    );
 }
 
 #[test]
