@@ -338,6 +338,11 @@ impl Ruleset {
             .map(|(_, id)| *id)
     }
 
+    /// Whether any metric is a family (`NAME:*`), so that tokens keep lists of members.
+    pub fn has_families(&self) -> bool {
+        !self.families.is_empty()
+    }
+
     /// Whether `id` is a family (`NAME:*`) whose members count apart.
     pub fn is_family(&self, id: MetricId) -> bool {
         self.metrics[id.index()].rule.is_family()

@@ -159,16 +159,25 @@ impl<C: Clock> Engine<C> {
     pub fn observe(&mut self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
         let rules = Arc::clone(&self.rules);
         let event = rules.resolve(event)?;
-        let mut out = Vec::new();
-        let clock_now = self.clock.now();
-        self.advance_into(clock_now.max(event.at), &mut out);
-        let now = self.now;
         let id = event.metric.id;
         let m = rules.compiled(id);
+        let clock_now = self.clock.now();
+        let to = clock_now.max(event.at);
+        // Refused before time moves: a refused event changes nothing, as Redis refuses it.
+        if event.scope == Scope::Token
+            && !self
+                .tokens
+                .admits(event.token, event.metric, to.max(self.now), rules.horizon())
+        {
+            return Err(EventError::TooManyMembers(m.rule.name.to_string()));
+        }
+        let mut out = Vec::new();
+        self.advance_into(to, &mut out);
+        let now = self.now;
 
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
-            Scope::Token => self.tokens.windows_mut(event.token, event.metric, m, now)?,
+            Scope::Token => self.tokens.windows_mut(event.token, event.metric, m, now),
             Scope::Global => (
                 self.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
                 BanCache::NONE,

@@ -6,7 +6,7 @@ use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use smallvec::SmallVec;
 
-use crate::error::{EventError, MAX_MEMBERS};
+use crate::error::MAX_MEMBERS;
 use crate::resolve::MetricRef;
 use crate::rules::{CompiledMetric, MetricId};
 use crate::time::{Seconds, Timestamp};
@@ -85,16 +85,38 @@ impl TokenTable {
         self.map.len()
     }
 
+    /// Whether `token` may count `metric` at `now`: not a new family member beyond
+    /// [`MAX_MEMBERS`]. A token idle for `horizon` by `now` is forgotten by then, members and
+    /// all. Asked before anything moves, so that a refused event changes nothing.
+    pub(super) fn admits(
+        &self,
+        token: &str,
+        metric: MetricRef<'_>,
+        now: Timestamp,
+        horizon: Seconds,
+    ) -> bool {
+        if metric.member.is_none() {
+            return true;
+        }
+        let Some(st) = self.map.get(token) else {
+            return true;
+        };
+        st.last_seen.plus(horizon) <= now
+            || st.metrics.iter().any(|(k, _)| k.is(metric))
+            || st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() < MAX_MEMBERS
+    }
+
     /// `token`'s windows of `metric`, created if new (evicting the least recently seen token
     /// at the cap), with its cached ban; `token` becomes the most recently seen at `now`.
-    /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved).
+    /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved), and
+    /// a new family member must have been admitted ([`TokenTable::admits`]).
     pub(super) fn windows_mut(
         &mut self,
         token: &str,
         metric: MetricRef<'_>,
         m: &CompiledMetric,
         now: Timestamp,
-    ) -> Result<(&mut MetricWindows, BanCache), EventError> {
+    ) -> (&mut MetricWindows, BanCache) {
         if let Some(cap) = self.cap {
             if self.map.len() >= cap.get() && !self.map.contains_key(token) {
                 self.map.pop_front();
@@ -120,11 +142,6 @@ impl TokenTable {
         let pos = if let Some(pos) = st.metrics.iter().position(|(k, _)| k.is(metric)) {
             pos
         } else {
-            if metric.member.is_some()
-                && st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() >= MAX_MEMBERS
-            {
-                return Err(EventError::TooManyMembers(m.rule.name.to_string()));
-            }
             st.metrics.push((
                 MetricKey {
                     id: metric.id,
@@ -134,7 +151,7 @@ impl TokenTable {
             ));
             st.metrics.len() - 1
         };
-        Ok((&mut st.metrics[pos].1, st.ban))
+        (&mut st.metrics[pos].1, st.ban)
     }
 
     /// `token`'s windows of `metric`, if tracked.

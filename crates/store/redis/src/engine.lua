@@ -9,10 +9,12 @@
 --
 -- The calls (laid out by ScriptCall in script.rs, the only place that writes them):
 --
---   event   KEYS  ban, events, distinct sets 1..D, decisions 1..T (each tier's episode: the
---                 ban for block tiers)
+--   event   KEYS  ban, events, members, distinct sets 1..D, decisions 1..T (each tier's
+--                 episode: the ban for block tiers)
 --           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, horizon
 --                 (the rules' longest window; 0 for a global metric), T, D,
+--                 cap (the most members of a family a token counts; 0 when the rules have
+--                 no family), family (the family's rule name when the metric is one, else ''),
 --                 then per tier: limit, window, measure (0 the events, j distinct set j),
 --                                effect, policy, duration
 --                 then per distinct set: value, horizon, keep
@@ -30,6 +32,8 @@
 -- Every call answers {passed, rate_1m, rate_10m, rate_60m, until, records...}: until is, for
 -- `end`, the decision's new end when it goes on, else -1. A record is
 -- "VERB|at|token|metric|tier|value|from|until"; its verb says the effect and the change.
+-- An event the engine would refuse answers {-1, reason} and changes nothing; the only reason
+-- is 'too_many_members'.
 
 local verb = ARGV[1]
 local records = {}
@@ -249,7 +253,8 @@ local nonce = ARGV[6]
 local name, token = ARGV[7], ARGV[8]
 local horizon = tonumber(ARGV[9])
 local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
-local base = 12
+local cap, family = tonumber(ARGV[12]), ARGV[13]
+local base = 14
 local tiers = {}
 for i = 1, T do
   local o = base + (i - 1) * 6
@@ -265,12 +270,35 @@ for j = 1, D do
   local o = base + (j - 1) * 3
   distincts[j] = { value = ARGV[o], horizon = tonumber(ARGV[o + 1]), keep = tonumber(ARGV[o + 2]) }
 end
-local ban_key, events_key = KEYS[1], KEYS[2]
-local function distinct_key(j) return KEYS[2 + j] end
-local function decision_key(i) return KEYS[2 + D + i] end
+local ban_key, events_key, members_key = KEYS[1], KEYS[2], KEYS[3]
+local function distinct_key(j) return KEYS[3 + j] end
+local function decision_key(i) return KEYS[3 + D + i] end
 local function measure_key(t)
   if t.measure > 0 then return distinct_key(t.measure) end
   return events_key
+end
+
+-- 0. The family members this token counts, as the engine keeps them: at most `cap` per family,
+--    forgotten with the token's windows once it has been idle for the rules' longest window
+--    ("@" the token's last event; "m|<member>" each member; "n|<family>" how many). A new
+--    member beyond the cap is refused before anything changes, as the engine refuses it.
+--    Only rule sets with a family pay for this.
+if cap > 0 and horizon > 0 then
+  local seen = redis.call('HGET', members_key, '@')
+  local forgotten = (not seen) or tonumber(seen) + horizon <= now
+  local new_member = family ~= '' and
+    (forgotten or redis.call('HEXISTS', members_key, 'm|' .. name) == 0)
+  if new_member and not forgotten
+    and tonumber(redis.call('HGET', members_key, 'n|' .. family) or '0') >= cap then
+    return { -1, 'too_many_members' }
+  end
+  if forgotten then redis.call('DEL', members_key) end
+  if new_member then
+    redis.call('HSET', members_key, 'm|' .. name, 1)
+    redis.call('HINCRBY', members_key, 'n|' .. family, 1)
+  end
+  redis.call('HSET', members_key, '@', now)
+  redis.call('EXPIRE', members_key, horizon + 60)
 end
 
 -- 1. This token's decisions whose time has come end first (an end at u comes before the
