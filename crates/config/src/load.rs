@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use banhammer_core::{metric_matches, NamedNoop};
+use banhammer_core::{metric_matches, NamedNoop, MAX_NAME_LEN};
 use toml::de::DeTable;
 
 use crate::context::Cx;
@@ -108,7 +108,21 @@ impl Config {
             }
         }
         for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
-            if !metrics.iter().any(|m| metric_matches(&m.name, &name)) {
+            if name.len() > MAX_NAME_LEN {
+                // The engine would refuse every event of it (a family member this long).
+                let mut shown = name.len().min(64);
+                while !name.is_char_boundary(shown) {
+                    shown -= 1;
+                }
+                cx.push(
+                    Some(span),
+                    &field,
+                    format!(
+                        "metric name `{}` is longer than {MAX_NAME_LEN} bytes",
+                        &name[..shown]
+                    ),
+                );
+            } else if !metrics.iter().any(|m| metric_matches(&m.name, &name)) {
                 cx.push(
                     Some(span),
                     &field,

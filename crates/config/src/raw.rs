@@ -17,7 +17,8 @@ pub(crate) struct RawEngine {
     #[serde(default)]
     pub(crate) rates: bool,
     /// Cap on tracked tokens; past it the least recently seen token's counts are evicted (its
-    /// ban, if any, is kept). Default: no cap.
+    /// ban, if any, is kept). Default `1000000` (about 210 MB with one event per token; more
+    /// per second of events and per metric).
     #[serde(default)]
     pub(crate) max_tokens: Option<Spanned<u64>>,
 }

@@ -310,7 +310,7 @@ pub struct Ruleset {
     /// Metric families (`detect:*`): the prefix (`detect:`) and the rule every member shares.
     families: Vec<(Box<str>, MetricId)>,
     rates: bool,
-    max_tokens: Option<NonZeroUsize>,
+    max_tokens: NonZeroUsize,
     horizon: Seconds,
 }
 
@@ -320,6 +320,14 @@ pub(crate) const RATE_WINDOWS: [u64; 3] = [60, 600, 3600];
 impl Ruleset {
     /// The largest `distinct` limit: that many values are kept per token and metric.
     pub const MAX_DISTINCT_LIMIT: u64 = 1024;
+
+    /// The cap on tracked tokens when none is given: a million tokens with one event each
+    /// take about 210 MB (ARCHITECTURE.md, "Memory per tracked token"); every front end is
+    /// bounded without a configuration.
+    pub const DEFAULT_MAX_TOKENS: NonZeroUsize = match NonZeroUsize::new(1_000_000) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    };
 
     /// Starts an empty rule set.
     pub fn builder() -> RulesetBuilder {
@@ -386,8 +394,8 @@ impl Ruleset {
         self.rates
     }
 
-    /// The cap on tracked tokens, if any.
-    pub fn max_tokens(&self) -> Option<NonZeroUsize> {
+    /// The cap on tracked tokens ([`Ruleset::DEFAULT_MAX_TOKENS`] unless set).
+    pub fn max_tokens(&self) -> NonZeroUsize {
         self.max_tokens
     }
 
@@ -420,7 +428,10 @@ impl RulesetBuilder {
         self
     }
 
-    /// Caps the number of tracked tokens; the least recently seen are evicted first.
+    /// Caps the number of tracked tokens: past it, the least recently seen token's windows
+    /// are evicted (docs/semantics.md, "Memory"). `None` keeps the default,
+    /// [`Ruleset::DEFAULT_MAX_TOKENS`]: there is no uncapped engine, since untrusted tokens
+    /// would then grow memory without bound.
     #[must_use]
     pub fn max_tokens(mut self, cap: Option<NonZeroUsize>) -> Self {
         self.max_tokens = cap;
@@ -471,7 +482,7 @@ impl RulesetBuilder {
             by_name,
             families,
             rates: self.rates,
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.unwrap_or(Ruleset::DEFAULT_MAX_TOKENS),
             horizon,
         })
     }

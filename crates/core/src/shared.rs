@@ -31,11 +31,13 @@ impl<C: Clock + Clone> SharedEngine<C> {
     /// `shards` engines over `rules` sharing `clock`; the token cap is split evenly.
     pub fn new(rules: Arc<Ruleset>, clock: &C, shards: NonZeroUsize) -> Self {
         let n = shards.get();
-        let per_shard = rules.max_tokens().map(|cap| cap.get().div_ceil(n));
+        // At least one each: a cap below the shard count still tracks a token per shard.
+        let per_shard =
+            NonZeroUsize::new(rules.max_tokens().get().div_ceil(n)).unwrap_or(NonZeroUsize::MIN);
         let shards = (0..n)
             .map(|_| {
                 let mut e = Engine::new(Arc::clone(&rules), clock.clone());
-                e.set_max_tokens(per_shard.and_then(NonZeroUsize::new));
+                e.set_max_tokens(per_shard);
                 Mutex::new(e)
             })
             .collect();

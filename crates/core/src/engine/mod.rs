@@ -132,7 +132,7 @@ impl<C: Clock> Engine<C> {
     }
 
     /// Overrides the rule set's cap on tracked tokens (a sharded engine splits it).
-    pub fn set_max_tokens(&mut self, cap: Option<NonZeroUsize>) {
+    pub fn set_max_tokens(&mut self, cap: NonZeroUsize) {
         self.tokens.set_cap(cap);
     }
 

@@ -60,7 +60,7 @@ impl MetricKey {
 #[derive(Debug)]
 pub(super) struct TokenTable {
     map: LinkedHashMap<Token, TokenState>,
-    cap: Option<NonZeroUsize>,
+    cap: NonZeroUsize,
     /// Tokens dropped for the cap.
     pub(super) evictions: u64,
     /// Tokens dropped because nothing about them could matter any more.
@@ -68,7 +68,7 @@ pub(super) struct TokenTable {
 }
 
 impl TokenTable {
-    pub(super) fn new(cap: Option<NonZeroUsize>) -> Self {
+    pub(super) fn new(cap: NonZeroUsize) -> Self {
         TokenTable {
             map: LinkedHashMap::new(),
             cap,
@@ -77,7 +77,7 @@ impl TokenTable {
         }
     }
 
-    pub(super) fn set_cap(&mut self, cap: Option<NonZeroUsize>) {
+    pub(super) fn set_cap(&mut self, cap: NonZeroUsize) {
         self.cap = cap;
     }
 
@@ -117,11 +117,9 @@ impl TokenTable {
         m: &CompiledMetric,
         now: Timestamp,
     ) -> (&mut MetricWindows, BanCache) {
-        if let Some(cap) = self.cap {
-            if self.map.len() >= cap.get() && !self.map.contains_key(token) {
-                self.map.pop_front();
-                self.evictions += 1;
-            }
+        if self.map.len() >= self.cap.get() && !self.map.contains_key(token) {
+            self.map.pop_front();
+            self.evictions += 1;
         }
         let st = match self.map.raw_entry_mut().from_key(token) {
             RawEntryMut::Occupied(mut o) => {
