@@ -428,8 +428,9 @@ impl RulesetBuilder {
         self
     }
 
-    /// Caps the number of tracked tokens: past it, the least recently seen token's windows
-    /// are evicted (docs/semantics.md, "Memory"). `None` keeps the default,
+    /// Caps the number of tracked tokens: past it, the token with the least at stake among
+    /// the least recently seen is evicted (docs/semantics.md, "Memory"). `None` keeps the
+    /// default,
     /// [`Ruleset::DEFAULT_MAX_TOKENS`]: there is no uncapped engine, since untrusted tokens
     /// would then grow memory without bound.
     #[must_use]

@@ -176,6 +176,7 @@ impl<C: Clock + Clone> SharedEngine<C> {
             total.tracked_tokens += c.tracked_tokens;
             total.active_decisions += c.active_decisions;
             total.evictions += c.evictions;
+            total.evictions_at_stake += c.evictions_at_stake;
             total.expired += c.expired;
             total.late_events += c.late_events;
         }

@@ -1,6 +1,7 @@
 //! Memory bounds: a million tokens with one event each stay under 300 MB of resident memory,
 //! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive, in one
-//! engine and split across the shards of a `SharedEngine`.
+//! engine and split across the shards of a `SharedEngine`. (`memory_flood.rs` floods the
+//! default cap.)
 
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::Arc;
@@ -94,6 +95,9 @@ fn the_cap_holds_and_counts_its_evictions() {
     let c = engine.counters();
     assert_eq!(c.tracked_tokens, 100_000);
     assert_eq!(c.evictions, 900_000);
+    // All in one second, so each evicted token still had its event inside the window; with
+    // every token as much at stake, the least recently seen goes first.
+    assert_eq!(c.evictions_at_stake, 900_000);
     // The most recent tokens are the ones kept.
     let last = token(999_999, &mut buf).to_owned();
     assert_eq!(engine.status(&last, "request").unwrap().tiers[0].value, 1);

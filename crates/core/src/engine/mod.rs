@@ -78,8 +78,13 @@ pub struct EngineCounters {
     pub tracked_tokens: usize,
     /// Active decisions (bans, notices, alerts).
     pub active_decisions: usize,
-    /// Tokens dropped because the `max_tokens` cap was reached (least recently seen first).
+    /// Tokens dropped because the `max_tokens` cap was reached (the least at stake among the
+    /// least recently seen first).
     pub evictions: u64,
+    /// Of `evictions`, tokens that had events inside some threshold's window: counts lost,
+    /// which a token could use to start over. Eviction prefers tokens with none, so a rising
+    /// figure means `max_tokens` is too small for the traffic (or a flood fills it).
+    pub evictions_at_stake: u64,
     /// Tokens dropped because nothing about them could matter any more.
     pub expired: u64,
     /// Events older than every window they could count in, ignored.
@@ -177,7 +182,9 @@ impl<C: Clock> Engine<C> {
 
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
-            Scope::Token => self.tokens.windows_mut(event.token, event.metric, m, now),
+            Scope::Token => self
+                .tokens
+                .windows_mut(event.token, event.metric, &rules, now),
             Scope::Global => (
                 self.globals[id.index()].get_or_insert_with(|| MetricWindows::new(m)),
                 BanCache::NONE,
@@ -505,6 +512,7 @@ impl<C: Clock> Engine<C> {
             tracked_tokens: self.tokens.len(),
             active_decisions: self.episodes.len(),
             evictions: self.tokens.evictions,
+            evictions_at_stake: self.tokens.evictions_at_stake,
             expired: self.tokens.expired,
             late_events: self.late_events,
         }

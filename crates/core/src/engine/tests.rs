@@ -526,7 +526,7 @@ fn idle_tokens_are_dropped_once_nothing_can_matter() {
 }
 
 #[test]
-fn the_token_cap_evicts_the_least_recently_seen_but_never_a_ban() {
+fn the_token_cap_evicts_the_least_at_stake_but_never_a_ban() {
     let r = Arc::new(
         Ruleset::builder()
             .metric(metric("m", vec![threshold(2, 100, Effect::Block, 100)]))
@@ -539,16 +539,84 @@ fn the_token_cap_evicts_the_least_recently_seen_but_never_a_ban() {
     e.incr("a", "m").unwrap();
     e.incr("a", "m").unwrap(); // banned
     e.incr("b", "m").unwrap();
-    e.incr("a", "m").unwrap(); // a is now the most recent
-    e.incr("c", "m").unwrap(); // evicts b
+    e.incr("c", "m").unwrap(); // evicts b: a is less recent, but at its limit
     assert_eq!(e.counters().evictions, 1);
     assert_eq!(e.counters().tracked_tokens, 2);
     assert!(
         e.status("b", "m").unwrap().tiers[0].value == 0,
         "b's counts are gone"
     );
-    e.incr("d", "m").unwrap(); // evicts a's windows
+    assert_eq!(e.status("a", "m").unwrap().tiers[0].value, 2);
+    e.incr("c", "m").unwrap(); // c reaches its limit too
+    e.incr("d", "m").unwrap(); // evicts a's windows: as much at stake, and less recent
+    assert_eq!(e.status("a", "m").unwrap().tiers[0].value, 0);
     assert!(e.is_banned("a"), "the ban is kept apart from the windows");
+    assert_eq!(e.counters().evictions_at_stake, 2);
+}
+
+/// The reproduction of the LRU reset: under `max_tokens = 1000`, two failures (limit 3) and
+/// then more than a thousand other tokens used to evict the attacker's windows, so that its
+/// next two failures passed again.
+#[test]
+fn an_attacker_keeps_its_count_while_one_shot_visitors_fill_the_table() {
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric(
+                "login_failed",
+                vec![threshold(3, 600, Effect::Block, 600)],
+            ))
+            .metric(metric(
+                "request",
+                vec![threshold(100, 60, Effect::Block, 60)],
+            ))
+            .max_tokens(NonZeroUsize::new(1000))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    assert!(e.incr("attacker", "login_failed").unwrap().passed);
+    assert!(e.incr("attacker", "login_failed").unwrap().passed);
+    // One-shot visitors: a request each, then a failed login each, a few per second.
+    for (i, metric) in (0..1_500)
+        .map(|i| (i, "request"))
+        .chain((1_500..3_000).map(|i| (i, "login_failed")))
+    {
+        clock.set(ts(i / 10));
+        assert!(e.incr(&format!("visitor-{i}"), metric).unwrap().passed);
+    }
+    let third = e.incr("attacker", "login_failed").unwrap();
+    assert!(!third.passed, "banned at the third failure");
+    assert_eq!(third.decisions[0].to_string(), "299,BAN,attacker");
+    let c = e.counters();
+    assert_eq!((c.tracked_tokens, c.evictions), (1000, 2_001));
+    // Visitors 0..=2000 went, oldest first: the requests had left their 60 s window by then
+    // and cost nothing; the 501 failed logins were still inside their 600 s window.
+    assert_eq!(c.evictions_at_stake, 501);
+}
+
+#[test]
+fn eviction_prefers_a_token_with_nothing_inside_any_window() {
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("m", vec![threshold(5, 60, Effect::Block, 60)]))
+            .metric(metric("n", vec![threshold(5, 2, Effect::Block, 60)]))
+            .max_tokens(NonZeroUsize::new(2))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    e.incr("old", "m").unwrap();
+    clock.set(ts(1));
+    e.incr("newer", "n").unwrap();
+    clock.set(ts(5));
+    // `old` is the least recently seen, but its event still counts; `newer`'s has left its
+    // 2 s window.
+    e.incr("third", "m").unwrap();
+    assert_eq!(e.status("old", "m").unwrap().tiers[0].value, 1);
+    let c = e.counters();
+    assert_eq!((c.evictions, c.evictions_at_stake), (1, 0));
 }
 
 #[derive(Debug, Default)]

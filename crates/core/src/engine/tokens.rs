@@ -1,4 +1,8 @@
 //! `TokenTable`: every tracked token's windows, least recently seen first, capped and expired.
+//!
+//! At the cap, the token evicted is the one with the least at stake among the few least
+//! recently seen (docs/semantics.md, "Memory"): a plain LRU let an attacker push its own
+//! count out with a thousand one-shot tokens and start over.
 
 use std::num::NonZeroUsize;
 
@@ -8,7 +12,7 @@ use smallvec::SmallVec;
 
 use crate::error::MAX_MEMBERS;
 use crate::resolve::MetricRef;
-use crate::rules::{CompiledMetric, MetricId};
+use crate::rules::{MetricId, Ruleset};
 use crate::time::{Seconds, Timestamp};
 use crate::token::Token;
 
@@ -42,6 +46,46 @@ pub(super) struct TokenState {
     metrics: SmallVec<[(MetricKey, MetricWindows); 1]>,
 }
 
+/// How many of the least recently seen tokens an eviction weighs against each other: enough
+/// that a token near a limit is rarely the only candidate, few enough to stay O(1) per event.
+const EVICTION_SAMPLE: usize = 8;
+
+/// What evicting a token would lose, ordered least first: how near its nearest threshold is
+/// (its measure over the limit, in 1/65536, at most 1), then whether its windows still hold
+/// anything at all (rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stake {
+    nearest: u32,
+    retained: bool,
+}
+
+impl Stake {
+    /// Nothing in any window: evicting loses nothing.
+    const NOTHING: Stake = Stake {
+        nearest: 0,
+        retained: false,
+    };
+}
+
+impl TokenState {
+    /// What evicting this token at `now` would lose.
+    fn stake(&self, rules: &Ruleset, now: Timestamp) -> Stake {
+        let mut stake = Stake::NOTHING;
+        for (k, w) in &self.metrics {
+            let m = rules.compiled(k.id);
+            stake.retained |= w.retains(m, now);
+            for (t, slot) in m.rule.thresholds.iter().zip(&m.slots) {
+                let needed = t.needed();
+                let value = w.measure_after(*slot, t.window.boundary(now)).min(needed);
+                // value <= needed, so this is at most 1 << 16.
+                let part = (u128::from(value) << 16) / u128::from(needed);
+                stake.nearest = stake.nearest.max(part as u32);
+            }
+        }
+        stake
+    }
+}
+
 /// Which windows: a metric, and for a family (`detect:*`) the member (`detect:login`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MetricKey {
@@ -55,14 +99,16 @@ impl MetricKey {
     }
 }
 
-/// Per-token windows in least-recently-seen order, so that idle expiry and the `max_tokens`
-/// cap both drop from the front in O(1).
+/// Per-token windows in least-recently-seen order, so that idle expiry pops from the front in
+/// O(1) and the `max_tokens` cap looks no further than the first few.
 #[derive(Debug)]
 pub(super) struct TokenTable {
     map: LinkedHashMap<Token, TokenState>,
     cap: NonZeroUsize,
     /// Tokens dropped for the cap.
     pub(super) evictions: u64,
+    /// Of those, tokens that had events inside a threshold's window.
+    pub(super) evictions_at_stake: u64,
     /// Tokens dropped because nothing about them could matter any more.
     pub(super) expired: u64,
 }
@@ -73,6 +119,7 @@ impl TokenTable {
             map: LinkedHashMap::new(),
             cap,
             evictions: 0,
+            evictions_at_stake: 0,
             expired: 0,
         }
     }
@@ -106,20 +153,19 @@ impl TokenTable {
             || st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() < MAX_MEMBERS
     }
 
-    /// `token`'s windows of `metric`, created if new (evicting the least recently seen token
-    /// at the cap), with its cached ban; `token` becomes the most recently seen at `now`.
+    /// `token`'s windows of `metric`, created if new (evicting a token at the cap), with its
+    /// cached ban; `token` becomes the most recently seen at `now`.
     /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved), and
     /// a new family member must have been admitted ([`TokenTable::admits`]).
     pub(super) fn windows_mut(
         &mut self,
         token: &str,
         metric: MetricRef<'_>,
-        m: &CompiledMetric,
+        rules: &Ruleset,
         now: Timestamp,
     ) -> (&mut MetricWindows, BanCache) {
         if self.map.len() >= self.cap.get() && !self.map.contains_key(token) {
-            self.map.pop_front();
-            self.evictions += 1;
+            self.evict(rules, now);
         }
         let st = match self.map.raw_entry_mut().from_key(token) {
             RawEntryMut::Occupied(mut o) => {
@@ -145,11 +191,41 @@ impl TokenTable {
                     id: metric.id,
                     member: metric.member.map(Box::from),
                 },
-                MetricWindows::new(m),
+                MetricWindows::new(rules.compiled(metric.id)),
             ));
             st.metrics.len() - 1
         };
         (&mut st.metrics[pos].1, st.ban)
+    }
+
+    /// Makes room for one token: of the [`EVICTION_SAMPLE`] least recently seen, drops the one
+    /// with the least at stake (the least recently seen of equals). A token with nothing in
+    /// any window ends the search at once, so an idle table costs what an LRU does.
+    fn evict(&mut self, rules: &Ruleset, now: Timestamp) {
+        let mut best: Option<(usize, Stake)> = None;
+        for (i, (_, st)) in self.map.iter().take(EVICTION_SAMPLE).enumerate() {
+            let stake = st.stake(rules, now);
+            if best.is_none_or(|(_, b)| stake < b) {
+                best = Some((i, stake));
+                if stake == Stake::NOTHING {
+                    break;
+                }
+            }
+        }
+        let Some((i, stake)) = best else {
+            return;
+        };
+        let mut cursor = self.map.cursor_front_mut();
+        for _ in 0..i {
+            cursor.move_next();
+        }
+        if let Ok(entry) = cursor.current_entry() {
+            entry.remove();
+            self.evictions += 1;
+            if stake.nearest > 0 {
+                self.evictions_at_stake += 1;
+            }
+        }
     }
 
     /// `token`'s windows of `metric`, if tracked.
