@@ -2,7 +2,9 @@
 //! limiter (approximate GCRA, the usual Rust choice) and a naive `Mutex<HashMap<_, Vec<_>>>`
 //! sliding log (exact, what one writes first). One rule over 100k tokens on one and two
 //! threads, skewed traffic, and the seed specification's example configuration; then per-call
-//! latency percentiles of `Engine::incr`.
+//! latency percentiles of `Engine::incr`. The engine also runs with foldhash (hashbrown's
+//! default) for its token-keyed maps against its own SipHash-1-3 (docs/security-memory.md),
+//! and on a flood of new tokens at its `max_tokens` cap, where every event evicts one.
 //!
 //! Fake clocks move one second per round of tokens, inside the loop (one atomic add per 100k
 //! calls), so that every round is the same steady state: each token sees one event per second,
@@ -48,6 +50,11 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 
 /// One rule: 100 requests in 60 s bans for 600 s.
 fn one_rule() -> Arc<Ruleset> {
+    one_rule_capped(None)
+}
+
+/// The same, tracking at most `cap` tokens (the default otherwise).
+fn one_rule_capped(cap: Option<usize>) -> Arc<Ruleset> {
     let t = Threshold::new(
         NonZeroU64::new(100).unwrap(),
         Window::from_secs(60).unwrap(),
@@ -59,7 +66,13 @@ fn one_rule() -> Arc<Ruleset> {
         scope: Scope::Token,
         thresholds: vec![t],
     };
-    Arc::new(Ruleset::builder().metric(m).build().unwrap())
+    Arc::new(
+        Ruleset::builder()
+            .metric(m)
+            .max_tokens(cap.and_then(NonZeroUsize::new))
+            .build()
+            .unwrap(),
+    )
 }
 
 /// The seed example: `login_failed` (10/h ban 1 h, 100/h notify 1 day), `login_successful`
@@ -166,17 +179,29 @@ fn single_thread(c: &mut Criterion) {
 
     let clock = ManualClock::new(Timestamp::from_unix(START));
     let mut engine = Engine::new(one_rule(), clock.clone());
-    let mut i = 0usize;
-    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
-        b.iter(|| {
-            i += 1;
-            if i == TOKENS {
-                i = 0;
-                clock.advance(Seconds::new(1));
-            }
-            engine.incr(&keys[i], "request").unwrap().passed
-        });
-    });
+    round_robin(&mut group, "Engine", &mut engine, &clock, &keys);
+
+    // The same with the faster hasher it does not use for token-keyed maps (foldhash: not
+    // DoS-resistant against an attacker who learns its seed; docs/security-memory.md).
+    let clock = ManualClock::new(Timestamp::from_unix(START));
+    let mut fold: Engine<ManualClock, hashbrown::DefaultHashBuilder> =
+        Engine::with_hasher(one_rule(), clock.clone());
+    round_robin(&mut group, "Engine, foldhash", &mut fold, &clock, &keys);
+
+    // A flood of new tokens at the cap: every event evicts, each evicted token still at stake
+    // (an event inside the window), so each eviction weighs the whole sample.
+    let flood: Vec<String> = (0..10 * TOKENS)
+        .map(|i| format!("172.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let clock = ManualClock::new(Timestamp::from_unix(START));
+    let mut capped = Engine::new(one_rule_capped(Some(TOKENS)), clock.clone());
+    round_robin(
+        &mut group,
+        "Engine, new tokens at the cap",
+        &mut capped,
+        &clock,
+        &flood,
+    );
 
     let gov = governor_limiter();
     let mut i = 0usize;
@@ -200,6 +225,51 @@ fn single_thread(c: &mut Criterion) {
         });
     });
     group.finish();
+}
+
+/// `engine.incr` of `keys[order[i]]` for each `i` in turn (`order` has 2^20 entries), the
+/// clock one second further per 100k calls.
+fn in_order<S: std::hash::BuildHasher + Default>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    engine: &mut Engine<ManualClock, S>,
+    clock: &ManualClock,
+    keys: &[String],
+    order: &[usize],
+) {
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", name), |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 20) - 1);
+            if i.is_multiple_of(TOKENS) {
+                clock.advance(Seconds::new(1));
+            }
+            engine.incr(&keys[order[i]], "request").unwrap().passed
+        });
+    });
+}
+
+/// `engine.incr` over `keys` in turn, the clock one second further per 100k calls.
+fn round_robin<S: std::hash::BuildHasher + Default>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    engine: &mut Engine<ManualClock, S>,
+    clock: &ManualClock,
+    keys: &[String],
+) {
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", name), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == keys.len() {
+                i = 0;
+            }
+            if i.is_multiple_of(TOKENS) {
+                clock.advance(Seconds::new(1));
+            }
+            engine.incr(&keys[i], "request").unwrap().passed
+        });
+    });
 }
 
 /// Runs `op(thread, i)` for `i` in `0..iters / 2` on each of two threads; returns the wall
@@ -332,16 +402,18 @@ fn single_thread_skewed(c: &mut Criterion) {
     configure(&mut group);
     let clock = ManualClock::new(Timestamp::from_unix(START));
     let mut engine = Engine::new(one_rule(), clock.clone());
-    let mut i = 0usize;
-    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
-        b.iter(|| {
-            i = (i + 1) & ((1 << 20) - 1);
-            if i.is_multiple_of(TOKENS) {
-                clock.advance(Seconds::new(1));
-            }
-            engine.incr(&keys[order[i]], "request").unwrap().passed
-        });
-    });
+    in_order(&mut group, "Engine", &mut engine, &clock, &keys, &order);
+    let clock = ManualClock::new(Timestamp::from_unix(START));
+    let mut fold: Engine<ManualClock, hashbrown::DefaultHashBuilder> =
+        Engine::with_hasher(one_rule(), clock.clone());
+    in_order(
+        &mut group,
+        "Engine, foldhash",
+        &mut fold,
+        &clock,
+        &keys,
+        &order,
+    );
     let gov = governor_limiter();
     let mut i = 0usize;
     group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {

@@ -58,7 +58,7 @@ pub use action::{Action, ActionCall, DueAction, NamedNoop};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
-pub use engine::{Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict};
+pub use engine::{Engine, EngineCounters, MetricStatus, Rates, TierMeasure, TokenHasher, Verdict};
 pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::decision::DecisionEvent;
-use crate::engine::{Engine, EngineCounters, MetricStatus, Verdict};
+use crate::engine::{Engine, EngineCounters, MetricStatus, TokenHasher, Verdict};
 use crate::error::EventError;
 use crate::event::Event;
 use crate::rules::{Ruleset, Scope};
@@ -24,7 +24,8 @@ use crate::time::Timestamp;
 pub struct SharedEngine<C> {
     shards: Box<[Mutex<Engine<C>>]>,
     rules: Arc<Ruleset>,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// Picks a token's shard; keyed at random, so no one can choose tokens of one shard.
+    hasher: TokenHasher,
 }
 
 impl<C: Clock + Clone> SharedEngine<C> {
@@ -44,7 +45,7 @@ impl<C: Clock + Clone> SharedEngine<C> {
         SharedEngine {
             shards,
             rules,
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            hasher: TokenHasher::default(),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use hashbrown::{Equivalent, HashMap};
@@ -244,15 +244,15 @@ struct Deadline {
     key: EpisodeKey,
 }
 
-/// The active decisions and their deadlines.
+/// The active decisions and their deadlines; `S` hashes the (token-keyed) decisions.
 #[derive(Debug, Default)]
-pub(super) struct Episodes {
-    map: HashMap<EpisodeKey, Episode>,
+pub(super) struct Episodes<S> {
+    map: HashMap<EpisodeKey, Episode, S>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
 }
 
-impl Episodes {
+impl<S: BuildHasher + Default> Episodes<S> {
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }

@@ -4,6 +4,7 @@
 //! recently seen (docs/semantics.md, "Memory"): a plain LRU let an attacker push its own
 //! count out with a thousand one-shot tokens and start over.
 
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 
 use hashlink::linked_hash_map::RawEntryMut;
@@ -102,8 +103,8 @@ impl MetricKey {
 /// Per-token windows in least-recently-seen order, so that idle expiry pops from the front in
 /// O(1) and the `max_tokens` cap looks no further than the first few.
 #[derive(Debug)]
-pub(super) struct TokenTable {
-    map: LinkedHashMap<Token, TokenState>,
+pub(super) struct TokenTable<S> {
+    map: LinkedHashMap<Token, TokenState, S>,
     cap: NonZeroUsize,
     /// Tokens dropped for the cap.
     pub(super) evictions: u64,
@@ -113,10 +114,10 @@ pub(super) struct TokenTable {
     pub(super) expired: u64,
 }
 
-impl TokenTable {
+impl<S: BuildHasher + Default> TokenTable<S> {
     pub(super) fn new(cap: NonZeroUsize) -> Self {
         TokenTable {
-            map: LinkedHashMap::new(),
+            map: LinkedHashMap::with_hasher(S::default()),
             cap,
             evictions: 0,
             evictions_at_stake: 0,
