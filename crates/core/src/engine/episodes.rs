@@ -147,8 +147,11 @@ struct Episode {
     rule: RuleId,
     value: u64,
     from: Timestamp,
-    /// One entry per rule that has held during the episode; `after_trigger` entries keep their
-    /// furthest end, `after_violation` entries their latest hold end.
+    /// One entry per rule (and policy: a fire is `after_trigger` whatever its tier's) that has
+    /// held during the episode; `after_trigger` entries keep their furthest end,
+    /// `after_violation` entries their latest hold end, each with the family member whose
+    /// hold set it. Per rule, not per member: an episode can outlast its token's list of
+    /// members, and untrusted names must not pile up here.
     reaches: SmallVec<[Reach; 1]>,
     /// The live end: when the deadline queue ends it (for alerts, the projected recovery).
     until: Timestamp,
@@ -160,15 +163,17 @@ impl Episode {
         match self
             .reaches
             .iter_mut()
-            .find(|r| r.rule == reach.rule && r.policy == reach.policy && r.member == reach.member)
+            .find(|r| r.rule == reach.rule && r.policy == reach.policy)
         {
             Some(r) => {
-                // Only a reach that goes further replaces the record's value: a hold that
-                // carries no further (like a banned token that keeps coming, which is not even
-                // measured) leaves the value that set the mark.
+                // Only a reach that goes further replaces the record's value and member: a hold
+                // that carries no further (like a banned token that keeps coming, which is not
+                // even measured, or another member of the family) leaves the one that set the
+                // mark.
                 if reach.mark > r.mark {
                     r.mark = reach.mark;
                     r.value = reach.value;
+                    r.member = reach.member;
                 }
             }
             None => self.reaches.push(reach),
@@ -255,6 +260,14 @@ pub(super) struct Episodes<S> {
 impl<S: BuildHasher + Default> Episodes<S> {
     pub(super) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// How many reaches `token`'s ban keeps (tests: they must stay bounded).
+    #[cfg(test)]
+    pub(super) fn ban_reaches(&self, token: &str) -> usize {
+        self.map
+            .get(&BlockKey(token))
+            .map_or(0, |ep| ep.reaches.len())
     }
 
     /// Applies one holding threshold of `token` at `now`: starts its decision (returns true:

@@ -889,6 +889,34 @@ fn a_family_counts_each_member_apart_and_bans_the_token() {
 }
 
 #[test]
+fn a_long_ban_keeps_one_reach_per_rule_whatever_members_hold() {
+    // A token idle for the rules' longest window (1 s here) is forgotten with its list of
+    // members, but its ban lasts: each second, 16 new member names held again, and the ban
+    // used to keep a reach (and the name) for every one of them, scanned on every hold.
+    let mut t = threshold(1, 1, Effect::Block, 86_400);
+    t.policy = BanPolicy::AfterViolation;
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("detect:*", vec![t]))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    for s in 0..50 {
+        clock.set(ts(s));
+        for i in 0..MAX_MEMBERS {
+            e.incr("a", &format!("detect:{s}-{i}")).unwrap();
+        }
+    }
+    assert!(e.is_banned("a"));
+    assert_eq!(e.episodes.ban_reaches("a"), 1);
+    // The end names the member whose hold reached furthest first.
+    let end = e.finish();
+    assert_eq!(end[0].metric.as_ref(), "detect:49-0");
+}
+
+#[test]
 fn a_token_counts_a_bounded_number_of_members() {
     let mut e = Engine::new(family(), ManualClock::new(ts(0)));
     for i in 0..MAX_MEMBERS {

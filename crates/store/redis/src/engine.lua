@@ -19,7 +19,8 @@
 --                                effect, policy, duration
 --                 then per distinct set: value, horizon, keep
 --   fire    KEYS  ban, decision, events
---           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration
+--           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration, rule
+--                 (the rule's own name: the family's for a member)
 --   end     KEYS  decision, measure (an alert's window; for others any key of the slot)
 --   finish  ARGV  verb, now, limit, window
 --   unban   KEYS  ban
@@ -67,7 +68,9 @@ end
 
 -- An episode is a hash: from, until, rule, tier, value, effect, token, and its reaches
 -- "R<n>" = "metric|tier|policy|mark|duration|value" in the order they first held (found by
--- "I<metric>|<tier>|<policy>" = n).
+-- "I<rule>|<tier>|<policy>" = n): one per rule, not per family member, as in the engine (a
+-- ban can outlast the token's list of members; untrusted names must not pile up here), the
+-- metric being the member whose hold set the mark.
 -- after_trigger: the mark is the end. after_violation: the mark is the last holding second,
 -- and the end is mark + duration (with the mark cut at `stop` when the clock stops).
 local function reach_end(p, stop)
@@ -139,16 +142,16 @@ local function end_if_due(key, now, measure_key, limit, window)
   return nil
 end
 
--- Records how far tier `tier` of `name` carries the episode at `key` when it holds at `now`
--- (`nth`: when its needed unit arrived; after_violation only).
+-- Records how far tier `tier` of `name` (a metric of rule `t.rule`) carries the episode at
+-- `key` when it holds at `now` (`nth`: when its needed unit arrived; after_violation only).
 local function add_reach(key, now, name, tier, t, value, nth)
   local mark, duration = now + t.duration, 0
   if t.policy == 1 then mark, duration = nth + t.window - 1, t.duration end
-  local id = 'I' .. name .. '|' .. tier .. '|' .. t.policy
+  local id = 'I' .. t.rule .. '|' .. tier .. '|' .. t.policy
   local n = redis.call('HGET', key, id)
   if n then
     local p = split(redis.call('HGET', key, 'R' .. n))
-    -- As the engine: only a reach that goes further replaces the recorded value.
+    -- As the engine: only a reach that goes further replaces the recorded value and member.
     if mark <= tonumber(p[4]) then return end
   else
     n = redis.call('HINCRBY', key, 'nreach', 1)
@@ -231,7 +234,8 @@ if verb == 'fire' then
   local want_rates = ARGV[3] == '1'
   local name, token, tier = ARGV[4], ARGV[5], tonumber(ARGV[6])
   local limit = tonumber(ARGV[7])
-  local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]) }
+  local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]),
+    rule = ARGV[10] }
   -- A decision whose end has come ends first: the fire starts a new one.
   end_if_due(key, now, events_key, 0, 1)
   hold(key, now, name, token, tier, t, limit, now)
@@ -254,6 +258,8 @@ local name, token = ARGV[7], ARGV[8]
 local horizon = tonumber(ARGV[9])
 local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
 local cap, family = tonumber(ARGV[12]), ARGV[13]
+local rule_name = name
+if family ~= '' then rule_name = family end
 local base = 14
 local tiers = {}
 for i = 1, T do
@@ -261,7 +267,7 @@ for i = 1, T do
   tiers[i] = {
     limit = tonumber(ARGV[o]), window = tonumber(ARGV[o + 1]), measure = tonumber(ARGV[o + 2]),
     effect = tonumber(ARGV[o + 3]), policy = tonumber(ARGV[o + 4]),
-    duration = tonumber(ARGV[o + 5]),
+    duration = tonumber(ARGV[o + 5]), rule = rule_name,
   }
 end
 base = base + T * 6

@@ -293,7 +293,8 @@ impl<'a> ScriptCall<'a> {
                     .arg(*tier)
                     .arg(*limit)
                     .arg(keys::effect_code(*effect))
-                    .arg(*duration);
+                    .arg(*duration)
+                    .arg(enc(rule).as_ref());
             }
             ScriptCall::End {
                 now,

@@ -538,6 +538,16 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
             members(),
             &format!("0 a d:x, 1 a {long_member}, 2 a d:x"),
         ),
+        // A ban keeps one reach per rule, named by the member that first reached furthest:
+        // members held in the same second, and new members once the token is forgotten.
+        case(
+            "members reaching equally far",
+            ruleset_with(
+                false,
+                vec![metric("d:*", Scope::Token, vec![t(1, 3, Block, 30, Vi)])],
+            ),
+            "0 a d:x, 0 a d:y, 0 c d:x, 2 c d:y, 2 c d:x, 6 c d:z, 6 c d:x, 20 b d:x",
+        ),
         // Global alerts, by count and by distinct values, with late events.
         case(
             "global alerts",
