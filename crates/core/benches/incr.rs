@@ -31,6 +31,10 @@ use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Through
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 const TOKENS: usize = 100_000;
+/// The hasher the engine does not use for its token-keyed maps, for comparison.
+type Foldhash = hashbrown::DefaultHashBuilder;
+const FOLD: &str = "Engine, foldhash";
+const AT_CAP: &str = "Engine, new tokens at the cap";
 const HALF: usize = TOKENS / 2;
 const START: i64 = 1_700_000_000;
 
@@ -177,9 +181,7 @@ fn single_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("incr_1rule_100k_tokens_1thread");
     configure(&mut group);
 
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut engine = Engine::new(one_rule(), clock.clone());
-    round_robin(&mut group, "Engine", &mut engine, &clock, &keys);
+    let _engine: Engine<_> = bench_engine(&mut group, "Engine", one_rule(), &in_turn(&keys));
 
     let gov = governor_limiter();
     let mut i = 0usize;
@@ -205,74 +207,65 @@ fn single_thread(c: &mut Criterion) {
 
     // Variants come after the baselines, which then run in the same state as they always did
     // (a larger heap made governor faster, which skewed the ratio). First the engine with the
-    // faster hasher it does not use for token-keyed maps (foldhash: not DoS-resistant against
-    // an attacker who learns its seed; docs/security-memory.md).
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut fold: Engine<ManualClock, hashbrown::DefaultHashBuilder> =
-        Engine::with_hasher(one_rule(), clock.clone());
-    round_robin(&mut group, "Engine, foldhash", &mut fold, &clock, &keys);
+    // faster hasher it does not use for token-keyed maps: foldhash, not DoS-resistant against
+    // an attacker who learns its seed (docs/security-memory.md).
+    let fold: Engine<_, Foldhash> = bench_engine(&mut group, FOLD, one_rule(), &in_turn(&keys));
+    drop(fold);
 
     // A flood of new tokens at the cap: every event evicts, each evicted token still at stake
     // (an event inside the window), so each eviction weighs the whole sample.
     let flood: Vec<String> = (0..10 * TOKENS)
         .map(|i| format!("172.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
         .collect();
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut capped = Engine::new(one_rule_capped(Some(TOKENS)), clock.clone());
-    round_robin(
-        &mut group,
-        "Engine, new tokens at the cap",
-        &mut capped,
-        &clock,
-        &flood,
-    );
+    let capped = one_rule_capped(Some(TOKENS));
+    let _capped: Engine<_> = bench_engine(&mut group, AT_CAP, capped, &in_turn(&flood));
 
     group.finish();
 }
 
-/// `engine.incr` of `keys[order[i]]` for each `i` in turn (`order` has 2^20 entries), the
-/// clock one second further per 100k calls.
-fn in_order<S: std::hash::BuildHasher + Default>(
-    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    engine: &mut Engine<ManualClock, S>,
-    clock: &ManualClock,
-    keys: &[String],
-    order: &[usize],
-) {
-    let mut i = 0usize;
-    group.bench_function(BenchmarkId::new("banhammer", name), |b| {
-        b.iter(|| {
-            i = (i + 1) & ((1 << 20) - 1);
-            if i.is_multiple_of(TOKENS) {
-                clock.advance(Seconds::new(1));
-            }
-            engine.incr(&keys[order[i]], "request").unwrap().passed
-        });
-    });
+/// Which token each call of a benchmark sends: `keys[pick(i)]` for the `i`-th call, `i` counting
+/// from 1 and back to 0 at `cycle`.
+struct Traffic<'a, F> {
+    keys: &'a [String],
+    cycle: usize,
+    pick: F,
 }
 
-/// `engine.incr` over `keys` in turn, the clock one second further per 100k calls.
-fn round_robin<S: std::hash::BuildHasher + Default>(
+/// `keys` in turn.
+fn in_turn(keys: &[String]) -> Traffic<'_, impl Fn(usize) -> usize> {
+    Traffic {
+        keys,
+        cycle: keys.len(),
+        pick: |i| i,
+    }
+}
+
+/// Benches `incr` as `name` on an engine of `rules` whose token-keyed maps hash with `S`, the
+/// clock one second further per 100k calls. The engine is returned, so that the caller decides
+/// how long its memory stays (the baselines must run in the heap they always ran in).
+fn bench_engine<S: std::hash::BuildHasher + Default>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
-    engine: &mut Engine<ManualClock, S>,
-    clock: &ManualClock,
-    keys: &[String],
-) {
+    rules: Arc<Ruleset>,
+    traffic: &Traffic<'_, impl Fn(usize) -> usize>,
+) -> Engine<ManualClock, S> {
+    let clock = ManualClock::new(Timestamp::from_unix(START));
+    let mut engine = Engine::with_hasher(rules, clock.clone());
     let mut i = 0usize;
     group.bench_function(BenchmarkId::new("banhammer", name), |b| {
         b.iter(|| {
             i += 1;
-            if i == keys.len() {
+            if i == traffic.cycle {
                 i = 0;
             }
             if i.is_multiple_of(TOKENS) {
                 clock.advance(Seconds::new(1));
             }
-            engine.incr(&keys[i], "request").unwrap().passed
+            let key = &traffic.keys[(traffic.pick)(i)];
+            engine.incr(key, "request").unwrap().passed
         });
     });
+    engine
 }
 
 /// Runs `op(thread, i)` for `i` in `0..iters / 2` on each of two threads; returns the wall
@@ -403,9 +396,12 @@ fn single_thread_skewed(c: &mut Criterion) {
     let order = skewed(1 << 20);
     let mut group = c.benchmark_group("incr_1rule_100k_tokens_skewed_1thread");
     configure(&mut group);
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut engine = Engine::new(one_rule(), clock.clone());
-    in_order(&mut group, "Engine", &mut engine, &clock, &keys, &order);
+    let traffic = Traffic {
+        keys: &keys,
+        cycle: order.len(),
+        pick: |i: usize| order[i],
+    };
+    let _engine: Engine<_> = bench_engine(&mut group, "Engine", one_rule(), &traffic);
     let gov = governor_limiter();
     let mut i = 0usize;
     group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
@@ -426,17 +422,7 @@ fn single_thread_skewed(c: &mut Criterion) {
         });
     });
     // After the baselines, as in `single_thread`.
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut fold: Engine<ManualClock, hashbrown::DefaultHashBuilder> =
-        Engine::with_hasher(one_rule(), clock.clone());
-    in_order(
-        &mut group,
-        "Engine, foldhash",
-        &mut fold,
-        &clock,
-        &keys,
-        &order,
-    );
+    let _fold: Engine<_, Foldhash> = bench_engine(&mut group, FOLD, one_rule(), &traffic);
     group.finish();
 }
 

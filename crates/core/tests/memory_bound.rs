@@ -11,16 +11,8 @@ use banhammer_core::{
     Threshold, Timestamp, Window,
 };
 
-/// Resident set size of this process, from `/proc/self/status`.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
+mod common;
+use common::{rss_bytes, token};
 
 fn rules(cap: Option<usize>) -> Arc<Ruleset> {
     let t = Threshold::new(
@@ -42,15 +34,6 @@ fn rules(cap: Option<usize>) -> Arc<Ruleset> {
             .build()
             .unwrap(),
     )
-}
-
-/// An IPv4-looking token for `i`.
-fn token(i: u32, buf: &mut String) -> &str {
-    use std::fmt::Write;
-    buf.clear();
-    let [a, b, c, d] = i.to_be_bytes();
-    write!(buf, "{}.{b}.{c}.{d}", a.wrapping_add(10)).unwrap();
-    buf
 }
 
 /// One test, so that nothing else runs in this process while resident memory is read.

@@ -52,6 +52,15 @@ fn rules(metrics: Vec<MetricRule>) -> Arc<Ruleset> {
     Arc::new(b.build().unwrap())
 }
 
+/// Rules without rates that track at most `cap` tokens.
+fn capped(metrics: Vec<MetricRule>, cap: usize) -> Arc<Ruleset> {
+    let mut b = Ruleset::builder().max_tokens(NonZeroUsize::new(cap));
+    for m in metrics {
+        b = b.metric(m);
+    }
+    Arc::new(b.build().unwrap())
+}
+
 /// docs/semantics.md's example threshold: limit 3, window 10 s, 100 s, with `policy`.
 fn example(policy: BanPolicy) -> Arc<Ruleset> {
     let mut t = threshold(3, 10, Effect::Block, 100);
@@ -527,12 +536,9 @@ fn idle_tokens_are_dropped_once_nothing_can_matter() {
 
 #[test]
 fn the_token_cap_evicts_the_least_at_stake_but_never_a_ban() {
-    let r = Arc::new(
-        Ruleset::builder()
-            .metric(metric("m", vec![threshold(2, 100, Effect::Block, 100)]))
-            .max_tokens(NonZeroUsize::new(2))
-            .build()
-            .unwrap(),
+    let r = capped(
+        vec![metric("m", vec![threshold(2, 100, Effect::Block, 100)])],
+        2,
     );
     let clock = ManualClock::new(ts(0));
     let mut e = Engine::new(r, clock.clone());
@@ -559,19 +565,12 @@ fn the_token_cap_evicts_the_least_at_stake_but_never_a_ban() {
 /// next two failures passed again.
 #[test]
 fn an_attacker_keeps_its_count_while_one_shot_visitors_fill_the_table() {
-    let r = Arc::new(
-        Ruleset::builder()
-            .metric(metric(
-                "login_failed",
-                vec![threshold(3, 600, Effect::Block, 600)],
-            ))
-            .metric(metric(
-                "request",
-                vec![threshold(100, 60, Effect::Block, 60)],
-            ))
-            .max_tokens(NonZeroUsize::new(1000))
-            .build()
-            .unwrap(),
+    let r = capped(
+        vec![
+            metric("login_failed", vec![threshold(3, 600, Effect::Block, 600)]),
+            metric("request", vec![threshold(100, 60, Effect::Block, 60)]),
+        ],
+        1000,
     );
     let clock = ManualClock::new(ts(0));
     let mut e = Engine::new(r, clock.clone());
@@ -597,13 +596,12 @@ fn an_attacker_keeps_its_count_while_one_shot_visitors_fill_the_table() {
 
 #[test]
 fn eviction_prefers_a_token_with_nothing_inside_any_window() {
-    let r = Arc::new(
-        Ruleset::builder()
-            .metric(metric("m", vec![threshold(5, 60, Effect::Block, 60)]))
-            .metric(metric("n", vec![threshold(5, 2, Effect::Block, 60)]))
-            .max_tokens(NonZeroUsize::new(2))
-            .build()
-            .unwrap(),
+    let r = capped(
+        vec![
+            metric("m", vec![threshold(5, 60, Effect::Block, 60)]),
+            metric("n", vec![threshold(5, 2, Effect::Block, 60)]),
+        ],
+        2,
     );
     let clock = ManualClock::new(ts(0));
     let mut e = Engine::new(r, clock.clone());
