@@ -2,6 +2,8 @@
 
 use std::num::NonZeroUsize;
 
+use banhammer_core::Ruleset;
+
 use crate::context::Cx;
 use crate::raw::{RawActions, RawEngine};
 
@@ -9,12 +11,21 @@ use crate::raw::{RawActions, RawEngine};
 pub const BUILTIN_ACTIONS: [&str; 3] = ["block_local", "record_local", "report_central"];
 
 /// `[engine]`, validated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineSettings {
     /// Keep 1m/10m/60m rates.
     pub rates: bool,
-    /// Cap on tracked tokens.
-    pub max_tokens: Option<NonZeroUsize>,
+    /// Cap on tracked tokens ([`Ruleset::DEFAULT_MAX_TOKENS`] unless configured).
+    pub max_tokens: NonZeroUsize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            rates: false,
+            max_tokens: Ruleset::DEFAULT_MAX_TOKENS,
+        }
+    }
 }
 
 /// `[actions]`, validated.
@@ -68,7 +79,7 @@ impl Cx<'_> {
         });
         EngineSettings {
             rates: raw.rates,
-            max_tokens,
+            max_tokens: max_tokens.unwrap_or(Ruleset::DEFAULT_MAX_TOKENS),
         }
     }
 }

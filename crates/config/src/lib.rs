@@ -96,7 +96,7 @@ impl Config {
     ) -> Result<Ruleset, ConfigErrors> {
         let mut b = Ruleset::builder()
             .rates(self.engine.rates)
-            .max_tokens(self.engine.max_tokens);
+            .max_tokens(Some(self.engine.max_tokens));
         for m in &self.metrics {
             let Ok(rule) = m
                 .clone()

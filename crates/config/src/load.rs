@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use banhammer_core::{metric_matches, NamedNoop, MAX_MEMBERS};
+use banhammer_core::{metric_matches, NamedNoop, MAX_MEMBERS, MAX_NAME_LEN};
 use toml::de::DeTable;
 
 use crate::context::Cx;
@@ -111,6 +111,22 @@ impl Config {
         // of them, so more would make the engine refuse lines at run time.
         let mut members: Vec<(&str, Vec<String>)> = Vec::new();
         for (name, span, field) in std::mem::take(&mut cx.metric_refs) {
+            if name.len() > MAX_NAME_LEN {
+                // The engine would refuse every event of it (a family member this long).
+                let mut shown = name.len().min(64);
+                while !name.is_char_boundary(shown) {
+                    shown -= 1;
+                }
+                cx.push(
+                    Some(span),
+                    &field,
+                    format!(
+                        "metric name `{}` is longer than {MAX_NAME_LEN} bytes",
+                        &name[..shown]
+                    ),
+                );
+                continue;
+            }
             let Some(m) = metrics.iter().find(|m| metric_matches(&m.name, &name)) else {
                 cx.push(
                     Some(span),

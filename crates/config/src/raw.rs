@@ -16,8 +16,10 @@ pub(crate) struct RawEngine {
     /// Default `false`.
     #[serde(default)]
     pub(crate) rates: bool,
-    /// Cap on tracked tokens; past it the least recently seen token's counts are evicted (its
-    /// ban, if any, is kept). Default: no cap.
+    /// Cap on tracked tokens; past it the token with the least at stake among the least
+    /// recently seen is evicted (its ban, if any, is kept; docs/semantics.md, "Memory").
+    /// Default `1000000` (about 210 MB with one event per token; more per second of events
+    /// and per metric).
     #[serde(default)]
     pub(crate) max_tokens: Option<Spanned<u64>>,
 }

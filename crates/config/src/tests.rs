@@ -439,3 +439,32 @@ fn matchers_may_name_members_of_a_family() {
         errs[0]
     );
 }
+
+#[test]
+fn a_member_name_longer_than_the_engine_accepts_is_refused() {
+    // Every event of such a matcher would be refused (`MetricTooLong`): say so at load.
+    let long = format!("detect:{}", "x".repeat(122));
+    let text = format!(
+        "[[accesslog.match]]\nmetric = \"{long}\"\npath = \"/login\"\n[metrics.\"detect:*\"]\n"
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("t.toml:1:1: accesslog.match[0].metric: metric name `detect:xxx")
+            && errs[0].ends_with("` is longer than 128 bytes"),
+        "{}",
+        errs[0]
+    );
+    let fits = text.replacen(&long, &long[..128], 1);
+    assert!(Config::parse(&fits, "t.toml").is_ok());
+}
+
+#[test]
+fn the_token_cap_has_a_default() {
+    let c = Config::parse("", "t.toml").unwrap();
+    assert_eq!(c.engine.max_tokens, Ruleset::DEFAULT_MAX_TOKENS);
+    let rules = c.ruleset(&|n| Arc::new(NamedNoop(n.to_owned()))).unwrap();
+    assert_eq!(rules.max_tokens().get(), 1_000_000);
+    let c = Config::parse("[engine]\nmax_tokens = 5\n", "t.toml").unwrap();
+    assert_eq!(c.engine.max_tokens.get(), 5);
+}

@@ -2,7 +2,9 @@
 //! limiter (approximate GCRA, the usual Rust choice) and a naive `Mutex<HashMap<_, Vec<_>>>`
 //! sliding log (exact, what one writes first). One rule over 100k tokens on one and two
 //! threads, skewed traffic, and the seed specification's example configuration; then per-call
-//! latency percentiles of `Engine::incr`.
+//! latency percentiles of `Engine::incr`. The engine also runs with foldhash (hashbrown's
+//! default) for its token-keyed maps against its own SipHash-1-3 (docs/security-memory.md),
+//! and on a flood of new tokens at its `max_tokens` cap, where every event evicts one.
 //!
 //! Fake clocks move one second per round of tokens, inside the loop (one atomic add per 100k
 //! calls), so that every round is the same steady state: each token sees one event per second,
@@ -22,11 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banhammer_core::{Engine, ManualClock, Rates, Ruleset, Seconds, SharedEngine, Timestamp};
-use banhammer_testkit::rules::{block, metric, notify, ruleset, ruleset_with_rates};
+use banhammer_testkit::rules::{block, build, builder, metric, notify, ruleset_with_rates};
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 const TOKENS: usize = 100_000;
+/// The hasher the engine does not use for its token-keyed maps, for comparison.
+type Foldhash = hashbrown::DefaultHashBuilder;
+const FOLD: &str = "Engine, foldhash";
+const AT_CAP: &str = "Engine, new tokens at the cap";
 const HALF: usize = TOKENS / 2;
 const START: i64 = 1_700_000_000;
 
@@ -46,7 +52,15 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
 
 /// One rule: 100 requests in 60 s bans for 600 s.
 fn one_rule() -> Arc<Ruleset> {
-    ruleset([metric("request", [block(100, 60, 600)])])
+    one_rule_capped(None)
+}
+
+/// The same, tracking at most `cap` tokens (the default otherwise).
+fn one_rule_capped(cap: Option<usize>) -> Arc<Ruleset> {
+    build(
+        builder([metric("request", [block(100, 60, 600)])])
+            .max_tokens(cap.and_then(NonZeroUsize::new)),
+    )
 }
 
 /// The seed example: `login_failed` (10/h ban 1 h, 100/h notify 1 day), `login_successful`
@@ -129,19 +143,7 @@ fn single_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("incr_1rule_100k_tokens_1thread");
     configure(&mut group);
 
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut engine = Engine::new(one_rule(), clock.clone());
-    let mut i = 0usize;
-    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
-        b.iter(|| {
-            i += 1;
-            if i == TOKENS {
-                i = 0;
-                clock.advance(Seconds::new(1));
-            }
-            engine.incr(&keys[i], "request").unwrap().passed
-        });
-    });
+    let _engine: Engine<_> = bench_engine(&mut group, "Engine", one_rule(), &in_turn(&keys));
 
     let gov = governor_limiter();
     let mut i = 0usize;
@@ -164,7 +166,68 @@ fn single_thread(c: &mut Criterion) {
             naive.incr(&keys[i], now, 60, 100)
         });
     });
+
+    // Variants come after the baselines, which then run in the same state as they always did
+    // (a larger heap made governor faster, which skewed the ratio). First the engine with the
+    // faster hasher it does not use for token-keyed maps: foldhash, not DoS-resistant against
+    // an attacker who learns its seed (docs/security-memory.md).
+    let fold: Engine<_, Foldhash> = bench_engine(&mut group, FOLD, one_rule(), &in_turn(&keys));
+    drop(fold);
+
+    // A flood of new tokens at the cap: every event evicts, each evicted token still at stake
+    // (an event inside the window), so each eviction weighs the whole sample.
+    let flood: Vec<String> = (0..10 * TOKENS)
+        .map(|i| format!("172.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let capped = one_rule_capped(Some(TOKENS));
+    let _capped: Engine<_> = bench_engine(&mut group, AT_CAP, capped, &in_turn(&flood));
+
     group.finish();
+}
+
+/// Which token each call of a benchmark sends: `keys[pick(i)]` for the `i`-th call, `i` counting
+/// from 1 and back to 0 at `cycle`.
+struct Traffic<'a, F> {
+    keys: &'a [String],
+    cycle: usize,
+    pick: F,
+}
+
+/// `keys` in turn.
+fn in_turn(keys: &[String]) -> Traffic<'_, impl Fn(usize) -> usize> {
+    Traffic {
+        keys,
+        cycle: keys.len(),
+        pick: |i| i,
+    }
+}
+
+/// Benches `incr` as `name` on an engine of `rules` whose token-keyed maps hash with `S`, the
+/// clock one second further per 100k calls. The engine is returned, so that the caller decides
+/// how long its memory stays (the baselines must run in the heap they always ran in).
+fn bench_engine<S: std::hash::BuildHasher + Default>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    rules: Arc<Ruleset>,
+    traffic: &Traffic<'_, impl Fn(usize) -> usize>,
+) -> Engine<ManualClock, S> {
+    let clock = ManualClock::new(Timestamp::from_unix(START));
+    let mut engine = Engine::with_hasher(rules, clock.clone());
+    let mut i = 0usize;
+    group.bench_function(BenchmarkId::new("banhammer", name), |b| {
+        b.iter(|| {
+            i += 1;
+            if i == traffic.cycle {
+                i = 0;
+            }
+            if i.is_multiple_of(TOKENS) {
+                clock.advance(Seconds::new(1));
+            }
+            let key = &traffic.keys[(traffic.pick)(i)];
+            engine.incr(key, "request").unwrap().passed
+        });
+    });
+    engine
 }
 
 /// Runs `op(thread, i)` for `i` in `0..iters / 2` on each of two threads; returns the wall
@@ -295,18 +358,12 @@ fn single_thread_skewed(c: &mut Criterion) {
     let order = skewed(1 << 20);
     let mut group = c.benchmark_group("incr_1rule_100k_tokens_skewed_1thread");
     configure(&mut group);
-    let clock = ManualClock::new(Timestamp::from_unix(START));
-    let mut engine = Engine::new(one_rule(), clock.clone());
-    let mut i = 0usize;
-    group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
-        b.iter(|| {
-            i = (i + 1) & ((1 << 20) - 1);
-            if i.is_multiple_of(TOKENS) {
-                clock.advance(Seconds::new(1));
-            }
-            engine.incr(&keys[order[i]], "request").unwrap().passed
-        });
-    });
+    let traffic = Traffic {
+        keys: &keys,
+        cycle: order.len(),
+        pick: |i: usize| order[i],
+    };
+    let _engine: Engine<_> = bench_engine(&mut group, "Engine", one_rule(), &traffic);
     let gov = governor_limiter();
     let mut i = 0usize;
     group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
@@ -326,6 +383,8 @@ fn single_thread_skewed(c: &mut Criterion) {
             naive.incr(&keys[order[i]], now, 60, 100)
         });
     });
+    // After the baselines, as in `single_thread`.
+    let _fold: Engine<_, Foldhash> = bench_engine(&mut group, FOLD, one_rule(), &traffic);
     group.finish();
 }
 

@@ -7,6 +7,10 @@ use crate::token::Token;
 /// memory without bound).
 pub const MAX_MEMBERS: usize = 16;
 
+/// The longest metric name in bytes, and so the longest family member name an event may carry
+/// (`detect:…`): member names are kept per token, in memory and on Redis alike.
+pub const MAX_NAME_LEN: usize = 128;
+
 /// Why an event or a call was refused. Nothing was counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -14,6 +18,10 @@ pub enum EventError {
     /// The metric is not in the rule set.
     #[error("unknown metric `{0}`")]
     UnknownMetric(String),
+    /// A metric name longer than [`MAX_NAME_LEN`] bytes (no rule has one; a family member
+    /// this long is refused rather than kept). Holds the name cut to 64 bytes.
+    #[error("metric name `{0}` is longer than {max} bytes", max = MAX_NAME_LEN)]
+    MetricTooLong(String),
     /// The token is empty or longer than [`Token::MAX_LEN`] bytes.
     #[error("the token must be 1 to {} bytes", Token::MAX_LEN)]
     BadToken,

@@ -60,9 +60,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
 pub use engine::{
-    Engine, EngineCounters, MetricStatus, Rates, TierMeasure, Verdict, WindowsData, WindowsSnapshot,
+    Engine, EngineCounters, MetricStatus, Rates, TierMeasure, TokenHasher, Verdict, WindowsData,
+    WindowsSnapshot,
 };
-pub use error::{EventError, MAX_MEMBERS};
+pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN};
 pub use escape::{escape, is_unsafe, Escaped};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};

@@ -3,7 +3,7 @@
 
 use smallvec::SmallVec;
 
-use crate::error::EventError;
+use crate::error::{EventError, MAX_NAME_LEN};
 use crate::event::Event;
 use crate::rules::{MetricId, RuleId, Ruleset, Scope};
 use crate::time::Timestamp;
@@ -69,8 +69,13 @@ pub fn check_token(token: &str) -> Result<&str, EventError> {
 }
 
 impl Ruleset {
-    /// The metric called `name`: its own rule, or the family it is a member of.
+    /// The metric called `name`: its own rule, or the family it is a member of. A name longer
+    /// than [`MAX_NAME_LEN`] is refused whatever it starts with: a family member that long
+    /// would be kept per token.
     pub fn resolve_metric<'a>(&self, name: &'a str) -> Result<MetricRef<'a>, EventError> {
+        if name.len() > MAX_NAME_LEN {
+            return Err(EventError::MetricTooLong(cut(name)));
+        }
         let id = self
             .metric_id(name)
             .ok_or_else(|| EventError::UnknownMetric(cut(name)))?;

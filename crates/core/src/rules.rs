@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use crate::action::Action;
+use crate::error::MAX_NAME_LEN;
 use crate::time::{Seconds, Window};
 
 /// Index of a metric in its [`Ruleset`].
@@ -258,7 +259,7 @@ pub enum RuleError {
     #[error("metric `{0}` is defined twice")]
     DuplicateMetric(String),
     /// A metric name is empty or too long, or a family name is not `PREFIX:*`.
-    #[error("metric name `{0}` must be 1 to 128 bytes, and a family must be named `PREFIX:*`")]
+    #[error("metric name `{0}` must be 1 to {MAX_NAME_LEN} bytes, and a family must be named `PREFIX:*`")]
     BadMetricName(String),
     /// Families count each member apart per token; a global family makes no sense.
     #[error("metric family `{0}` cannot be global-scope")]
@@ -319,7 +320,7 @@ pub struct Ruleset {
     /// Metric families (`detect:*`): the prefix (`detect:`) and the rule every member shares.
     families: Vec<(Box<str>, MetricId)>,
     rates: bool,
-    max_tokens: Option<NonZeroUsize>,
+    max_tokens: NonZeroUsize,
     horizon: Seconds,
 }
 
@@ -334,6 +335,14 @@ impl Ruleset {
     /// a longer span would overflow the time arithmetic of a store that counts in floating
     /// point (Redis's Lua) long before it overflows the engine's.
     pub const MAX_SPAN: Seconds = Seconds::new(10 * 365 * 86_400);
+
+    /// The cap on tracked tokens when none is given: a million tokens with one event each
+    /// take about 210 MB (ARCHITECTURE.md, "Memory per tracked token"); every front end is
+    /// bounded without a configuration.
+    pub const DEFAULT_MAX_TOKENS: NonZeroUsize = match NonZeroUsize::new(1_000_000) {
+        Some(n) => n,
+        None => NonZeroUsize::MIN,
+    };
 
     /// Starts an empty rule set.
     pub fn builder() -> RulesetBuilder {
@@ -350,6 +359,11 @@ impl Ruleset {
             .iter()
             .find(|(prefix, _)| name.len() > prefix.len() && name.starts_with(&**prefix))
             .map(|(_, id)| *id)
+    }
+
+    /// Whether any metric is a family (`NAME:*`), so that tokens keep lists of members.
+    pub fn has_families(&self) -> bool {
+        !self.families.is_empty()
     }
 
     /// Whether `id` is a family (`NAME:*`) whose members count apart.
@@ -395,8 +409,8 @@ impl Ruleset {
         self.rates
     }
 
-    /// The cap on tracked tokens, if any.
-    pub fn max_tokens(&self) -> Option<NonZeroUsize> {
+    /// The cap on tracked tokens ([`Ruleset::DEFAULT_MAX_TOKENS`] unless set).
+    pub fn max_tokens(&self) -> NonZeroUsize {
         self.max_tokens
     }
 
@@ -429,7 +443,11 @@ impl RulesetBuilder {
         self
     }
 
-    /// Caps the number of tracked tokens; the least recently seen are evicted first.
+    /// Caps the number of tracked tokens: past it, the token with the least at stake among
+    /// the least recently seen is evicted (docs/semantics.md, "Memory"). `None` keeps the
+    /// default,
+    /// [`Ruleset::DEFAULT_MAX_TOKENS`]: there is no uncapped engine, since untrusted tokens
+    /// would then grow memory without bound.
     #[must_use]
     pub fn max_tokens(mut self, cap: Option<NonZeroUsize>) -> Self {
         self.max_tokens = cap;
@@ -454,7 +472,7 @@ impl RulesetBuilder {
                 }
                 families.push((prefix.into(), MetricId(metrics.len() as u32)));
             }
-            if rule.name.is_empty() || rule.name.len() > 128 {
+            if rule.name.is_empty() || rule.name.len() > MAX_NAME_LEN {
                 errors.push(RuleError::BadMetricName(rule.name.to_string()));
             }
             let id = MetricId(metrics.len() as u32);
@@ -480,7 +498,7 @@ impl RulesetBuilder {
             by_name,
             families,
             rates: self.rates,
-            max_tokens: self.max_tokens,
+            max_tokens: self.max_tokens.unwrap_or(Ruleset::DEFAULT_MAX_TOKENS),
             horizon,
         })
     }

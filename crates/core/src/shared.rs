@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
 use crate::decision::DecisionEvent;
-use crate::engine::{Engine, EngineCounters, MetricStatus, Verdict, WindowsSnapshot};
+use crate::engine::{Engine, EngineCounters, MetricStatus, TokenHasher, Verdict, WindowsSnapshot};
 use crate::error::EventError;
 use crate::event::Event;
 use crate::rules::{Ruleset, Scope};
@@ -24,25 +24,28 @@ use crate::time::Timestamp;
 pub struct SharedEngine<C> {
     shards: Box<[Mutex<Engine<C>>]>,
     rules: Arc<Ruleset>,
-    hasher: hashbrown::DefaultHashBuilder,
+    /// Picks a token's shard; keyed at random, so no one can choose tokens of one shard.
+    hasher: TokenHasher,
 }
 
 impl<C: Clock + Clone> SharedEngine<C> {
     /// `shards` engines over `rules` sharing `clock`; the token cap is split evenly.
     pub fn new(rules: Arc<Ruleset>, clock: &C, shards: NonZeroUsize) -> Self {
         let n = shards.get();
-        let per_shard = rules.max_tokens().map(|cap| cap.get().div_ceil(n));
+        // At least one each: a cap below the shard count still tracks a token per shard.
+        let per_shard =
+            NonZeroUsize::new(rules.max_tokens().get().div_ceil(n)).unwrap_or(NonZeroUsize::MIN);
         let shards = (0..n)
             .map(|_| {
                 let mut e = Engine::new(Arc::clone(&rules), clock.clone());
-                e.set_max_tokens(per_shard.and_then(NonZeroUsize::new));
+                e.set_max_tokens(per_shard);
                 Mutex::new(e)
             })
             .collect();
         SharedEngine {
             shards,
             rules,
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            hasher: TokenHasher::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl<C: Clock + Clone> SharedEngine<C> {
             total.active_decisions += c.active_decisions;
             total.active_bans += c.active_bans;
             total.evictions += c.evictions;
+            total.evictions_at_stake += c.evictions_at_stake;
             total.expired += c.expired;
             total.late_events += c.late_events;
         }

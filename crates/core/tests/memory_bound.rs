@@ -1,6 +1,7 @@
 //! Memory bounds: a million tokens with one event each stay under 300 MB of resident memory,
 //! and a `max_tokens` cap holds the tracked tokens at the cap however many arrive, in one
-//! engine and split across the shards of a `SharedEngine`.
+//! engine and split across the shards of a `SharedEngine`. (`memory_flood.rs` floods the
+//! default cap.)
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -8,16 +9,8 @@ use std::sync::Arc;
 use banhammer_core::{Engine, Event, ManualClock, Ruleset, SharedEngine, Timestamp};
 use banhammer_testkit::rules::{block, build, builder, metric};
 
-/// Resident set size of this process, from `/proc/self/status`.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
+mod common;
+use common::{rss_bytes, token};
 
 /// 100 requests in 60 s ban for 600 s; rates on, at most `cap` tokens.
 fn rules(cap: Option<usize>) -> Arc<Ruleset> {
@@ -27,15 +20,6 @@ fn rules(cap: Option<usize>) -> Arc<Ruleset> {
             .rates(true)
             .max_tokens(cap.and_then(NonZeroUsize::new)),
     )
-}
-
-/// An IPv4-looking token for `i`.
-fn token(i: u32, buf: &mut String) -> &str {
-    use std::fmt::Write;
-    buf.clear();
-    let [a, b, c, d] = i.to_be_bytes();
-    write!(buf, "{}.{b}.{c}.{d}", a.wrapping_add(10)).unwrap();
-    buf
 }
 
 /// One test, so that nothing else runs in this process while resident memory is read.
@@ -80,6 +64,9 @@ fn the_cap_holds_and_counts_its_evictions() {
     let c = engine.counters();
     assert_eq!(c.tracked_tokens, 100_000);
     assert_eq!(c.evictions, 900_000);
+    // All in one second, so each evicted token still had its event inside the window; with
+    // every token as much at stake, the least recently seen goes first.
+    assert_eq!(c.evictions_at_stake, 900_000);
     // The most recent tokens are the ones kept.
     let last = token(999_999, &mut buf).to_owned();
     assert_eq!(engine.status(&last, "request").unwrap().tiers[0].value, 1);

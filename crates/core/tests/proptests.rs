@@ -12,8 +12,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, Event, ManualClock, Rates,
-    Ruleset, Scope, SharedEngine, SlidingWindow, Timestamp,
+    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, EngineCounters, Event,
+    ManualClock, Rates, Ruleset, Scope, SharedEngine, SlidingWindow, Timestamp,
 };
 use banhammer_testkit::rules::{ruleset_with_rates, scoped, threshold, ThresholdExt};
 use banhammer_testkit::script::{parse, Step as ScriptStep, DEFAULT_METRIC};
@@ -389,8 +389,22 @@ fn records(decisions: &[DecisionEvent]) -> Vec<DecisionEvent> {
 }
 
 fn run_engine(metrics: &[Metric], events: &[(i64, &str, usize)], drive: Drive) -> Run {
+    run_capped(metrics, events, drive, None).0
+}
+
+/// [`run_engine`] with the token cap set to `cap` (the default otherwise); also the engine's
+/// counters at the end.
+fn run_capped(
+    metrics: &[Metric],
+    events: &[(i64, &str, usize)],
+    drive: Drive,
+    cap: Option<usize>,
+) -> (Run, EngineCounters) {
     let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
     let mut engine = Engine::new(ruleset(metrics), clock.clone());
+    if let Some(cap) = cap.and_then(NonZeroUsize::new) {
+        engine.set_max_tokens(cap);
+    }
     let mut run = Run {
         steps: Vec::new(),
         records: Vec::new(),
@@ -420,7 +434,7 @@ fn run_engine(metrics: &[Metric], events: &[(i64, &str, usize)], drive: Drive) -
         prev = Some(t);
     }
     run.end = engine.finish();
-    run
+    (run, engine.counters())
 }
 
 /// Through a `SharedEngine` of four shards: the `passed` and rates of each event, and every
@@ -518,7 +532,15 @@ fn assert_agrees(
     events: &[(i64, &str, usize)],
     drive: Drive,
 ) -> Result<(), TestCaseError> {
-    let run = run_engine(metrics, events, drive);
+    assert_run_agrees(metrics, events, drive, &run_engine(metrics, events, drive))
+}
+
+fn assert_run_agrees(
+    metrics: &[Metric],
+    events: &[(i64, &str, usize)],
+    drive: Drive,
+    run: &Run,
+) -> Result<(), TestCaseError> {
     let (model_steps, model_end) = run_model(metrics, events);
     for (i, (e, m)) in run.steps.iter().zip(&model_steps).enumerate() {
         prop_assert_eq!(e, m, "{:?}: event {} {:?}", drive, i, events[i]);
@@ -551,6 +573,15 @@ proptest! {
         assert_agrees(&metrics, &timed(&script), Drive::Eval)?;
     }
 
+    /// A cap as large as the number of tokens (three) never evicts, so changes nothing.
+    #[test]
+    fn a_cap_that_never_overflows_changes_nothing((metrics, script) in rules_and_script(true)) {
+        let events = timed(&script);
+        let (run, counters) = run_capped(&metrics, &events, Drive::Eval, Some(3));
+        prop_assert_eq!(counters.evictions, 0);
+        assert_run_agrees(&metrics, &events, Drive::Eval, &run)?;
+    }
+
     /// Sharding by token changes no verdict and no decision.
     #[test]
     fn a_shared_engine_agrees_with_one_engine((metrics, script) in rules_and_script(false)) {
@@ -569,6 +600,61 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // Invariants (whatever the rules)
+
+/// Records come in time order; every start is followed by exactly one end of its episode, at
+/// least a second later, whose `from` is the start; no episode overlaps itself.
+fn episodes_are_whole(run: &Run) -> Result<(), TestCaseError> {
+    let mut open: HashMap<(Effect, String, String, usize), i64> = HashMap::new();
+    let mut last = i64::MIN;
+    for d in run.records.iter().flatten().chain(&run.end) {
+        let at = d.at.as_unix();
+        prop_assert!(at >= last, "{} after a record at {}", d, last);
+        last = at;
+        match d.change {
+            Change::Start => {
+                prop_assert_eq!(d.from, d.at);
+                prop_assert!(
+                    open.insert(episode(d), at).is_none(),
+                    "{} overlaps an open episode",
+                    d
+                );
+            }
+            Change::End => {
+                let from = open.remove(&episode(d));
+                prop_assert_eq!(from, Some(d.from.as_unix()), "{} ends no open episode", d);
+                prop_assert!(at > d.from.as_unix(), "{} not after its start", d);
+            }
+            Change::Extend => prop_assert!(false, "extensions are not records"),
+        }
+    }
+    prop_assert!(open.is_empty(), "left open at the end: {:?}", open);
+    Ok(())
+}
+
+/// `passed` is false exactly when the records so far leave a BAN of the token open; a BAN is
+/// issued at the time of the event that causes it.
+fn passed_follows_bans(events: &[(i64, &str, usize)], run: &Run) -> Result<(), TestCaseError> {
+    let mut banned: HashSet<String> = HashSet::new();
+    for (i, (&(t, token, _), records)) in events.iter().zip(&run.records).enumerate() {
+        for d in records.iter().filter(|d| d.effect == Effect::Block) {
+            if d.change == Change::Start {
+                prop_assert_eq!(d.at.as_unix(), t);
+                banned.insert(d.token.to_string());
+            } else {
+                prop_assert!(d.at.as_unix() <= t);
+                banned.remove(d.token.as_str());
+            }
+        }
+        prop_assert_eq!(
+            run.steps[i].1,
+            !banned.contains(token),
+            "event {} {:?}",
+            i,
+            events[i]
+        );
+    }
+    Ok(())
+}
 
 /// Which episode a record belongs to: one ban per token, one notice per token and tier, one
 /// alert per global tier.
@@ -590,27 +676,7 @@ proptest! {
     #[test]
     fn every_decision_ends_once_and_never_overlaps((metrics, script) in rules_and_script(false)) {
         let events = timed(&script);
-        let run = run_engine(&metrics, &events, Drive::Eval);
-        let mut open: HashMap<(Effect, String, String, usize), i64> = HashMap::new();
-        let mut last = i64::MIN;
-        for d in run.records.iter().flatten().chain(&run.end) {
-            let at = d.at.as_unix();
-            prop_assert!(at >= last, "{} after a record at {}", d, last);
-            last = at;
-            match d.change {
-                Change::Start => {
-                    prop_assert_eq!(d.from, d.at);
-                    prop_assert!(open.insert(episode(d), at).is_none(), "{} overlaps an open episode", d);
-                }
-                Change::End => {
-                    let from = open.remove(&episode(d));
-                    prop_assert_eq!(from, Some(d.from.as_unix()), "{} ends no open episode", d);
-                    prop_assert!(at > d.from.as_unix(), "{} not after its start", d);
-                }
-                Change::Extend => prop_assert!(false, "extensions are not records"),
-            }
-        }
-        prop_assert!(open.is_empty(), "left open at the end: {:?}", open);
+        episodes_are_whole(&run_engine(&metrics, &events, Drive::Eval))?;
     }
 
     /// `passed` is false exactly when the records so far leave a BAN of the token open; a
@@ -618,20 +684,19 @@ proptest! {
     #[test]
     fn passed_matches_the_records((metrics, script) in rules_and_script(false)) {
         let events = timed(&script);
-        let run = run_engine(&metrics, &events, Drive::Eval);
-        let mut banned: HashSet<String> = HashSet::new();
-        for (i, (&(t, token, _), records)) in events.iter().zip(&run.records).enumerate() {
-            for d in records.iter().filter(|d| d.effect == Effect::Block) {
-                if d.change == Change::Start {
-                    prop_assert_eq!(d.at.as_unix(), t);
-                    banned.insert(d.token.to_string());
-                } else {
-                    prop_assert!(d.at.as_unix() <= t);
-                    banned.remove(d.token.as_str());
-                }
-            }
-            prop_assert_eq!(run.steps[i].1, !banned.contains(token), "event {} {:?}", i, events[i]);
-        }
+        passed_follows_bans(&events, &run_engine(&metrics, &events, Drive::Eval))?;
+    }
+
+    /// A cap that evicts (one token tracked of three) loses counts, never decisions: episodes
+    /// stay whole, `passed` still follows the bans, and the counters add up.
+    #[test]
+    fn a_cap_that_evicts_keeps_decisions_whole((metrics, script) in rules_and_script(true)) {
+        let events = timed(&script);
+        let (run, counters) = run_capped(&metrics, &events, Drive::Eval, Some(1));
+        prop_assert!(counters.tracked_tokens <= 1);
+        prop_assert!(counters.evictions_at_stake <= counters.evictions);
+        episodes_are_whole(&run)?;
+        passed_follows_bans(&events, &run)?;
     }
 
     /// Whatever the policies and the other tiers: for every block tier (limit L, window w),

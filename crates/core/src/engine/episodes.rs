@@ -6,7 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use hashbrown::{Equivalent, HashMap};
@@ -147,8 +147,11 @@ struct Episode {
     rule: RuleId,
     value: u64,
     from: Timestamp,
-    /// One entry per rule that has held during the episode; `after_trigger` entries keep their
-    /// furthest end, `after_violation` entries their latest hold end.
+    /// One entry per rule (and policy: a fire is `after_trigger` whatever its tier's) that has
+    /// held during the episode; `after_trigger` entries keep their furthest end,
+    /// `after_violation` entries their latest hold end, each with the family member whose
+    /// hold set it. Per rule, not per member: an episode can outlast its token's list of
+    /// members, and untrusted names must not pile up here.
     reaches: SmallVec<[Reach; 1]>,
     /// The live end: when the deadline queue ends it (for alerts, the projected recovery).
     until: Timestamp,
@@ -160,15 +163,17 @@ impl Episode {
         match self
             .reaches
             .iter_mut()
-            .find(|r| r.rule == reach.rule && r.policy == reach.policy && r.member == reach.member)
+            .find(|r| r.rule == reach.rule && r.policy == reach.policy)
         {
             Some(r) => {
-                // Only a reach that goes further replaces the record's value: a hold that
-                // carries no further (like a banned token that keeps coming, which is not even
-                // measured) leaves the value that set the mark.
+                // Only a reach that goes further replaces the record's value and member: a hold
+                // that carries no further (like a banned token that keeps coming, which is not
+                // even measured, or another member of the family) leaves the one that set the
+                // mark.
                 if reach.mark > r.mark {
                     r.mark = reach.mark;
                     r.value = reach.value;
+                    r.member = reach.member;
                 }
             }
             None => self.reaches.push(reach),
@@ -244,17 +249,17 @@ struct Deadline {
     key: EpisodeKey,
 }
 
-/// The active decisions and their deadlines.
+/// The active decisions and their deadlines; `S` hashes the (token-keyed) decisions.
 #[derive(Debug, Default)]
-pub(super) struct Episodes {
-    map: HashMap<EpisodeKey, Episode>,
+pub(super) struct Episodes<S> {
+    map: HashMap<EpisodeKey, Episode, S>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     next_id: u64,
     /// Active bans, kept as they start and end so that counting them walks nothing.
     bans: usize,
 }
 
-impl Episodes {
+impl<S: BuildHasher + Default> Episodes<S> {
     pub(super) fn len(&self) -> usize {
         self.map.len()
     }
@@ -268,6 +273,14 @@ impl Episodes {
         if ep.effect == Effect::Block {
             self.bans -= 1;
         }
+    }
+
+    /// How many reaches `token`'s ban keeps (tests: they must stay bounded).
+    #[cfg(test)]
+    pub(super) fn ban_reaches(&self, token: &str) -> usize {
+        self.map
+            .get(&BlockKey(token))
+            .map_or(0, |ep| ep.reaches.len())
     }
 
     /// Applies one holding threshold of `token` at `now`: starts its decision (returns true:

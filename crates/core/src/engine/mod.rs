@@ -10,6 +10,7 @@ mod windows;
 
 pub use snapshot::{WindowsData, WindowsSnapshot};
 
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -83,8 +84,13 @@ pub struct EngineCounters {
     pub active_decisions: usize,
     /// Active bans (kept as bans start and end: reading it walks nothing).
     pub active_bans: usize,
-    /// Tokens dropped because the `max_tokens` cap was reached (least recently seen first).
+    /// Tokens dropped because the `max_tokens` cap was reached (the least at stake among the
+    /// least recently seen first).
     pub evictions: u64,
+    /// Of `evictions`, tokens that had events inside some threshold's window: counts lost,
+    /// which a token could use to start over. Eviction prefers tokens with none, so a rising
+    /// figure means `max_tokens` is too small for the traffic (or a flood fills it).
+    pub evictions_at_stake: u64,
     /// Tokens dropped because nothing about them could matter any more.
     pub expired: u64,
     /// Events older than every window they could count in, ignored.
@@ -106,24 +112,41 @@ struct Holding {
 /// that is later), ending decisions whose `until` has come, then counts and decides. Each
 /// event goes through three phases: (1) windows: count it, find the holding tiers; (2)
 /// decisions: start or extend episodes; (3) the actions due, returned in the verdict.
+///
+/// `S` hashes the maps keyed by tokens (tracked tokens, active decisions), whose keys an
+/// attacker chooses: [`TokenHasher`] unless a benchmark asks for another
+/// ([`Engine::with_hasher`]; docs/security-memory.md says why this one).
 #[derive(Debug)]
-pub struct Engine<C> {
+pub struct Engine<C, S = TokenHasher> {
     rules: Arc<Ruleset>,
     clock: C,
     /// Engine time: never goes back, whatever the clock or late events say.
     now: Timestamp,
-    tokens: TokenTable,
+    tokens: TokenTable<S>,
     /// Global-scope windows, by metric index.
     globals: Vec<Option<MetricWindows>>,
-    episodes: Episodes,
+    episodes: Episodes<S>,
     late_events: u64,
     /// A global-scope metric counted an event since windows were last taken out.
     globals_changed: bool,
 }
 
+/// The hasher of the engine's token-keyed maps: SipHash-1-3 with random 128-bit keys per map
+/// (std's `RandomState`), so that no one can choose tokens that collide. It costs about 6%
+/// per event against foldhash (docs/security-memory.md).
+pub type TokenHasher = std::hash::RandomState;
+
 impl<C: Clock> Engine<C> {
     /// An engine running `rules`, reading time from `clock`.
     pub fn new(rules: Arc<Ruleset>, clock: C) -> Self {
+        Self::with_hasher(rules, clock)
+    }
+}
+
+impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
+    /// An engine running `rules`, reading time from `clock`, whose token-keyed maps hash with
+    /// `S` (each map seeded by its own `S::default()`).
+    pub fn with_hasher(rules: Arc<Ruleset>, clock: C) -> Self {
         let globals = rules.metrics().map(|_| None).collect();
         let tokens = TokenTable::new(rules.max_tokens());
         let now = clock.now();
@@ -140,7 +163,7 @@ impl<C: Clock> Engine<C> {
     }
 
     /// Overrides the rule set's cap on tracked tokens (a sharded engine splits it).
-    pub fn set_max_tokens(&mut self, cap: Option<NonZeroUsize>) {
+    pub fn set_max_tokens(&mut self, cap: NonZeroUsize) {
         self.tokens.set_cap(cap);
     }
 
@@ -167,16 +190,27 @@ impl<C: Clock> Engine<C> {
     pub fn observe(&mut self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
         let rules = Arc::clone(&self.rules);
         let event = rules.resolve(event)?;
-        let mut out = Vec::new();
-        let clock_now = self.clock.now();
-        self.advance_into(clock_now.max(event.at), &mut out);
-        let now = self.now;
         let id = event.metric.id;
         let m = rules.compiled(id);
+        let clock_now = self.clock.now();
+        let to = clock_now.max(event.at);
+        // Refused before time moves: a refused event changes nothing, as Redis refuses it.
+        if event.scope == Scope::Token
+            && !self
+                .tokens
+                .admits(event.token, event.metric, to.max(self.now), rules.horizon())
+        {
+            return Err(EventError::TooManyMembers(m.rule.name.to_string()));
+        }
+        let mut out = Vec::new();
+        self.advance_into(to, &mut out);
+        let now = self.now;
 
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
-            Scope::Token => self.tokens.windows_mut(event.token, event.metric, m, now)?,
+            Scope::Token => self
+                .tokens
+                .windows_mut(event.token, event.metric, &rules, now),
             Scope::Global => {
                 self.globals_changed |= self.tokens.tracks_changes();
                 (
@@ -508,6 +542,7 @@ impl<C: Clock> Engine<C> {
             active_decisions: self.episodes.len(),
             active_bans: self.episodes.bans(),
             evictions: self.tokens.evictions,
+            evictions_at_stake: self.tokens.evictions_at_stake,
             expired: self.tokens.expired,
             late_events: self.late_events,
         }

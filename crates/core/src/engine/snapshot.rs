@@ -1,6 +1,7 @@
 //! Windows as data: what tokens' windows hold, taken out so that a restart can put it back
 //! (an attacker must not reset their counts by crashing the service or waiting for a deploy).
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::clock::Clock;
@@ -59,7 +60,7 @@ pub struct WindowsSnapshot {
     pub data: WindowsData,
 }
 
-impl<C: Clock> Engine<C> {
+impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
     /// Starts (or stops) noting which tokens' windows change, for
     /// [`Engine::take_changed_windows`]. Off by default: a caller that never takes the
     /// changes out would pay for a list that only grows.
@@ -102,7 +103,10 @@ impl<C: Clock> Engine<C> {
                 // follower on line time restarts at the beginning of time): idle expiry must
                 // not drop what was just put back.
                 let seen = s.data.last_at().map_or(now, |last| last.max(now));
-                self.tokens.windows_mut(token, metric, m, seen)?.0
+                if !self.tokens.admits(token, metric, seen, rules.horizon()) {
+                    return Err(EventError::TooManyMembers(m.rule.name.to_string()));
+                }
+                self.tokens.windows_mut(token, metric, &rules, seen).0
             }
             Scope::Global => {
                 self.globals_changed = true;

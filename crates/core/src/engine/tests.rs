@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::action::{Action, ActionCall, NamedNoop};
 use crate::clock::ManualClock;
-use crate::error::MAX_MEMBERS;
+use crate::error::{MAX_MEMBERS, MAX_NAME_LEN};
 use crate::rules::{Kind, MetricRule, Threshold};
 use crate::time::{Seconds, Window};
 
@@ -46,6 +46,15 @@ fn global(name: &str, thresholds: Vec<Threshold>) -> MetricRule {
 
 fn rules(metrics: Vec<MetricRule>) -> Arc<Ruleset> {
     let mut b = Ruleset::builder().rates(true);
+    for m in metrics {
+        b = b.metric(m);
+    }
+    Arc::new(b.build().unwrap())
+}
+
+/// Rules without rates that track at most `cap` tokens.
+fn capped(metrics: Vec<MetricRule>, cap: usize) -> Arc<Ruleset> {
+    let mut b = Ruleset::builder().max_tokens(NonZeroUsize::new(cap));
     for m in metrics {
         b = b.metric(m);
     }
@@ -526,29 +535,86 @@ fn idle_tokens_are_dropped_once_nothing_can_matter() {
 }
 
 #[test]
-fn the_token_cap_evicts_the_least_recently_seen_but_never_a_ban() {
-    let r = Arc::new(
-        Ruleset::builder()
-            .metric(metric("m", vec![threshold(2, 100, Effect::Block, 100)]))
-            .max_tokens(NonZeroUsize::new(2))
-            .build()
-            .unwrap(),
+fn the_token_cap_evicts_the_least_at_stake_but_never_a_ban() {
+    let r = capped(
+        vec![metric("m", vec![threshold(2, 100, Effect::Block, 100)])],
+        2,
     );
     let clock = ManualClock::new(ts(0));
     let mut e = Engine::new(r, clock.clone());
     e.incr("a", "m").unwrap();
     e.incr("a", "m").unwrap(); // banned
     e.incr("b", "m").unwrap();
-    e.incr("a", "m").unwrap(); // a is now the most recent
-    e.incr("c", "m").unwrap(); // evicts b
+    e.incr("c", "m").unwrap(); // evicts b: a is less recent, but at its limit
     assert_eq!(e.counters().evictions, 1);
     assert_eq!(e.counters().tracked_tokens, 2);
     assert!(
         e.status("b", "m").unwrap().tiers[0].value == 0,
         "b's counts are gone"
     );
-    e.incr("d", "m").unwrap(); // evicts a's windows
+    assert_eq!(e.status("a", "m").unwrap().tiers[0].value, 2);
+    e.incr("c", "m").unwrap(); // c reaches its limit too
+    e.incr("d", "m").unwrap(); // evicts a's windows: as much at stake, and less recent
+    assert_eq!(e.status("a", "m").unwrap().tiers[0].value, 0);
     assert!(e.is_banned("a"), "the ban is kept apart from the windows");
+    assert_eq!(e.counters().evictions_at_stake, 2);
+}
+
+/// The reproduction of the LRU reset: under `max_tokens = 1000`, two failures (limit 3) and
+/// then more than a thousand other tokens used to evict the attacker's windows, so that its
+/// next two failures passed again.
+#[test]
+fn an_attacker_keeps_its_count_while_one_shot_visitors_fill_the_table() {
+    let r = capped(
+        vec![
+            metric("login_failed", vec![threshold(3, 600, Effect::Block, 600)]),
+            metric("request", vec![threshold(100, 60, Effect::Block, 60)]),
+        ],
+        1000,
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    assert!(e.incr("attacker", "login_failed").unwrap().passed);
+    assert!(e.incr("attacker", "login_failed").unwrap().passed);
+    // One-shot visitors: a request each, then a failed login each, a few per second.
+    for (i, metric) in (0..1_500)
+        .map(|i| (i, "request"))
+        .chain((1_500..3_000).map(|i| (i, "login_failed")))
+    {
+        clock.set(ts(i / 10));
+        assert!(e.incr(&format!("visitor-{i}"), metric).unwrap().passed);
+    }
+    let third = e.incr("attacker", "login_failed").unwrap();
+    assert!(!third.passed, "banned at the third failure");
+    assert_eq!(third.decisions[0].to_string(), "299,BAN,attacker");
+    let c = e.counters();
+    assert_eq!((c.tracked_tokens, c.evictions), (1000, 2_001));
+    // Visitors 0..=2000 went, oldest first: the requests had left their 60 s window by then
+    // and cost nothing; the 501 failed logins were still inside their 600 s window.
+    assert_eq!(c.evictions_at_stake, 501);
+}
+
+#[test]
+fn eviction_prefers_a_token_with_nothing_inside_any_window() {
+    let r = capped(
+        vec![
+            metric("m", vec![threshold(5, 60, Effect::Block, 60)]),
+            metric("n", vec![threshold(5, 2, Effect::Block, 60)]),
+        ],
+        2,
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    e.incr("old", "m").unwrap();
+    clock.set(ts(1));
+    e.incr("newer", "n").unwrap();
+    clock.set(ts(5));
+    // `old` is the least recently seen, but its event still counts; `newer`'s has left its
+    // 2 s window.
+    e.incr("third", "m").unwrap();
+    assert_eq!(e.status("old", "m").unwrap().tiers[0].value, 1);
+    let c = e.counters();
+    assert_eq!((c.evictions, c.evictions_at_stake), (1, 0));
 }
 
 #[derive(Debug, Default)]
@@ -821,6 +887,34 @@ fn a_family_counts_each_member_apart_and_bans_the_token() {
 }
 
 #[test]
+fn a_long_ban_keeps_one_reach_per_rule_whatever_members_hold() {
+    // A token idle for the rules' longest window (1 s here) is forgotten with its list of
+    // members, but its ban lasts: each second, 16 new member names held again, and the ban
+    // used to keep a reach (and the name) for every one of them, scanned on every hold.
+    let mut t = threshold(1, 1, Effect::Block, 86_400);
+    t.policy = BanPolicy::AfterViolation;
+    let r = Arc::new(
+        Ruleset::builder()
+            .metric(metric("detect:*", vec![t]))
+            .build()
+            .unwrap(),
+    );
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(r, clock.clone());
+    for s in 0..50 {
+        clock.set(ts(s));
+        for i in 0..MAX_MEMBERS {
+            e.incr("a", &format!("detect:{s}-{i}")).unwrap();
+        }
+    }
+    assert!(e.is_banned("a"));
+    assert_eq!(e.episodes.ban_reaches("a"), 1);
+    // The end names the member whose hold reached furthest first.
+    let end = e.finish();
+    assert_eq!(end[0].metric.as_ref(), "detect:49-0");
+}
+
+#[test]
 fn a_token_counts_a_bounded_number_of_members() {
     let mut e = Engine::new(family(), ManualClock::new(ts(0)));
     for i in 0..MAX_MEMBERS {
@@ -832,6 +926,29 @@ fn a_token_counts_a_bounded_number_of_members() {
     );
     assert!(e.incr("a", "detect:0").is_ok(), "known members still count");
     assert!(e.incr("b", "detect:one-too-many").is_ok(), "per token");
+}
+
+#[test]
+fn a_member_name_longer_than_a_metric_name_is_refused() {
+    // Untrusted member names are kept per token (windows, records): 16 kB names used to grow
+    // memory by gigabytes. The bound is the one metric names have.
+    let mut e = Engine::new(family(), ManualClock::new(ts(0)));
+    let longest = format!("detect:{}", "x".repeat(MAX_NAME_LEN - "detect:".len()));
+    assert!(e.incr("a", &longest).is_ok());
+    let long = format!("{longest}y");
+    let refused = e.incr("a", &long).unwrap_err();
+    assert_eq!(refused, EventError::MetricTooLong(long[..64].to_owned()));
+    assert_eq!(
+        refused.to_string(),
+        format!("metric name `{}` is longer than 128 bytes", &long[..64])
+    );
+    assert_eq!(e.fire("a", &long, 0).unwrap_err(), refused);
+    assert_eq!(e.status("a", &long).unwrap_err(), refused);
+    assert_eq!(
+        e.status_all().count(),
+        1,
+        "nothing kept for the refused name"
+    );
 }
 
 #[test]

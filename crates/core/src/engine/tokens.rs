@@ -1,14 +1,19 @@
 //! `TokenTable`: every tracked token's windows, least recently seen first, capped and expired.
+//!
+//! At the cap, the token evicted is the one with the least at stake among the few least
+//! recently seen (docs/semantics.md, "Memory"): a plain LRU let an attacker push its own
+//! count out with a thousand one-shot tokens and start over.
 
+use std::hash::BuildHasher;
 use std::num::NonZeroUsize;
 
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use smallvec::SmallVec;
 
-use crate::error::{EventError, MAX_MEMBERS};
+use crate::error::MAX_MEMBERS;
 use crate::resolve::MetricRef;
-use crate::rules::{CompiledMetric, MetricId};
+use crate::rules::{MetricId, Ruleset};
 use crate::time::{Seconds, Timestamp};
 use crate::token::Token;
 
@@ -44,6 +49,46 @@ pub(super) struct TokenState {
     metrics: SmallVec<[(MetricKey, MetricWindows); 1]>,
 }
 
+/// How many of the least recently seen tokens an eviction weighs against each other: enough
+/// that a token near a limit is rarely the only candidate, few enough to stay O(1) per event.
+const EVICTION_SAMPLE: usize = 8;
+
+/// What evicting a token would lose, ordered least first: how near its nearest threshold is
+/// (its measure over the limit, in 1/65536, at most 1), then whether its windows still hold
+/// anything at all (rates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stake {
+    nearest: u32,
+    retained: bool,
+}
+
+impl Stake {
+    /// Nothing in any window: evicting loses nothing.
+    const NOTHING: Stake = Stake {
+        nearest: 0,
+        retained: false,
+    };
+}
+
+impl TokenState {
+    /// What evicting this token at `now` would lose.
+    fn stake(&self, rules: &Ruleset, now: Timestamp) -> Stake {
+        let mut stake = Stake::NOTHING;
+        for (k, w) in &self.metrics {
+            let m = rules.compiled(k.id);
+            stake.retained |= w.retains(m, now);
+            for (t, slot) in m.rule.thresholds.iter().zip(&m.slots) {
+                let needed = t.needed();
+                let value = w.measure_after(*slot, t.window.boundary(now)).min(needed);
+                // value <= needed, so this is at most 1 << 16.
+                let part = (u128::from(value) << 16) / u128::from(needed);
+                stake.nearest = stake.nearest.max(part as u32);
+            }
+        }
+        stake
+    }
+}
+
 /// Which windows: a metric, and for a family (`detect:*`) the member (`detect:login`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MetricKey {
@@ -57,14 +102,16 @@ impl MetricKey {
     }
 }
 
-/// Per-token windows in least-recently-seen order, so that idle expiry and the `max_tokens`
-/// cap both drop from the front in O(1).
+/// Per-token windows in least-recently-seen order, so that idle expiry pops from the front in
+/// O(1) and the `max_tokens` cap looks no further than the first few.
 #[derive(Debug)]
-pub(super) struct TokenTable {
-    map: LinkedHashMap<Token, TokenState>,
-    cap: Option<NonZeroUsize>,
+pub(super) struct TokenTable<S> {
+    map: LinkedHashMap<Token, TokenState, S>,
+    cap: NonZeroUsize,
     /// Tokens dropped for the cap.
     pub(super) evictions: u64,
+    /// Of those, tokens that had events inside a threshold's window.
+    pub(super) evictions_at_stake: u64,
     /// Tokens dropped because nothing about them could matter any more.
     pub(super) expired: u64,
     /// Tokens whose `changed` flag was set since the last `take_changed`.
@@ -74,19 +121,20 @@ pub(super) struct TokenTable {
     track: bool,
 }
 
-impl TokenTable {
-    pub(super) fn new(cap: Option<NonZeroUsize>) -> Self {
+impl<S: BuildHasher + Default> TokenTable<S> {
+    pub(super) fn new(cap: NonZeroUsize) -> Self {
         TokenTable {
-            map: LinkedHashMap::new(),
+            map: LinkedHashMap::with_hasher(S::default()),
             cap,
             evictions: 0,
+            evictions_at_stake: 0,
             expired: 0,
             changed: Vec::new(),
             track: false,
         }
     }
 
-    pub(super) fn set_cap(&mut self, cap: Option<NonZeroUsize>) {
+    pub(super) fn set_cap(&mut self, cap: NonZeroUsize) {
         self.cap = cap;
     }
 
@@ -105,21 +153,40 @@ impl TokenTable {
         self.map.len()
     }
 
-    /// `token`'s windows of `metric`, created if new (evicting the least recently seen token
-    /// at the cap), with its cached ban; `token` becomes the most recently seen at `now`.
-    /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved).
+    /// Whether `token` may count `metric` at `now`: not a new family member beyond
+    /// [`MAX_MEMBERS`]. A token idle for `horizon` by `now` is forgotten by then, members and
+    /// all. Asked before anything moves, so that a refused event changes nothing.
+    pub(super) fn admits(
+        &self,
+        token: &str,
+        metric: MetricRef<'_>,
+        now: Timestamp,
+        horizon: Seconds,
+    ) -> bool {
+        if metric.member.is_none() {
+            return true;
+        }
+        let Some(st) = self.map.get(token) else {
+            return true;
+        };
+        st.last_seen.plus(horizon) <= now
+            || st.metrics.iter().any(|(k, _)| k.is(metric))
+            || st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() < MAX_MEMBERS
+    }
+
+    /// `token`'s windows of `metric`, created if new (evicting a token at the cap), with its
+    /// cached ban; `token` becomes the most recently seen at `now`.
+    /// `token` must be 1..=`Token::MAX_LEN` bytes (checked when the event was resolved), and
+    /// a new family member must have been admitted ([`TokenTable::admits`]).
     pub(super) fn windows_mut(
         &mut self,
         token: &str,
         metric: MetricRef<'_>,
-        m: &CompiledMetric,
+        rules: &Ruleset,
         now: Timestamp,
-    ) -> Result<(&mut MetricWindows, BanCache), EventError> {
-        if let Some(cap) = self.cap {
-            if self.map.len() >= cap.get() && !self.map.contains_key(token) {
-                self.map.pop_front();
-                self.evictions += 1;
-            }
+    ) -> (&mut MetricWindows, BanCache) {
+        if self.map.len() >= self.cap.get() && !self.map.contains_key(token) {
+            self.evict(rules, now);
         }
         let (key, st) = match self.map.raw_entry_mut().from_key(token) {
             RawEntryMut::Occupied(mut o) => {
@@ -145,21 +212,46 @@ impl TokenTable {
         let pos = if let Some(pos) = st.metrics.iter().position(|(k, _)| k.is(metric)) {
             pos
         } else {
-            if metric.member.is_some()
-                && st.metrics.iter().filter(|(k, _)| k.id == metric.id).count() >= MAX_MEMBERS
-            {
-                return Err(EventError::TooManyMembers(m.rule.name.to_string()));
-            }
             st.metrics.push((
                 MetricKey {
                     id: metric.id,
                     member: metric.member.map(Box::from),
                 },
-                MetricWindows::new(m),
+                MetricWindows::new(rules.compiled(metric.id)),
             ));
             st.metrics.len() - 1
         };
-        Ok((&mut st.metrics[pos].1, st.ban))
+        (&mut st.metrics[pos].1, st.ban)
+    }
+
+    /// Makes room for one token: of the [`EVICTION_SAMPLE`] least recently seen, drops the one
+    /// with the least at stake (the least recently seen of equals). A token with nothing in
+    /// any window ends the search at once, so an idle table costs what an LRU does.
+    fn evict(&mut self, rules: &Ruleset, now: Timestamp) {
+        let mut best: Option<(usize, Stake)> = None;
+        for (i, (_, st)) in self.map.iter().take(EVICTION_SAMPLE).enumerate() {
+            let stake = st.stake(rules, now);
+            if best.is_none_or(|(_, b)| stake < b) {
+                best = Some((i, stake));
+                if stake == Stake::NOTHING {
+                    break;
+                }
+            }
+        }
+        let Some((i, stake)) = best else {
+            return;
+        };
+        let mut cursor = self.map.cursor_front_mut();
+        for _ in 0..i {
+            cursor.move_next();
+        }
+        if let Ok(entry) = cursor.current_entry() {
+            entry.remove();
+            self.evictions += 1;
+            if stake.nearest > 0 {
+                self.evictions_at_stake += 1;
+            }
+        }
     }
 
     /// `token`'s windows of `metric`, if tracked.

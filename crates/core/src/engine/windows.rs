@@ -70,6 +70,14 @@ impl MetricWindows {
         }
     }
 
+    /// Whether the count window still holds an event that some window can see at `now` (the
+    /// rates, or a tier).
+    pub(super) fn retains(&self, m: &CompiledMetric, now: Timestamp) -> bool {
+        self.count
+            .latest()
+            .is_some_and(|at| at > now.minus(m.count_horizon))
+    }
+
     /// When the `n`-th most recent unit of `slot`'s measure arrived.
     pub(super) fn nth_latest(&self, slot: MeasureSlot, n: u64) -> Option<Timestamp> {
         match (slot, &self.extra) {

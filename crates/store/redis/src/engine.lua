@@ -9,21 +9,24 @@
 --
 -- The calls (laid out by ScriptCall in script.rs, the only place that writes them):
 --
---   event   KEYS  ban, events, distinct sets 1..D, decisions 1..T (each tier's episode: the
---                 ban for block tiers)
+--   event   KEYS  ban, events, members, distinct sets 1..D, decisions 1..T (each tier's
+--                 episode: the ban for block tiers)
 --           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, horizon
 --                 (the rules' longest window; 0 for a global metric), T, D,
+--                 cap (the most members of a family a token counts; 0 when the rules have
+--                 no family), family (the family's rule name when the metric is one, else ''),
 --                 then per tier: limit, window, measure (0 the events, j distinct set j),
 --                                effect, policy, duration
 --                 then per distinct set: value, horizon, keep
 --   fire    KEYS  ban, decision, events
---           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration
+--           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration, rule
+--                 (the rule's own name: the family's for a member)
 --   end     KEYS  decision, measure (an alert's window; for others any key of the slot)
 --   finish  ARGV  verb, now, limit, window
 --   unban   KEYS  ban
 --           ARGV  'unban', now
 --   restore KEYS  ban
---           ARGV  'restore', now, name, token, tier, value, from, until
+--           ARGV  'restore', now, name, rule, token, tier, value, from, until
 --
 -- name is the metric as records name it (the member for a family); token is the one counted
 -- (`global` for a global metric); both escaped. Effects: 0 block, 1 notify, 2 alert. Policies:
@@ -32,6 +35,8 @@
 -- Every call answers {passed, rate_1m, rate_10m, rate_60m, until, records...}: until is, for
 -- `end`, the decision's new end when it goes on, else -1. A record is
 -- "VERB|at|token|metric|tier|value|from|until"; its verb says the effect and the change.
+-- An event the engine would refuse answers {-1, reason} and changes nothing; the only reason
+-- is 'too_many_members'.
 
 local verb = ARGV[1]
 local records = {}
@@ -65,7 +70,9 @@ end
 
 -- An episode is a hash: from, until, rule, tier, value, effect, token, and its reaches
 -- "R<n>" = "metric|tier|policy|mark|duration|value" in the order they first held (found by
--- "I<metric>|<tier>|<policy>" = n).
+-- "I<rule>|<tier>|<policy>" = n): one per rule, not per family member, as in the engine (a
+-- ban can outlast the token's list of members; untrusted names must not pile up here), the
+-- metric being the member whose hold set the mark.
 -- after_trigger: the mark is the end. after_violation: the mark is the last holding second,
 -- and the end is mark + duration (with the mark cut at `stop` when the clock stops).
 local function reach_end(p, stop)
@@ -137,16 +144,16 @@ local function end_if_due(key, now, measure_key, limit, window)
   return nil
 end
 
--- Records how far tier `tier` of `name` carries the episode at `key` when it holds at `now`
--- (`nth`: when its needed unit arrived; after_violation only).
+-- Records how far tier `tier` of `name` (a metric of rule `t.rule`) carries the episode at
+-- `key` when it holds at `now` (`nth`: when its needed unit arrived; after_violation only).
 local function add_reach(key, now, name, tier, t, value, nth)
   local mark, duration = now + t.duration, 0
   if t.policy == 1 then mark, duration = nth + t.window - 1, t.duration end
-  local id = 'I' .. name .. '|' .. tier .. '|' .. t.policy
+  local id = 'I' .. t.rule .. '|' .. tier .. '|' .. t.policy
   local n = redis.call('HGET', key, id)
   if n then
     local p = split(redis.call('HGET', key, 'R' .. n))
-    -- As the engine: only a reach that goes further replaces the recorded value.
+    -- As the engine: only a reach that goes further replaces the recorded value and member.
     if mark <= tonumber(p[4]) then return end
   else
     n = redis.call('HINCRBY', key, 'nreach', 1)
@@ -205,12 +212,13 @@ if verb == 'restore' then
   -- unless the token is banned again already.
   local key = KEYS[1]
   local now = tonumber(ARGV[2])
-  local name, token, tier = ARGV[3], ARGV[4], tonumber(ARGV[5])
-  local value, from, until_ = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  local name, rule, token, tier = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+  local value, from, until_ = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
   if until_ > now and not until_of(key) then
     redis.call('HSET', key, 'from', from, 'effect', 0, 'token', token, 'rule', name,
       'tier', tier, 'value', value)
-    add_reach(key, now, name, tier, { policy = 0, duration = until_ - now }, value, now)
+    add_reach(key, now, name, tier, { rule = rule, policy = 0, duration = until_ - now },
+      value, now)
     redis.call('HSET', key, 'until', until_)
     record('BAN', now, token, name, tier, value, from, until_)
     redis.call('EXPIRE', key, until_ - now + 86400)
@@ -247,7 +255,8 @@ if verb == 'fire' then
   local want_rates = ARGV[3] == '1'
   local name, token, tier = ARGV[4], ARGV[5], tonumber(ARGV[6])
   local limit = tonumber(ARGV[7])
-  local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]) }
+  local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]),
+    rule = ARGV[10] }
   -- A decision whose end has come ends first: the fire starts a new one.
   end_if_due(key, now, events_key, 0, 1)
   hold(key, now, name, token, tier, t, limit, now)
@@ -269,14 +278,17 @@ local nonce = ARGV[6]
 local name, token = ARGV[7], ARGV[8]
 local horizon = tonumber(ARGV[9])
 local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
-local base = 12
+local cap, family = tonumber(ARGV[12]), ARGV[13]
+local rule_name = name
+if family ~= '' then rule_name = family end
+local base = 14
 local tiers = {}
 for i = 1, T do
   local o = base + (i - 1) * 6
   tiers[i] = {
     limit = tonumber(ARGV[o]), window = tonumber(ARGV[o + 1]), measure = tonumber(ARGV[o + 2]),
     effect = tonumber(ARGV[o + 3]), policy = tonumber(ARGV[o + 4]),
-    duration = tonumber(ARGV[o + 5]),
+    duration = tonumber(ARGV[o + 5]), rule = rule_name,
   }
 end
 base = base + T * 6
@@ -285,12 +297,35 @@ for j = 1, D do
   local o = base + (j - 1) * 3
   distincts[j] = { value = ARGV[o], horizon = tonumber(ARGV[o + 1]), keep = tonumber(ARGV[o + 2]) }
 end
-local ban_key, events_key = KEYS[1], KEYS[2]
-local function distinct_key(j) return KEYS[2 + j] end
-local function decision_key(i) return KEYS[2 + D + i] end
+local ban_key, events_key, members_key = KEYS[1], KEYS[2], KEYS[3]
+local function distinct_key(j) return KEYS[3 + j] end
+local function decision_key(i) return KEYS[3 + D + i] end
 local function measure_key(t)
   if t.measure > 0 then return distinct_key(t.measure) end
   return events_key
+end
+
+-- 0. The family members this token counts, as the engine keeps them: at most `cap` per family,
+--    forgotten with the token's windows once it has been idle for the rules' longest window
+--    ("@" the token's last event; "m|<member>" each member; "n|<family>" how many). A new
+--    member beyond the cap is refused before anything changes, as the engine refuses it.
+--    Only rule sets with a family pay for this.
+if cap > 0 and horizon > 0 then
+  local seen = redis.call('HGET', members_key, '@')
+  local forgotten = (not seen) or tonumber(seen) + horizon <= now
+  local new_member = family ~= '' and
+    (forgotten or redis.call('HEXISTS', members_key, 'm|' .. name) == 0)
+  if new_member and not forgotten
+    and tonumber(redis.call('HGET', members_key, 'n|' .. family) or '0') >= cap then
+    return { -1, 'too_many_members' }
+  end
+  if forgotten then redis.call('DEL', members_key) end
+  if new_member then
+    redis.call('HSET', members_key, 'm|' .. name, 1)
+    redis.call('HINCRBY', members_key, 'n|' .. family, 1)
+  end
+  redis.call('HSET', members_key, '@', now)
+  redis.call('EXPIRE', members_key, horizon + 60)
 end
 
 -- 1. This token's decisions whose time has come end first (an end at u comes before the

@@ -27,6 +27,12 @@ pub(crate) fn ban(token: &str) -> String {
     key(token, "ban")
 }
 
+/// The family members `token` counts, and when it was last seen (a hash; only kept when the
+/// rules have a family).
+pub(crate) fn members(token: &str) -> String {
+    key(token, "members")
+}
+
 /// The events of `metric` (the family member for a family) counted for `token`: a sorted set
 /// by second.
 pub(crate) fn events(token: &str, metric: &str) -> String {

@@ -33,7 +33,7 @@ pub use connection::{Connection, StoreUrl};
 pub use keys::BAN_CHANNEL;
 
 use keys::{DeadlineMember, DEADLINES, DEADLINE_SEQ};
-use script::{Record, Reply, ScriptCall, ENGINE_LUA};
+use script::{Answer, Record, Reply, ScriptCall, ENGINE_LUA};
 
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,11 +156,12 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<Option<DecisionEvent>, StoreError> {
         let (m, rule) = self.rules.resolve_ban(token, &ban.metric, ban.tier)?;
-        let name = m.member.unwrap_or(&self.rules.metric(m.id).name);
+        let rule_name = &self.rules.metric(m.id).name;
         let call = ScriptCall::Restore {
             now,
             token,
-            name,
+            name: m.member.unwrap_or(rule_name),
+            rule: rule_name,
             tier: rule.tier as usize,
             value: ban.value,
             from: ban.from,
@@ -198,7 +199,13 @@ impl RedisStore {
         let event = self.rules.resolve(event)?;
         let want_rates = want_rates && self.rules.rates();
         let call = ScriptCall::event(&self.rules, &event, now, want_rates, self.nonce());
-        let reply = self.call(&call).await?;
+        let reply = match self.answer(&call).await? {
+            Answer::Done(reply) => reply,
+            Answer::TooManyMembers => {
+                let family = self.rules.metric(event.metric.id).name.to_string();
+                return Err(EventError::TooManyMembers(family).into());
+            }
+        };
         let decisions = self.settle(reply.records).await;
         let passed = match event.scope {
             Scope::Token => reply.passed,
@@ -237,9 +244,19 @@ impl RedisStore {
     }
 
     /// Runs one script call and reads its answer strictly.
-    async fn call(&self, call: &ScriptCall<'_>) -> Result<Reply, StoreError> {
+    async fn answer(&self, call: &ScriptCall<'_>) -> Result<Answer, StoreError> {
         let value: redis::Value = self.conn.invoke(&call.invocation(&self.engine)).await?;
-        Reply::parse(&value).map_err(|why| self.conn.protocol_error(why))
+        Answer::parse(&value).map_err(|why| self.conn.protocol_error(why))
+    }
+
+    /// Runs a call that is never refused (all but events).
+    async fn call(&self, call: &ScriptCall<'_>) -> Result<Reply, StoreError> {
+        match self.answer(call).await? {
+            Answer::Done(reply) => Ok(reply),
+            Answer::TooManyMembers => Err(self
+                .conn
+                .protocol_error("engine.lua refused a call that is not an event".into())),
+        }
     }
 
     /// Makes an event's member in its window unique across nodes.

@@ -1,11 +1,12 @@
 //! The protocol of `engine.lua`: [`ScriptCall`] lays out every call's keys and arguments from
 //! a typed description, in this one place; [`Reply`] reads every answer strictly.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use banhammer_core::{
     BanPolicy, Change, DecisionEvent, Effect, MeasureSlot, MetricRef, Rates, ResolvedEvent, RuleId,
-    Ruleset, Scope, Timestamp, Token,
+    Ruleset, Scope, Timestamp, Token, MAX_MEMBERS,
 };
 use redis::{Script, ScriptInvocation, Value};
 
@@ -58,6 +59,11 @@ pub(crate) enum ScriptCall<'a> {
         horizon: u64,
         /// Makes the event's member unique across nodes.
         nonce: String,
+        /// The most members of one family a token counts ([`MAX_MEMBERS`]); 0 when the rules
+        /// have no family, so that the script keeps no member list.
+        members_cap: usize,
+        /// The rule's name when the metric is a family (then `name` is a member of it).
+        family: Option<&'a str>,
         tiers: Vec<Tier>,
         distincts: Vec<DistinctSet<'a>>,
     },
@@ -91,6 +97,8 @@ pub(crate) enum ScriptCall<'a> {
         now: Timestamp,
         token: &'a str,
         name: &'a str,
+        /// The rule's own name (`detect:*` for its members).
+        rule: &'a str,
         tier: usize,
         value: u64,
         from: Timestamp,
@@ -149,6 +157,8 @@ impl<'a> ScriptCall<'a> {
                 Scope::Global => 0,
             },
             nonce,
+            members_cap: if rules.has_families() { MAX_MEMBERS } else { 0 },
+            family: event.metric.member.map(|_| &*rule.name),
             tiers,
             distincts,
         }
@@ -234,10 +244,14 @@ impl<'a> ScriptCall<'a> {
                 count_horizon,
                 horizon,
                 nonce,
+                members_cap,
+                family,
                 tiers,
                 distincts,
             } => {
-                inv.key(keys::ban(token)).key(keys::events(token, name));
+                inv.key(keys::ban(token))
+                    .key(keys::events(token, name))
+                    .key(keys::members(token));
                 for d in distincts {
                     inv.key(keys::distinct(token, name, d.attr));
                 }
@@ -254,7 +268,9 @@ impl<'a> ScriptCall<'a> {
                     .arg(enc(token).as_ref())
                     .arg(*horizon)
                     .arg(tiers.len())
-                    .arg(distincts.len());
+                    .arg(distincts.len())
+                    .arg(*members_cap)
+                    .arg(family.map_or(Cow::Borrowed(""), enc).as_ref());
                 for t in tiers {
                     inv.arg(t.limit)
                         .arg(t.window)
@@ -289,7 +305,8 @@ impl<'a> ScriptCall<'a> {
                     .arg(*tier)
                     .arg(*limit)
                     .arg(keys::effect_code(*effect))
-                    .arg(*duration);
+                    .arg(*duration)
+                    .arg(enc(rule).as_ref());
             }
             ScriptCall::End {
                 now,
@@ -315,6 +332,7 @@ impl<'a> ScriptCall<'a> {
                 now,
                 token,
                 name,
+                rule,
                 tier,
                 value,
                 from,
@@ -324,6 +342,7 @@ impl<'a> ScriptCall<'a> {
                 inv.arg("restore")
                     .arg(now.as_unix())
                     .arg(enc(name).as_ref())
+                    .arg(enc(rule).as_ref())
                     .arg(enc(token).as_ref())
                     .arg(*tier)
                     .arg(*value)
@@ -339,6 +358,30 @@ fn policy_code(p: BanPolicy) -> u8 {
     match p {
         BanPolicy::AfterTrigger => 0,
         BanPolicy::AfterViolation => 1,
+    }
+}
+
+/// What the script answers: a reply, or the event refused as the engine refuses it (then
+/// nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Done(Reply),
+    /// `{-1, 'too_many_members'}`: a new family member beyond [`MAX_MEMBERS`].
+    TooManyMembers,
+}
+
+impl Answer {
+    /// Reads an answer: the refusal's exact shape, else a [`Reply`] read strictly.
+    pub(crate) fn parse(v: &Value) -> Result<Self, String> {
+        if let Value::Array(items) = v {
+            if let [Value::Int(-1), reason] = &items[..] {
+                return match reason {
+                    Value::BulkString(r) if r == b"too_many_members" => Ok(Answer::TooManyMembers),
+                    other => Err(bad(format_args!("a refusal for {other:?}"))),
+                };
+            }
+        }
+        Reply::parse(v).map(Answer::Done)
     }
 }
 
@@ -559,6 +602,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_refusal_is_read_only_in_its_exact_shape() {
+        let refusal = |reason: Value| Answer::parse(&Value::Array(vec![Value::Int(-1), reason]));
+        assert_eq!(
+            refusal(Value::BulkString(b"too_many_members".to_vec())),
+            Ok(Answer::TooManyMembers)
+        );
+        assert!(is_protocol(refusal(Value::BulkString(b"other".to_vec()))));
+        assert!(is_protocol(refusal(Value::Int(0))));
+        assert!(is_protocol(Answer::parse(&Value::Array(vec![Value::Int(
+            -1
+        )]))));
+        assert!(matches!(
+            Answer::parse(&Value::Array(head())),
+            Ok(Answer::Done(_))
+        ));
     }
 
     #[test]

@@ -334,6 +334,22 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
             ],
         )])
     };
+    // A family and a plain metric, no rates: a token idle for 10 s is forgotten.
+    let members = || {
+        ruleset(vec![
+            metric("d:*", vec![threshold(2, 10, Block, 30).with_policy(Tr)]),
+            metric("m", vec![threshold(5, 10, Notify, 20).with_policy(Tr)]),
+        ])
+    };
+    // Sixteen members for `a` (the most a token counts), then one too many, a known one, the
+    // same new one for another token; an event of `m` keeps `a` (and its members) alive, a
+    // refused event does not; once idle for the window, `a` starts a new list.
+    let sixteen: String = (0..16).map(|i| format!("{} a d:{i}, ", i / 5)).collect();
+    let too_many = format!(
+        "{sixteen}4 a d:16, 4 a d:0, 5 b d:16, 12 a m, 20 a d:17, 21 a d:18, 22 a d:19, \
+         22 a d:20, 23 a d:0"
+    );
+    let long_member = format!("d:{}", "x".repeat(127));
     let long = "x".repeat(300);
     let huge = "v".repeat(1025);
     let case = |name, rules, script: &str| (name, rules, parse(script));
@@ -417,6 +433,23 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
             "0 a detect:login, 1 a detect:signup, 2 a detect:login, 3 a detect:signup, \
              4 a detect:reset, 5 a detect:login, 6 a detect:login, 6 a detect:signup, \
              7 a detect:signup, 8 a detect:signup, 9 b detect:login, 60 a detect:reset",
+        ),
+        // The most members of a family a token counts, and how long it remembers them.
+        case("too many members", members(), &too_many),
+        case(
+            "a member name too long",
+            members(),
+            &format!("0 a d:x, 1 a {long_member}, 2 a d:x"),
+        ),
+        // A ban keeps one reach per rule, named by the member that first reached furthest:
+        // members held in the same second, and new members once the token is forgotten.
+        case(
+            "members reaching equally far",
+            ruleset(vec![metric(
+                "d:*",
+                vec![threshold(1, 3, Block, 30).with_policy(Vi)],
+            )]),
+            "0 a d:x, 0 a d:y, 0 c d:x, 2 c d:y, 2 c d:x, 6 c d:z, 6 c d:x, 20 b d:x",
         ),
         // Global alerts, by count and by distinct values, with late events.
         case(
