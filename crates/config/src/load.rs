@@ -163,8 +163,14 @@ impl Config {
             }
         }
         let detect = cx.detect(detect_value, env);
-        if let Some(token) = env.var("BANHAMMER_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
-            serve.admin_token = Some(token);
+        match env.var("BANHAMMER_ADMIN_TOKEN") {
+            Some(token) if token.trim().is_empty() => cx.push(
+                None,
+                "BANHAMMER_ADMIN_TOKEN",
+                "is set but empty: an empty token protects nothing (unset it, or give a token)",
+            ),
+            Some(token) => serve.admin_token = Some(token),
+            None => {}
         }
         let config = Config {
             engine,

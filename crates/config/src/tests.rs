@@ -468,3 +468,18 @@ fn the_token_cap_has_a_default() {
     let c = Config::parse("[engine]\nmax_tokens = 5\n", "t.toml").unwrap();
     assert_eq!(c.engine.max_tokens.get(), 5);
 }
+
+#[test]
+fn an_empty_admin_token_in_the_environment_is_an_error_not_no_token() {
+    for empty in ["", "  "] {
+        let env: std::collections::HashMap<String, String> =
+            [("BANHAMMER_ADMIN_TOKEN".to_owned(), empty.to_owned())].into();
+        let errs = Config::parse_with_env("", "t.toml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.contains("BANHAMMER_ADMIN_TOKEN: is set but empty"),
+            "{errs}"
+        );
+    }
+}

@@ -58,6 +58,7 @@ pub(crate) struct Metrics {
     store_short_circuited: Counter,
     fail_policy: Counter,
     background_dropped: Counter,
+    evictions_at_stake: Counter,
     decisions_pending: Gauge,
     decision_store_failures: Counter,
     decisions_lost: Counter,
@@ -149,6 +150,13 @@ impl Metrics {
                 "background_dropped",
                 "Events of known-banned tokens answered (not passed) but not counted: too \
                  many were counting in the background already",
+                Counter::default(),
+            ),
+            evictions_at_stake: registered(
+                &mut r,
+                "evictions_at_stake",
+                "Evictions (max_tokens) of tokens that still had counts inside a window: a \
+                 rising figure means the cap is too small for the traffic, or a flood fills it",
                 Counter::default(),
             ),
             decisions_pending: registered(
@@ -281,6 +289,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         d.fail_policy_answers.load(Ordering::Relaxed),
     );
     catch_up(&m.evictions, c.evictions);
+    catch_up(&m.evictions_at_stake, c.evictions_at_stake);
     catch_up(
         &m.background_dropped,
         d.background_dropped.load(Ordering::Relaxed),
