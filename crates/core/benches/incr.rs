@@ -3,7 +3,7 @@
 //! sliding log (exact, what one writes first). One rule over 100k tokens on one and two
 //! threads, skewed traffic, and the seed specification's example configuration; then per-call
 //! latency percentiles of `Engine::incr`. The engine also runs with foldhash (hashbrown's
-//! default) for its token-keyed maps against its own SipHash-1-3 (docs/security-memory.md),
+//! default) for its token-keyed maps against its own SipHash-1-3 (docs/security.md),
 //! and on a flood of new tokens at its `max_tokens` cap, where every event evicts one.
 //!
 //! Fake clocks move one second per round of tokens, inside the loop (one atomic add per 100k
@@ -170,7 +170,7 @@ fn single_thread(c: &mut Criterion) {
     // Variants come after the baselines, which then run in the same state as they always did
     // (a larger heap made governor faster, which skewed the ratio). First the engine with the
     // faster hasher it does not use for token-keyed maps: foldhash, not DoS-resistant against
-    // an attacker who learns its seed (docs/security-memory.md).
+    // an attacker who learns its seed (docs/security.md).
     let fold: Engine<_, Foldhash> = bench_engine(&mut group, FOLD, one_rule(), &in_turn(&keys));
     drop(fold);
 

@@ -115,7 +115,7 @@ struct Holding {
 ///
 /// `S` hashes the maps keyed by tokens (tracked tokens, active decisions), whose keys an
 /// attacker chooses: [`TokenHasher`] unless a benchmark asks for another
-/// ([`Engine::with_hasher`]; docs/security-memory.md says why this one).
+/// ([`Engine::with_hasher`]; docs/security.md says why this one).
 #[derive(Debug)]
 pub struct Engine<C, S = TokenHasher> {
     rules: Arc<Ruleset>,
@@ -133,7 +133,7 @@ pub struct Engine<C, S = TokenHasher> {
 
 /// The hasher of the engine's token-keyed maps: SipHash-1-3 with random 128-bit keys per map
 /// (std's `RandomState`), so that no one can choose tokens that collide. It costs about 6%
-/// per event against foldhash (docs/security-memory.md).
+/// per event against foldhash (docs/security.md).
 pub type TokenHasher = std::hash::RandomState;
 
 impl<C: Clock> Engine<C> {
