@@ -135,9 +135,7 @@ impl Ruleset {
         if self.metric(m.id).scope == Scope::Global {
             return Err(EventError::GlobalFire(metric.to_owned()));
         }
-        check_token(token)?;
-        let rule = self.rule_id(m.id, metric, tier)?;
-        Ok((m, rule))
+        self.resolve_ban(token, metric, tier)
     }
 
     /// Checks a ban read back from storage: known metric, valid token, existing tier.

@@ -128,17 +128,10 @@ impl<A> Threshold<A> {
     }
 
     /// The same threshold with each action turned into a `B` (names into actions).
-    pub fn map_actions<B>(self, f: impl FnMut(A) -> B) -> Threshold<B> {
-        Threshold {
-            limit: self.limit,
-            window: self.window,
-            kind: self.kind,
-            effect: self.effect,
-            policy: self.policy,
-            action_duration: self.action_duration,
-            actions: self.actions.into_iter().map(f).collect(),
-            repeat_actions: self.repeat_actions,
-            fail_closed: self.fail_closed,
+    pub fn map_actions<B>(self, mut f: impl FnMut(A) -> B) -> Threshold<B> {
+        match self.try_map_actions(|a| Ok::<B, std::convert::Infallible>(f(a))) {
+            Ok(t) => t,
+            Err(never) => match never {},
         }
     }
 
