@@ -1,4 +1,6 @@
 //! The client address: the socket peer, or `X-Forwarded-For` when the peer is a trusted proxy.
+//! An IPv4-mapped address (`::ffff:a.b.c.d`, how a dual-stack socket shows an IPv4 client) is
+//! the IPv4 address everywhere here.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -9,7 +11,7 @@ use ipnet::IpNet;
 /// right, past every trusted proxy, to the first address that is not one. Headers from an
 /// untrusted peer are ignored (anyone can write them).
 pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(trusted, *ip);
     let peer_ip = peer.ip().to_canonical();
     if !is_trusted(&peer_ip) {
         return peer_ip;
@@ -32,6 +34,20 @@ pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]
         }
     }
     client
+}
+
+/// Whether `ip` is in one of the `trusted` networks, an address and its IPv4-mapped form
+/// being one address: `127.0.0.1/32` trusts `::ffff:127.0.0.1`, and `::ffff:127.0.0.1/128`
+/// trusts `127.0.0.1`.
+pub(crate) fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    let mapped = match ip {
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+        IpAddr::V6(_) => None,
+    };
+    trusted
+        .iter()
+        .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
 }
 
 #[cfg(test)]
@@ -65,5 +81,19 @@ mod tests {
             client_ip(proxy, &HeaderMap::new(), &trusted).to_string(),
             "10.1.1.1"
         );
+    }
+
+    #[test]
+    fn a_mapped_address_is_its_ipv4_address() {
+        let v4: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let mapped: Vec<IpNet> = vec!["::ffff:127.0.0.1/128".parse().unwrap()];
+        for ip in ["127.0.0.1", "::ffff:127.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(is_trusted(&v4, ip) && is_trusted(&mapped, ip), "{ip}");
+        }
+        assert!(!is_trusted(&v4, "::1".parse().unwrap()));
+        let peer: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let h = headers(&["::ffff:198.51.100.7"]);
+        assert_eq!(client_ip(peer, &h, &v4).to_string(), "198.51.100.7");
     }
 }

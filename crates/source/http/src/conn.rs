@@ -138,7 +138,7 @@ impl Registry {
     /// connection idle the longest is closed to make room.
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refused> {
         let key = peer_key(peer);
-        let exempt = self.limits.exempt.iter().any(|n| n.contains(&peer));
+        let exempt = crate::client_ip::is_trusted(&self.limits.exempt, peer);
         let now = Instant::now();
         let mut inner = self.lock();
         if !exempt && inner.peers.get(&key).copied().unwrap_or(0) >= self.limits.per_peer {

@@ -99,6 +99,9 @@ pub async fn run(
                 }
             },
         };
+        // A dual-stack socket shows IPv4 clients as `::ffff:a.b.c.d`: from here on they are
+        // the IPv4 address (per-peer limit, trusted proxies, tokens, logs).
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let ticket = match registry.admit(peer.ip()) {
             Ok(t) => Arc::new(t),
             Err(why) => {

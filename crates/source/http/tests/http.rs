@@ -3,7 +3,8 @@
 //! Contents: the seed example end to end · the detector's boundaries and ban expiry · every
 //! 422 · bodies too large or malformed · the admin token and failed attempts per address ·
 //! X-Forwarded-For · metrics · the OpenAPI document against the routes · connections
-//! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts.
+//! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts ·
+//! IPv4-mapped clients (`http/mapped.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -19,6 +20,8 @@ use serde_json::{json, Value};
 
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/mapped.rs"]
+mod mapped;
 
 const T0: i64 = 1_700_000_000;
 
@@ -33,6 +36,11 @@ struct Server {
 }
 
 async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Server {
+    start_on("127.0.0.1:0", config, settings).await
+}
+
+/// [`start`] listening on `listen`; the server is spoken to on 127.0.0.1 at the port it got.
+async fn start_on(listen: &str, config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Server {
     let mut config = Config::parse(config, "test.toml").unwrap();
     config.add_detector();
     config.engine.rates = true;
@@ -51,8 +59,8 @@ async fn start(config: &str, settings: impl FnOnce(&mut ServeSettings)) -> Serve
     );
     let guard = Runtime::start(rules, Arc::new(clock.clone()), store, Box::new(backend)).unwrap();
     let state = AppState::new(Arc::clone(guard.runtime()), config.serve.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().unwrap().port()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(banhammer_http::run(listener, state, async move {
         let _ = stopped.await;

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{seed_example, start, Server, StatusCode};
 
 /// A connection to `to` from `127.0.0.{host}`.
-async fn connect_from(host: u8, to: SocketAddr) -> TcpStream {
+pub(super) async fn connect_from(host: u8, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket
         .bind(SocketAddr::from(([127, 0, 0, host], 0)))
