@@ -4,7 +4,8 @@
 //! 422 · bodies too large or malformed · the admin token and failed attempts per address ·
 //! X-Forwarded-For · metrics · the OpenAPI document against the routes · connections
 //! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts ·
-//! IPv4-mapped clients (`http/mapped.rs`).
+//! `/detect` bodies as the original service reads them (`http/detect_input.rs`): no form
+//! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -20,6 +21,8 @@ use serde_json::{json, Value};
 
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/detect_input.rs"]
+mod detect_input;
 #[path = "http/mapped.rs"]
 mod mapped;
 
@@ -357,6 +360,7 @@ async fn the_detector_reads_urlencoded_and_json_too() {
         r.json::<Value>().await.unwrap(),
         json!({"errors": {"email": ["can't be blank"]}})
     );
+    // Without a content type the body carries no form fields (`http/detect_input.rs`).
     let r = s
         .http
         .put(format!("{}/detect", s.base))
@@ -364,7 +368,11 @@ async fn the_detector_reads_urlencoded_and_json_too() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"]["email"],
+        json!(["can't be blank"])
+    );
 }
 
 #[tokio::test]
