@@ -55,13 +55,18 @@ impl Server {
     }
 }
 
+/// The seed example, its token the client address, behind the trusted proxy `net`.
+async fn behind_proxy(net: &str) -> Server {
+    start(&seed_example(), |c| {
+        c.token_from = TokenFrom::Peer;
+        c.trusted_proxies = vec![net.parse().unwrap()];
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_mapped_forwarded_client_is_the_ipv4_client() {
-    let s = start(&seed_example(), |c| {
-        c.token_from = TokenFrom::Peer;
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let s = behind_proxy("127.0.0.1/32").await;
     s.incr_forwarded(Some("::ffff:198.51.100.4")).await;
     s.incr_forwarded(Some("198.51.100.4")).await;
     assert_eq!(
@@ -74,11 +79,7 @@ async fn a_mapped_forwarded_client_is_the_ipv4_client() {
 #[tokio::test]
 async fn a_trusted_proxy_written_mapped_is_the_ipv4_proxy() {
     // The proxy connects over IPv4 (127.0.0.1); the setting names it in its mapped form.
-    let s = start(&seed_example(), |c| {
-        c.token_from = TokenFrom::Peer;
-        c.trusted_proxies = vec!["::ffff:127.0.0.1/128".parse().unwrap()];
-    })
-    .await;
+    let s = behind_proxy("::ffff:127.0.0.1/128").await;
     s.incr_forwarded(Some("198.51.100.4")).await;
     assert_eq!(
         s.failures("198.51.100.4").await,
