@@ -1,6 +1,8 @@
 //! Drives `banhammer monitor` on real packets: a live capture on `lo` while a real client talks
-//! to a real server, and the pcap file `tcpdump` wrote of the same traffic. Needs root (or
-//! CAP_NET_RAW), as CI has: without it the test fails rather than skips.
+//! to a real server, and the pcap file `tcpdump` wrote of the same traffic (needs root or
+//! CAP_NET_RAW, as CI has: without it that test fails rather than skips); and pcap files built
+//! here that look like real captures (`pcap::Trace`): odd request lines a scanner sends,
+//! filters, truncated files, IPv4-mapped clients.
 // Built with the binary's `capture` feature, as scripts/test does.
 #![cfg(feature = "capture")]
 
@@ -230,4 +232,291 @@ fn a_missing_pcap_file_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/x.pcap"), "{stderr}");
+}
+
+mod pcap {
+    //! pcap files of TCP connections in Ethernet frames, written byte by byte as libpcap
+    //! writes them (the binary's tests have no packet-building crate).
+
+    use std::net::{IpAddr, SocketAddr};
+    use std::path::Path;
+
+    const SYN: u8 = 0x02;
+    const FIN: u8 = 0x01;
+    const PSH_ACK: u8 = 0x18;
+    const ACK: u8 = 0x10;
+
+    /// A capture being written: packets in time order, each 1 ms after the previous one
+    /// unless [`Trace::at`] moves the clock.
+    pub(crate) struct Trace {
+        bytes: Vec<u8>,
+        time_us: i64,
+    }
+
+    impl Trace {
+        /// An Ethernet capture whose first packet is at `unix` seconds.
+        pub(crate) fn new(unix: i64) -> Trace {
+            let mut bytes = Vec::new();
+            bytes.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
+            bytes.extend_from_slice(&2u16.to_le_bytes());
+            bytes.extend_from_slice(&4u16.to_le_bytes());
+            bytes.extend_from_slice(&[0; 8]); // time zone, accuracy
+            bytes.extend_from_slice(&262_144u32.to_le_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+            Trace {
+                bytes,
+                time_us: unix * 1_000_000,
+            }
+        }
+
+        /// Writes the file, or its first `cut` bytes.
+        pub(crate) fn write(&self, path: &Path, cut: Option<usize>) {
+            let end = cut.unwrap_or(self.bytes.len()).min(self.bytes.len());
+            std::fs::write(path, &self.bytes[..end]).unwrap();
+        }
+
+        fn packet(
+            &mut self,
+            src: SocketAddr,
+            dst: SocketAddr,
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            payload: &[u8],
+        ) {
+            let mut tcp = Vec::new();
+            tcp.extend_from_slice(&src.port().to_be_bytes());
+            tcp.extend_from_slice(&dst.port().to_be_bytes());
+            tcp.extend_from_slice(&seq.to_be_bytes());
+            tcp.extend_from_slice(&ack.to_be_bytes());
+            tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+            tcp.extend_from_slice(payload);
+            let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+            match (src.ip(), dst.ip()) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    frame.extend_from_slice(&0x0800u16.to_be_bytes());
+                    let total = u16::try_from(20 + tcp.len()).unwrap();
+                    let mut ip = vec![0x45, 0];
+                    ip.extend_from_slice(&total.to_be_bytes());
+                    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+                    ip.extend_from_slice(&s.octets());
+                    ip.extend_from_slice(&d.octets());
+                    let sum = ip
+                        .chunks(2)
+                        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+                        .sum::<u32>();
+                    let sum = (sum & 0xffff) + (sum >> 16);
+                    let sum = !u16::try_from((sum & 0xffff) + (sum >> 16)).unwrap();
+                    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+                    frame.extend_from_slice(&ip);
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    frame.extend_from_slice(&0x86ddu16.to_be_bytes());
+                    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+                    frame.extend_from_slice(&u16::try_from(tcp.len()).unwrap().to_be_bytes());
+                    frame.extend_from_slice(&[6, 64]);
+                    frame.extend_from_slice(&s.octets());
+                    frame.extend_from_slice(&d.octets());
+                }
+                _ => panic!("mixed address families"),
+            }
+            frame.extend_from_slice(&tcp);
+            self.time_us += 1_000;
+            let len = u32::try_from(frame.len()).unwrap();
+            let secs = u32::try_from(self.time_us / 1_000_000).unwrap();
+            let micros = u32::try_from(self.time_us % 1_000_000).unwrap();
+            for field in [secs, micros, len, len] {
+                self.bytes.extend_from_slice(&field.to_le_bytes());
+            }
+            self.bytes.extend_from_slice(&frame);
+        }
+    }
+
+    /// One TCP connection: its ends and next sequence numbers.
+    pub(crate) struct Conn {
+        client: SocketAddr,
+        server: SocketAddr,
+        client_seq: u32,
+        server_seq: u32,
+    }
+
+    impl Conn {
+        /// Opens a connection from `client` to `server` (`"10.0.0.1:40000"`) with a handshake.
+        pub(crate) fn open(trace: &mut Trace, client: &str, server: &str) -> Conn {
+            let mut c = Conn {
+                client: client.parse().unwrap(),
+                server: server.parse().unwrap(),
+                client_seq: 1_000,
+                server_seq: 9_000,
+            };
+            trace.packet(c.client, c.server, c.client_seq, 0, SYN, b"");
+            trace.packet(
+                c.server,
+                c.client,
+                c.server_seq,
+                c.client_seq + 1,
+                SYN | ACK,
+                b"",
+            );
+            c.client_seq += 1;
+            c.server_seq += 1;
+            trace.packet(c.client, c.server, c.client_seq, c.server_seq, ACK, b"");
+            c
+        }
+
+        /// The client sends `bytes` in one segment.
+        pub(crate) fn send(&mut self, trace: &mut Trace, bytes: &[u8]) -> &mut Conn {
+            trace.packet(
+                self.client,
+                self.server,
+                self.client_seq,
+                self.server_seq,
+                PSH_ACK,
+                bytes,
+            );
+            self.client_seq += u32::try_from(bytes.len()).unwrap();
+            self
+        }
+
+        /// The server answers `bytes` in one segment.
+        pub(crate) fn answer(&mut self, trace: &mut Trace, bytes: &[u8]) -> &mut Conn {
+            trace.packet(
+                self.server,
+                self.client,
+                self.server_seq,
+                self.client_seq,
+                PSH_ACK,
+                bytes,
+            );
+            self.server_seq += u32::try_from(bytes.len()).unwrap();
+            self
+        }
+
+        /// The server closes, then the client.
+        pub(crate) fn close(&mut self, trace: &mut Trace) {
+            let fin = FIN | ACK;
+            trace.packet(
+                self.server,
+                self.client,
+                self.server_seq,
+                self.client_seq,
+                fin,
+                b"",
+            );
+            self.server_seq += 1;
+            trace.packet(
+                self.client,
+                self.server,
+                self.client_seq,
+                self.server_seq,
+                fin,
+                b"",
+            );
+            self.client_seq += 1;
+            trace.packet(
+                self.server,
+                self.client,
+                self.server_seq,
+                self.client_seq,
+                ACK,
+                b"",
+            );
+        }
+    }
+}
+
+/// `banhammer monitor --json` with `args`: its JSON lines, stderr and exit status.
+fn monitor_json(args: &[&std::ffi::OsStr]) -> (Vec<Value>, String, std::process::ExitStatus) {
+    let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+        .args(["monitor", "--json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, String::from_utf8(out.stderr).unwrap(), out.status)
+}
+
+/// The last report's totals.
+fn last_total(lines: &[Value]) -> &Value {
+    &lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "report")
+        .expect("a report")["total"]
+}
+
+const T0: i64 = 1_700_000_000;
+
+#[test]
+fn request_lines_a_server_answers_count_whatever_their_version() {
+    use pcap::{Conn, Trace};
+    let server = "192.0.2.80:80";
+    let mut t = Trace::new(T0);
+    // A web server that ignores CONNECT and serves its page, on a keep-alive connection.
+    let mut a = Conn::open(&mut t, "198.51.100.1:40001", server);
+    a.send(&mut t, b"GET / HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .send(
+            &mut t,
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        )
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .send(&mut t, b"GET /after HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .close(&mut t);
+    // Malformed versions: answered 400, and the server closes.
+    for (port, line) in [(40002, "GET / HTTP/1."), (40003, "GET /x HTTP/1.0.8")] {
+        let client = format!("198.51.100.1:{port}");
+        Conn::open(&mut t, &client, server)
+            .send(&mut t, format!("{line}\r\nHost: site\r\n\r\n").as_bytes())
+            .answer(
+                &mut t,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad",
+            )
+            .close(&mut t);
+    }
+    // HTTP/0.9 after a keep-alive exchange: answered with the bare page.
+    Conn::open(&mut t, "198.51.100.1:40004", server)
+        .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .send(&mut t, b"GET /\r\n\r\n")
+        .answer(&mut t, b"<html>hello</html>\n")
+        .close(&mut t);
+    // A proxy probe without a version.
+    Conn::open(&mut t, "198.51.100.1:40005", server)
+        .send(&mut t, b"CONNECT example.com:443\r\n\r\n")
+        .answer(
+            &mut t,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .close(&mut t);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scan.pcap");
+    t.write(&file, None);
+
+    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    assert!(status.success(), "{stderr}");
+    let total = last_total(&lines);
+    // Wireshark (`tshark -z http,tree`) counts the same 8 requests and 7 responses.
+    assert_eq!(total["requests"], 8, "{total}");
+    assert_eq!(total["responses"], 7, "{total}");
+    assert_eq!(
+        total["methods"],
+        serde_json::json!([["GET", 6], ["CONNECT", 2]]),
+        "{total}"
+    );
+    assert_eq!(total["status_classes"]["4xx"], 3);
+    assert!(
+        total["top_sections"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["example.com:443/", 2])),
+        "a CONNECT's target is its host: {total}"
+    );
+    let rate = total["error_rate"].as_f64().unwrap();
+    assert!((rate - 3.0 / 7.0).abs() < 1e-9, "{rate}");
 }
