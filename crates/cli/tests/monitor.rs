@@ -148,6 +148,51 @@ fn high_traffic_alerts_and_recovers_with_the_exact_messages() {
     );
 }
 
+#[test]
+fn reports_after_a_recovery_are_not_flagged_while_no_request_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.csv");
+    // 25/s for a minute: over 1200 in 2 minutes from 48 s, back to 1200 at 131 s. Then
+    // nothing until one request at 400 s.
+    let mut text = String::new();
+    for s in (0..60).flat_map(|s| [s; 25]).chain([400]) {
+        writeln!(
+            text,
+            "\"10.0.0.1\",\"-\",\"-\",{},\"GET /a HTTP/1.0\",200,10",
+            T0 + s
+        )
+        .unwrap();
+    }
+    std::fs::write(&log, text).unwrap();
+    let (lines, _) = monitor(&log, &["--interval", "60", "--threshold", "10"]);
+    let at = |kind: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == kind)
+            .and_then(|l| l["at"].as_i64())
+            .map(|t| t - T0)
+    };
+    assert_eq!((at("alert"), at("recovered")), (Some(48), Some(131)));
+    let flags: Vec<(i64, bool)> = lines
+        .iter()
+        .filter(|l| l["type"] == "report")
+        .map(|l| (l["to"].as_i64().unwrap() - T0, l["alerting"] == true))
+        .collect();
+    // Alerting in an interval's last second: from 48 s up to 130 s.
+    assert_eq!(
+        flags,
+        [
+            (60, true),
+            (120, true),
+            (180, false),
+            (240, false),
+            (300, false),
+            (360, false),
+            (401, false)
+        ]
+    );
+}
+
 /// Runs `banhammer monitor` with `args` under a 2 GB address-space limit, killed if it has not
 /// finished after about 60 s; returns its stdout. A monitor that builds a report per interval
 /// of a long gap runs out of that memory (or time) instead of taking the machine's.

@@ -75,7 +75,8 @@ pub struct Report {
     pub packets: u64,
     /// Packets the kernel dropped so far.
     pub drops: u64,
-    /// Whether the high-traffic alert is on at the end of the interval.
+    /// Whether the high-traffic alert is on in the interval's last second (a recovery in that
+    /// second or before it turns it off, whether or not anything was seen after it).
     pub alerting: bool,
 }
 
@@ -249,11 +250,19 @@ impl App {
         }
         self.now = now;
         self.report_until(now, &mut out);
-        for end in self.engine.advance(now) {
-            self.alert(end.change, end.value, end.at, &mut out);
-        }
+        self.end_alerts(now, &mut out);
         out.sort_by_key(Output::at);
         out
+    }
+
+    /// Moves the engine to `t`: an alert whose window has emptied by then recovers, at the
+    /// second the engine computes. Called before an interval whose last second is `t` is
+    /// reported, so that its `alerting` is the state in that second, whether or not an
+    /// observation came after the recovery.
+    fn end_alerts(&mut self, t: Timestamp, out: &mut Vec<Output>) {
+        for end in self.engine.advance(t) {
+            self.alert(end.change, end.value, end.at, out);
+        }
     }
 
     /// Ends the run: counts every observation still waiting, moves the clock to the newest,
@@ -343,6 +352,7 @@ impl App {
                     from: self.interval_start,
                     to: self.interval_start.plus(Seconds::new(ended * len)),
                 };
+                self.end_alerts(quiet.to.minus(Seconds::new(1)), out);
                 self.no_traffic = Some(quiet);
                 self.interval_start = quiet.to;
                 out.push(Output::NoTraffic(quiet));
@@ -358,6 +368,7 @@ impl App {
 
     /// Reports the interval from its start to `to` and starts the next one there.
     fn close_interval(&mut self, to: Timestamp, out: &mut Vec<Output>) {
+        self.end_alerts(to.minus(Seconds::new(1)), out);
         let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
         let report = Report {
             from: self.interval_start,

@@ -268,3 +268,63 @@ fn a_few_empty_intervals_are_still_reported_one_by_one() {
     assert_eq!(reports, 7, "[0, 10) and six empty intervals up to 70");
     assert!(a.no_traffic().is_none());
 }
+
+/// Each report's `(from, to, alerting)`, relative to `T0`.
+fn flags(out: &[Output]) -> Vec<(i64, i64, bool)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Report(r) => Some((r.from.as_unix() - T0, r.to.as_unix() - T0, r.alerting)),
+            Output::Alert(_) | Output::NoTraffic(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reports_after_the_recovery_are_not_flagged_though_nothing_came() {
+    let mut a = app();
+    hits(&mut a, 15, 20);
+    hits(&mut a, 55, 1);
+    // One advance crosses the trigger (15), the recovery (25) and four interval ends.
+    let out = a.advance(ts(55));
+    assert_eq!(
+        alerts(&out)
+            .iter()
+            .map(|&(k, _, at)| (k, at))
+            .collect::<Vec<_>>(),
+        [(AlertKind::Triggered, 15), (AlertKind::Recovered, 25)]
+    );
+    assert_eq!(
+        flags(&out),
+        [
+            (0, 10, false),
+            (10, 20, true),
+            (20, 30, false),
+            (30, 40, false),
+            (40, 50, false)
+        ],
+        "on in an interval's last second, and only then"
+    );
+    // A recovery in an interval's first second: the interval before ends alerting.
+    let mut a = app();
+    hits(&mut a, 10, 20);
+    let out = a.advance(ts(45));
+    assert_eq!(
+        alerts(&out).last().map(|&(k, _, at)| (k, at)),
+        Some((AlertKind::Recovered, 20))
+    );
+    hits(&mut a, 60, 20);
+    let out = [out, a.advance(ts(80))].concat();
+    assert_eq!(
+        flags(&out),
+        [
+            (0, 10, false),
+            (10, 20, true),
+            (20, 30, false),
+            (30, 40, false),
+            (40, 50, false),
+            (50, 60, false),
+            (60, 70, true),
+            (70, 80, false)
+        ]
+    );
+}
