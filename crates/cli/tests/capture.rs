@@ -246,7 +246,7 @@ mod pcap {
     const PSH_ACK: u8 = 0x18;
     const ACK: u8 = 0x10;
 
-    /// A capture being written: packets in time order, each 1 ms after the previous one
+    /// A capture being written: packets in time order, each 100 µs after the previous one
     /// unless [`Trace::at`] moves the clock.
     pub(crate) struct Trace {
         bytes: Vec<u8>,
@@ -267,6 +267,12 @@ mod pcap {
                 bytes,
                 time_us: unix * 1_000_000,
             }
+        }
+
+        /// Packets from now on are at `unix` seconds (and 100 µs apart).
+        pub(crate) fn at(&mut self, unix: i64) -> &mut Trace {
+            self.time_us = self.time_us.max(unix * 1_000_000);
+            self
         }
 
         /// Writes the file, or its first `cut` bytes.
@@ -321,7 +327,7 @@ mod pcap {
                 _ => panic!("mixed address families"),
             }
             frame.extend_from_slice(&tcp);
-            self.time_us += 1_000;
+            self.time_us += 100;
             let len = u32::try_from(frame.len()).unwrap();
             let secs = u32::try_from(self.time_us / 1_000_000).unwrap();
             let micros = u32::try_from(self.time_us % 1_000_000).unwrap();
@@ -519,4 +525,45 @@ fn request_lines_a_server_answers_count_whatever_their_version() {
     );
     let rate = total["error_rate"].as_f64().unwrap();
     assert!((rate - 3.0 / 7.0).abs() < 1e-9, "{rate}");
+}
+
+#[test]
+fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
+    use pcap::{Conn, Trace};
+    // 1,000 requests in one second, pipelined over 10 connections, then quiet until the
+    // alert recovers; `--threshold 1` alerts at more than 120 in 2 minutes.
+    let mut t = Trace::new(T0);
+    let mut conns: Vec<Conn> = (0..10)
+        .map(|i| Conn::open(&mut t, &format!("198.51.100.{i}:40000"), "192.0.2.80:80"))
+        .collect();
+    t.at(T0 + 5);
+    for i in 0..1000 {
+        conns[i % 10].send(&mut t, b"GET /a/b HTTP/1.1\r\nHost: site\r\n\r\n");
+    }
+    t.at(T0 + 130);
+    conns[0].send(&mut t, b"GET /late HTTP/1.1\r\nHost: site\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("burst.pcap");
+    t.write(&file, None);
+
+    let (lines, stderr, status) = monitor_json(&[
+        "--pcap".as_ref(),
+        file.as_os_str(),
+        "--threshold".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert!(status.success(), "{stderr}");
+    let alerts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "alert" || l["type"] == "recovered")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{lines:?}");
+    assert_eq!(
+        alerts[0]["message"],
+        "High traffic generated an alert - hits = 1000, triggered at 2023-11-14T22:13:25Z"
+    );
+    assert_eq!(
+        alerts[1]["message"],
+        "High traffic alert recovered - hits = 0, recovered at 2023-11-14T22:15:25Z"
+    );
 }

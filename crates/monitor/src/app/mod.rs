@@ -52,7 +52,9 @@ pub enum AlertKind {
 pub struct Alert {
     /// Which.
     pub kind: AlertKind,
-    /// Hits in the window at that second.
+    /// Hits in the window at that second: for an alert, the total at the end of the second it
+    /// fired in (every request of that second, not only those up to the one that crossed the
+    /// limit); for a recovery, the total it came back to.
     pub hits: u64,
     /// The second it happened.
     pub at: Timestamp,
@@ -162,6 +164,9 @@ pub struct App {
     total: Stats,
     alerts: Vec<Alert>,
     alerting: bool,
+    /// An alert that fired in this second (and the count at the crossing request): it is told
+    /// once the second is over, with the second's total.
+    firing: Option<(Timestamp, u64)>,
     per_second: VecDeque<(Timestamp, u64)>,
     last_report: Option<Report>,
     /// The latest run of empty intervals not reported one by one.
@@ -204,6 +209,7 @@ impl App {
             total: Stats::new(TOTAL_CAP),
             alerts: Vec::new(),
             alerting: false,
+            firing: None,
             per_second: VecDeque::new(),
             last_report: None,
             no_traffic: None,
@@ -251,8 +257,38 @@ impl App {
         self.now = now;
         self.report_until(now, &mut out);
         self.end_alerts(now, &mut out);
+        // Everything up to `now` is counted: the second an alert fired in is over.
+        self.tell_firing(&mut out);
         out.sort_by_key(Output::at);
         out
+    }
+
+    /// Before the engine moves on to `t`: an alert that fired in an earlier second is told
+    /// now, while the engine's window still ends at that second.
+    fn leaving_second(&mut self, t: Timestamp, out: &mut Vec<Output>) {
+        if self.firing.is_some_and(|(at, _)| t > at) {
+            self.tell_firing(out);
+        }
+    }
+
+    /// Tells the alert that fired, with the hits in the window at the engine's second.
+    fn tell_firing(&mut self, out: &mut Vec<Output>) {
+        let Some((at, crossing)) = self.firing.take() else {
+            return;
+        };
+        let hits = self
+            .engine
+            .status("", "hits")
+            .ok()
+            .and_then(|s| s.tiers.first().map(|t| t.value))
+            .unwrap_or(crossing);
+        let a = Alert {
+            kind: AlertKind::Triggered,
+            hits,
+            at,
+        };
+        self.alerts.push(a);
+        out.push(Output::Alert(a));
     }
 
     /// Moves the engine to `t`: an alert whose window has emptied by then recovers, at the
@@ -260,6 +296,7 @@ impl App {
     /// reported, so that its `alerting` is the state in that second, whether or not an
     /// observation came after the recovery.
     fn end_alerts(&mut self, t: Timestamp, out: &mut Vec<Output>) {
+        self.leaving_second(t, out);
         for end in self.engine.advance(t) {
             self.alert(end.change, end.value, end.at, out);
         }
@@ -305,6 +342,7 @@ impl App {
     }
 
     fn hit(&mut self, hit: &Hit, out: &mut Vec<Output>) {
+        self.leaving_second(hit.time, out);
         let client = hit.client.to_string();
         if let Ok(v) = self
             .engine
@@ -323,6 +361,11 @@ impl App {
             Change::Extend => return,
         };
         self.alerting = kind == AlertKind::Triggered;
+        if kind == AlertKind::Triggered {
+            // Told when its second is over (`tell_firing`), with that second's total.
+            self.firing = Some((at, hits));
+            return;
+        }
         let a = Alert { kind, hits, at };
         self.alerts.push(a);
         out.push(Output::Alert(a));
