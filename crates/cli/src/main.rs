@@ -122,9 +122,10 @@ enum Command {
         /// Seconds between reports.
         #[arg(long, default_value_t = 10)]
         interval: u64,
-        /// Alert when requests over 2 minutes average more than this many per second.
-        #[arg(long, default_value_t = 10)]
-        threshold: u64,
+        /// Alert when requests over 2 minutes average more than this many per second (a
+        /// decimal such as 0.5; at least 0.008334, more than one request in 2 minutes).
+        #[arg(long, default_value = "10")]
+        threshold: banhammer_monitor::PerSecond,
         /// Rows in top lists.
         #[arg(long, default_value_t = 10)]
         top: usize,

@@ -194,6 +194,51 @@ fn reports_after_a_recovery_are_not_flagged_while_no_request_comes() {
     );
 }
 
+#[test]
+fn a_fractional_threshold_alerts_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.csv");
+    // 1 request every 2 s, then 1/s from 100 s: more than 60 in 2 minutes (0.5/s) at 110 s
+    // (50 + 11), never more than 120 (1/s).
+    let times = (0..100).step_by(2).chain(100..200);
+    let mut text = String::new();
+    for s in times {
+        writeln!(
+            text,
+            "\"10.0.0.1\",\"-\",\"-\",{},\"GET /a HTTP/1.0\",200,10",
+            T0 + s
+        )
+        .unwrap();
+    }
+    std::fs::write(&log, text).unwrap();
+    let (lines, _) = monitor(&log, &["--threshold", "0.5"]);
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{lines:?}");
+    assert_eq!(
+        (alerts[0]["at"].as_i64(), &alerts[0]["hits"]),
+        (Some(T0 + 110), &Value::from(61))
+    );
+    let (lines, _) = monitor(&log, &["--threshold", "1"]);
+    assert!(lines.iter().all(|l| l["type"] == "report"), "{lines:?}");
+
+    for zero in ["0", "0.0", "0.008"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+            .args(["monitor", "--log-format", "csv", "--replay", "--json"])
+            .args(["--threshold", zero, "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--threshold {zero} was accepted");
+        assert!(out.stdout.is_empty(), "nothing was monitored");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("--threshold {}", zero.trim_end_matches(".0")))
+                && stderr.contains("at least 1/120"),
+            "{stderr}"
+        );
+    }
+}
+
 /// Runs `banhammer monitor` with `args` under a 2 GB address-space limit, killed if it has not
 /// finished after about 60 s; returns its stdout. A monitor that builds a report per interval
 /// of a long gap runs out of that memory (or time) instead of taking the machine's.

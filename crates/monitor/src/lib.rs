@@ -16,6 +16,7 @@
 #![allow(clippy::must_use_candidate, clippy::module_name_repetitions)]
 
 mod app;
+mod rate;
 mod stats;
 mod text;
 pub mod tui;
@@ -25,6 +26,7 @@ use std::net::IpAddr;
 use banhammer_core::Timestamp;
 
 pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
+pub use rate::PerSecond;
 pub use stats::{Counter, Stats};
 pub use text::{alert_line, no_traffic_line, render_plain, to_json};
 

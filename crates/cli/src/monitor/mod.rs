@@ -14,6 +14,7 @@ use anyhow::Context;
 use banhammer_core::{Clock, Seconds, SystemClock, Timestamp};
 use banhammer_monitor::{
     alert_line, no_traffic_line, render_plain, to_json, App, MonitorConfig, Observation, Output,
+    PerSecond,
 };
 
 use sources::{Source, SourceState};
@@ -30,7 +31,7 @@ pub(crate) struct MonitorOptions {
     pub(crate) log_format: String,
     pub(crate) replay: bool,
     pub(crate) interval: u64,
-    pub(crate) threshold: u64,
+    pub(crate) threshold: PerSecond,
     pub(crate) top: usize,
     pub(crate) plain: bool,
     pub(crate) json: bool,
@@ -52,6 +53,22 @@ const LIVE_LAG: u64 = 1;
 const REPLAY_LAG: u64 = 5;
 
 pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
+    let config = MonitorConfig {
+        interval: opts.interval.max(1),
+        threshold: opts.threshold,
+        window: 120,
+        top: opts.top.max(1),
+    };
+    // The engine counts whole requests: a limit of 0 (once silently 1) is no threshold.
+    if config.alert_limit().is_none() {
+        anyhow::bail!(
+            "--threshold {}: the alert fires when requests over 2 minutes average more than \
+             this many per second, and it counts whole requests: the threshold must be at \
+             least 1/120 (0.008334: more than one request in 2 minutes); 0.5 means more \
+             than 60",
+            opts.threshold
+        );
+    }
     let mut source = sources::open(opts)?;
     let view = if opts.json {
         View::Json
@@ -65,12 +82,6 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let config = MonitorConfig {
-        interval: opts.interval.max(1),
-        threshold: opts.threshold,
-        window: 120,
-        top: opts.top.max(1),
-    };
     match view {
         View::Tui => tui::run(&mut *source, config, opts, &stop),
         View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),

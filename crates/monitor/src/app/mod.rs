@@ -11,7 +11,7 @@ use banhammer_core::{
 };
 
 use crate::stats::Stats;
-use crate::{section, Hit, Observation};
+use crate::{section, Hit, Observation, PerSecond};
 
 /// The monitor's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,19 +19,28 @@ pub struct MonitorConfig {
     /// Seconds between reports (`--interval`, 10).
     pub interval: u64,
     /// The alert fires when hits over `window` average more than this many per second
-    /// (`--threshold`, 10).
-    pub threshold: u64,
+    /// (`--threshold`, 10; fractions such as 0.5 allowed).
+    pub threshold: PerSecond,
     /// The alert's window in seconds (2 minutes).
     pub window: u64,
     /// Rows in top lists.
     pub top: usize,
 }
 
+impl MonitorConfig {
+    /// The alert's limit: it fires when the hits over the window are more than this. `None`
+    /// when the threshold allows less than one request per window (0, or below 1/120 per
+    /// second over 2 minutes), which the engine's whole-request limits cannot express.
+    pub fn alert_limit(&self) -> Option<NonZeroU64> {
+        self.threshold.limit(self.window.max(1))
+    }
+}
+
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
             interval: 10,
-            threshold: 10,
+            threshold: PerSecond::whole(10),
             window: 120,
             top: 10,
         }
@@ -177,14 +186,15 @@ pub struct App {
 }
 
 impl App {
-    /// A monitor starting at `start`.
+    /// A monitor starting at `start`. A threshold with no [`MonitorConfig::alert_limit`] is
+    /// taken as the lowest limit (more than one request per window): callers refuse it first,
+    /// as the binary does.
     ///
     /// # Panics
     ///
     /// Never: the one rule it builds is valid by construction.
     pub fn new(config: MonitorConfig, start: Timestamp) -> Self {
-        let limit = NonZeroU64::new(config.threshold.saturating_mul(config.window))
-            .unwrap_or(NonZeroU64::MIN);
+        let limit = config.alert_limit().unwrap_or(NonZeroU64::MIN);
         let window = Window::from_secs(config.window.max(1))
             .unwrap_or(Window::from_secs(120).expect("120 s"));
         let hits = MetricRule {

@@ -17,7 +17,7 @@ fn app() -> App {
     App::new(
         MonitorConfig {
             interval: 10,
-            threshold: 1,
+            threshold: PerSecond::whole(1),
             window: 10,
             top: 5,
         },
