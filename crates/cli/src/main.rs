@@ -104,9 +104,10 @@ enum Command {
         /// Interface to capture on.
         #[arg(long, short, default_value = "any")]
         interface: String,
-        /// BPF filter for the capture.
-        #[arg(long, default_value = "tcp port 80 or tcp port 8080")]
-        filter: String,
+        /// BPF filter (tcpdump syntax) for the packets read: live, "tcp port 80 or tcp port
+        /// 8080" unless given; a pcap file is read whole unless given.
+        #[arg(long, conflicts_with = "log")]
+        filter: Option<String>,
         /// Read packets from this pcap or pcapng file instead, in packet time.
         #[arg(long, conflicts_with = "log")]
         pcap: Option<PathBuf>,

@@ -567,3 +567,45 @@ fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
         "High traffic alert recovered - hits = 0, recovered at 2023-11-14T22:15:25Z"
     );
 }
+
+#[test]
+fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
+    use pcap::{Conn, Trace};
+    let mut t = Trace::new(T0);
+    for (port, path) in [(80, "/web"), (9000, "/api"), (9000, "/api")] {
+        Conn::open(&mut t, "198.51.100.1:40000", &format!("192.0.2.80:{port}"))
+            .send(
+                &mut t,
+                format!("GET {path} HTTP/1.1\r\nHost: site\r\n\r\n").as_bytes(),
+            )
+            .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .close(&mut t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ports.pcap");
+    t.write(&file, None);
+    let requests = |filter: Option<&str>| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--pcap".as_ref(), file.as_os_str()];
+        if let Some(f) = filter {
+            args.extend(["--filter", f].map(std::ffi::OsStr::new));
+        }
+        let (lines, stderr, status) = monitor_json(&args);
+        assert!(status.success(), "{stderr}");
+        last_total(&lines)["requests"].as_u64()
+    };
+    assert_eq!(requests(Some("tcp port 9000")), Some(2));
+    assert_eq!(requests(Some("tcp port 80")), Some(1));
+    assert_eq!(requests(None), Some(3), "no --filter: the whole file");
+
+    let (lines, stderr, status) = monitor_json(&[
+        "--pcap".as_ref(),
+        file.as_os_str(),
+        "--filter".as_ref(),
+        "tcp port".as_ref(),
+    ]);
+    assert!(!status.success() && lines.is_empty());
+    assert!(
+        stderr.contains("bad capture filter \"tcp port\""),
+        "{stderr}"
+    );
+}

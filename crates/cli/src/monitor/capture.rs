@@ -29,16 +29,26 @@ mod pcap {
     use super::super::sources::{shown, Source, SourceState};
     use super::super::MonitorOptions;
 
-    /// Opens `--pcap FILE` when given, otherwise a live capture on `--interface` with `--filter`.
+    /// What a live capture keeps without `--filter`: the ports where HTTP is usually spoken.
+    const LIVE_FILTER: &str = "tcp port 80 or tcp port 8080";
+
+    /// Opens `--pcap FILE` when given (with `--filter` if given: a file is read whole
+    /// otherwise), or a live capture on `--interface` with `--filter` or [`LIVE_FILTER`].
     pub(crate) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
         if let Some(path) = &opts.pcap {
-            let capture = open_file(path, Limits::default())?;
+            let mut capture = open_file(path, Limits::default())?;
+            if let Some(filter) = &opts.filter {
+                capture
+                    .set_filter(filter)
+                    .with_context(|| format!("monitor --pcap {}", path.display()))?;
+            }
             return Ok(Box::new(PcapReplay {
                 capture,
                 seen: Vec::new(),
             }));
         }
-        let capture = open_live(&opts.interface, &opts.filter, Limits::default())
+        let filter = opts.filter.as_deref().unwrap_or(LIVE_FILTER);
+        let capture = open_live(&opts.interface, filter, Limits::default())
             .with_context(|| format!("monitor --interface {}", opts.interface))?;
         // Tells the user (and tests) that packets are counted from now on; before a TUI takes
         // the screen, so it is seen only in plain and JSON modes.
@@ -47,7 +57,7 @@ mod pcap {
             eprintln!(
                 "banhammer monitor: capturing on {} (filter {:?}, link type {:?})",
                 opts.interface,
-                opts.filter,
+                filter,
                 capture.link_type()
             );
         }

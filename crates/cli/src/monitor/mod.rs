@@ -25,7 +25,8 @@ use sources::{Source, SourceState};
 #[cfg_attr(not(feature = "capture"), allow(dead_code))]
 pub(crate) struct MonitorOptions {
     pub(crate) interface: String,
-    pub(crate) filter: String,
+    /// `--filter`; live capture has a default, a file is read whole without one.
+    pub(crate) filter: Option<String>,
     pub(crate) pcap: Option<PathBuf>,
     pub(crate) log: Option<PathBuf>,
     pub(crate) log_format: String,
