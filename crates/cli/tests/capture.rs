@@ -275,6 +275,11 @@ mod pcap {
             self
         }
 
+        /// The file's size so far.
+        pub(crate) fn len(&self) -> usize {
+            self.bytes.len()
+        }
+
         /// Writes the file, or its first `cut` bytes.
         pub(crate) fn write(&self, path: &Path, cut: Option<usize>) {
             let end = cut.unwrap_or(self.bytes.len()).min(self.bytes.len());
@@ -608,4 +613,52 @@ fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
         stderr.contains("bad capture filter \"tcp port\""),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
+    use pcap::{Conn, Trace};
+    let mut t = Trace::new(T0);
+    Conn::open(&mut t, "198.51.100.1:40001", "192.0.2.80:80")
+        .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    t.at(T0 + 12);
+    let mut b = Conn::open(&mut t, "198.51.100.1:40002", "192.0.2.80:80");
+    b.send(&mut t, b"GET /b HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(
+            &mut t,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        );
+    t.at(T0 + 15);
+    // The file ends 20 bytes into this packet, as when tcpdump is killed or a disk fills.
+    let cut = t.len() + 16 + 20;
+    b.send(&mut t, b"GET /c HTTP/1.1\r\nHost: site\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cut.pcap");
+    t.write(&file, Some(cut));
+
+    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cut.pcap") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    let reports: Vec<(i64, i64, u64)> = lines
+        .iter()
+        .filter(|l| l["type"] == "report")
+        .map(|l| {
+            (
+                l["from"].as_i64().unwrap() - T0,
+                l["to"].as_i64().unwrap() - T0,
+                l["interval"]["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reports, [(0, 10, 1), (10, 13, 1)], "{lines:?}");
+    let total = last_total(&lines);
+    assert_eq!(
+        (&total["requests"], &total["responses"]),
+        (&2.into(), &2.into())
+    );
+    assert_eq!(total["status_classes"]["4xx"], 1);
 }

@@ -19,6 +19,8 @@ pub(super) fn open(
 mod pcap {
     //! The libpcap sources.
 
+    use std::path::PathBuf;
+
     use anyhow::Context;
     use banhammer_capture::{
         open_file, open_live, FileCapture, KernelStats, Limits, LiveCapture, Seen,
@@ -44,6 +46,7 @@ mod pcap {
             }
             return Ok(Box::new(PcapReplay {
                 capture,
+                path: path.clone(),
                 seen: Vec::new(),
             }));
         }
@@ -94,13 +97,17 @@ mod pcap {
     /// A pcap or pcapng file, replayed in packet time.
     struct PcapReplay {
         capture: FileCapture,
+        path: PathBuf,
         seen: Vec<Seen>,
     }
 
     impl Source for PcapReplay {
         fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
-            let more = self.capture.next_batch(&mut self.seen)?;
+            let read = self.capture.next_batch(&mut self.seen);
+            // What the packets before an error (a file cut short) completed still counts: the
+            // run reports it before the error.
             out.extend(self.seen.drain(..).map(observation));
+            let more = read.with_context(|| format!("monitor --pcap {}", self.path.display()))?;
             Ok(if more {
                 SourceState::More
             } else {

@@ -121,8 +121,27 @@ impl RunClock {
     }
 }
 
-/// Reads the source until it is done (replays) or a signal comes (live), advancing the app
-/// and handing every output to `emit`.
+/// How a run ended: its app (none if nothing was seen), and the source's error if reading
+/// failed (a file cut short), reported after what was read before it.
+struct Ended {
+    app: Option<App>,
+    failed: Option<anyhow::Error>,
+}
+
+impl Ended {
+    /// The source's error, if any, now that its reports are out.
+    fn result(self) -> anyhow::Result<ExitCode> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Reads the source until it is done (replays), fails, or a signal comes (live), advancing
+/// the app and handing every output to `emit`. A source that fails ends the run as the end
+/// of its input does: what it gave before is counted and reported, then the error is
+/// returned in [`Ended`].
 fn drive(
     source: &mut dyn Source,
     config: MonitorConfig,
@@ -130,16 +149,20 @@ fn drive(
     stop: &AtomicBool,
     mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
     mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
-) -> anyhow::Result<Option<App>> {
+) -> anyhow::Result<Ended> {
     let mut clock = RunClock {
         live: source.live(),
         newest: None,
     };
     let mut batch = Vec::new();
     let mut app: Option<App> = None;
+    let mut failed = None;
     loop {
         batch.clear();
-        let state = source.poll(&mut batch)?;
+        let state = source.poll(&mut batch).unwrap_or_else(|e| {
+            failed = Some(e);
+            SourceState::Done
+        });
         for obs in batch.drain(..) {
             clock.observe(&obs);
             let app = app.get_or_insert_with(|| App::new(config, clock.start()));
@@ -182,7 +205,7 @@ fn drive(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(app)
+    Ok(Ended { app, failed })
 }
 
 /// The end of a run (input over, `--duration` reached, a signal): counts what is still
@@ -225,7 +248,7 @@ fn print_loop(
         },
     );
     match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(ended) => ended.result(),
         // The reader went away (`| head`): that is the end, not an error.
         Err(e)
             if e.downcast_ref::<io::Error>()
@@ -245,7 +268,7 @@ mod tui {
     use crossterm::event::{self, Event, KeyCode, KeyModifiers};
     use ratatui::DefaultTerminal;
 
-    use super::{drive, MonitorConfig, MonitorOptions, Source};
+    use super::{drive, Ended, MonitorConfig, MonitorOptions, Source};
 
     pub(super) fn run(
         source: &mut dyn Source,
@@ -276,8 +299,9 @@ mod tui {
             },
             |_| Ok(()),
         );
-        // A replay has ended: keep showing what it found until the user quits.
-        if let (Ok(Some(app)), false) = (&result, quit) {
+        // A replay has ended (or its file failed): keep showing what it found until the user
+        // quits; the error, if any, is printed once the terminal is restored.
+        if let (Ok(Ended { app: Some(app), .. }), false) = (&result, quit) {
             loop {
                 terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
                 if event::poll(Duration::from_millis(250))? {
@@ -296,6 +320,6 @@ mod tui {
             }
         }
         ratatui::restore();
-        result.map(|_| std::process::ExitCode::SUCCESS)
+        result.and_then(Ended::result)
     }
 }
