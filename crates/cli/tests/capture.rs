@@ -662,3 +662,33 @@ fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
     );
     assert_eq!(total["status_classes"]["4xx"], 1);
 }
+
+#[test]
+fn an_ipv4_mapped_client_is_counted_as_its_ipv4_address() {
+    use pcap::{Conn, Trace};
+    // A dual-stack proxy in front of the server: the same client once over IPv4, once as an
+    // IPv4-mapped IPv6 address, and a real IPv6 client.
+    let mut t = Trace::new(T0);
+    for (client, server) in [
+        ("203.0.113.9:40001", "192.0.2.80:80"),
+        ("[::ffff:203.0.113.9]:40002", "[::ffff:192.0.2.80]:80"),
+        ("[2001:db8::9]:40003", "[2001:db8::80]:80"),
+    ] {
+        Conn::open(&mut t, client, server)
+            .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+            .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .close(&mut t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mapped.pcap");
+    t.write(&file, None);
+    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    assert!(status.success(), "{stderr}");
+    let total = last_total(&lines);
+    assert_eq!(total["requests"], 3);
+    assert_eq!(total["unique_clients"], 2, "{total}");
+    assert_eq!(
+        total["top_clients"],
+        serde_json::json!([["203.0.113.9", 2], ["2001:db8::9", 1]])
+    );
+}

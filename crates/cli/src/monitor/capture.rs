@@ -76,12 +76,14 @@ mod pcap {
         Timestamp::from_unix(time_us.div_euclid(1_000_000))
     }
 
-    /// A request or response seen on the wire as the monitor's observation.
+    /// A request or response seen on the wire as the monitor's observation. An IPv4-mapped
+    /// client (`::ffff:203.0.113.9`, behind a dual-stack proxy or translator) is its IPv4
+    /// address, so that one client is counted once whichever way it came.
     fn observation(seen: Seen) -> Observation {
         match seen {
             Seen::Request(r) => Observation::Request(Hit {
                 time: seconds(r.time_us),
-                client: r.client,
+                client: r.client.to_canonical(),
                 host: r.host.as_deref().map(shown),
                 method: Some(shown(&r.method)),
                 path: Some(shown(&r.target)),
