@@ -1,7 +1,7 @@
 //! Drives `banhammer monitor` on real packets: a live capture on `lo` while a real client talks
 //! to a real server, and the pcap file `tcpdump` wrote of the same traffic (needs root or
 //! CAP_NET_RAW, as CI has: without it that test fails rather than skips); and pcap files built
-//! here that look like real captures (`pcap::Trace`): odd request lines a scanner sends,
+//! here that look like real captures (`trace::Trace`): odd request lines a scanner sends,
 //! filters, truncated files, IPv4-mapped clients.
 // Built with the binary's `capture` feature, as scripts/test does.
 #![cfg(feature = "capture")]
@@ -16,6 +16,9 @@ use std::thread;
 
 use banhammer_testkit::wait;
 use serde_json::Value;
+
+mod trace;
+use trace::{Conn, Trace};
 
 const SECTIONS: [&str; 4] = ["/api/user", "/api/help", "/report", "/pages/create"];
 /// Sent by hand, each head in two segments.
@@ -234,212 +237,20 @@ fn a_missing_pcap_file_is_a_clear_error() {
     assert!(stderr.contains("/nonexistent/x.pcap"), "{stderr}");
 }
 
-mod pcap {
-    //! pcap files of TCP connections in Ethernet frames, written byte by byte as libpcap
-    //! writes them (the binary's tests have no packet-building crate).
-
-    use std::net::{IpAddr, SocketAddr};
-    use std::path::Path;
-
-    const SYN: u8 = 0x02;
-    const FIN: u8 = 0x01;
-    const PSH_ACK: u8 = 0x18;
-    const ACK: u8 = 0x10;
-
-    /// A capture being written: packets in time order, each 100 µs after the previous one
-    /// unless [`Trace::at`] moves the clock.
-    pub(crate) struct Trace {
-        bytes: Vec<u8>,
-        time_us: i64,
-    }
-
-    impl Trace {
-        /// An Ethernet capture whose first packet is at `unix` seconds.
-        pub(crate) fn new(unix: i64) -> Trace {
-            let mut bytes = Vec::new();
-            bytes.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
-            bytes.extend_from_slice(&2u16.to_le_bytes());
-            bytes.extend_from_slice(&4u16.to_le_bytes());
-            bytes.extend_from_slice(&[0; 8]); // time zone, accuracy
-            bytes.extend_from_slice(&262_144u32.to_le_bytes());
-            bytes.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-            Trace {
-                bytes,
-                time_us: unix * 1_000_000,
-            }
-        }
-
-        /// Packets from now on are at `unix` seconds (and 100 µs apart).
-        pub(crate) fn at(&mut self, unix: i64) -> &mut Trace {
-            self.time_us = self.time_us.max(unix * 1_000_000);
-            self
-        }
-
-        /// The file's size so far.
-        pub(crate) fn len(&self) -> usize {
-            self.bytes.len()
-        }
-
-        /// Writes the file, or its first `cut` bytes.
-        pub(crate) fn write(&self, path: &Path, cut: Option<usize>) {
-            let end = cut.unwrap_or(self.bytes.len()).min(self.bytes.len());
-            std::fs::write(path, &self.bytes[..end]).unwrap();
-        }
-
-        fn packet(
-            &mut self,
-            src: SocketAddr,
-            dst: SocketAddr,
-            seq: u32,
-            ack: u32,
-            flags: u8,
-            payload: &[u8],
-        ) {
-            let mut tcp = Vec::new();
-            tcp.extend_from_slice(&src.port().to_be_bytes());
-            tcp.extend_from_slice(&dst.port().to_be_bytes());
-            tcp.extend_from_slice(&seq.to_be_bytes());
-            tcp.extend_from_slice(&ack.to_be_bytes());
-            tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-            tcp.extend_from_slice(payload);
-            let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-            match (src.ip(), dst.ip()) {
-                (IpAddr::V4(s), IpAddr::V4(d)) => {
-                    frame.extend_from_slice(&0x0800u16.to_be_bytes());
-                    let total = u16::try_from(20 + tcp.len()).unwrap();
-                    let mut ip = vec![0x45, 0];
-                    ip.extend_from_slice(&total.to_be_bytes());
-                    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
-                    ip.extend_from_slice(&s.octets());
-                    ip.extend_from_slice(&d.octets());
-                    let sum = ip
-                        .chunks(2)
-                        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-                        .sum::<u32>();
-                    let sum = (sum & 0xffff) + (sum >> 16);
-                    let sum = !u16::try_from((sum & 0xffff) + (sum >> 16)).unwrap();
-                    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-                    frame.extend_from_slice(&ip);
-                }
-                (IpAddr::V6(s), IpAddr::V6(d)) => {
-                    frame.extend_from_slice(&0x86ddu16.to_be_bytes());
-                    frame.extend_from_slice(&[0x60, 0, 0, 0]);
-                    frame.extend_from_slice(&u16::try_from(tcp.len()).unwrap().to_be_bytes());
-                    frame.extend_from_slice(&[6, 64]);
-                    frame.extend_from_slice(&s.octets());
-                    frame.extend_from_slice(&d.octets());
-                }
-                _ => panic!("mixed address families"),
-            }
-            frame.extend_from_slice(&tcp);
-            self.time_us += 100;
-            let len = u32::try_from(frame.len()).unwrap();
-            let secs = u32::try_from(self.time_us / 1_000_000).unwrap();
-            let micros = u32::try_from(self.time_us % 1_000_000).unwrap();
-            for field in [secs, micros, len, len] {
-                self.bytes.extend_from_slice(&field.to_le_bytes());
-            }
-            self.bytes.extend_from_slice(&frame);
-        }
-    }
-
-    /// One TCP connection: its ends and next sequence numbers.
-    pub(crate) struct Conn {
-        client: SocketAddr,
-        server: SocketAddr,
-        client_seq: u32,
-        server_seq: u32,
-    }
-
-    impl Conn {
-        /// Opens a connection from `client` to `server` (`"10.0.0.1:40000"`) with a handshake.
-        pub(crate) fn open(trace: &mut Trace, client: &str, server: &str) -> Conn {
-            let mut c = Conn {
-                client: client.parse().unwrap(),
-                server: server.parse().unwrap(),
-                client_seq: 1_000,
-                server_seq: 9_000,
-            };
-            trace.packet(c.client, c.server, c.client_seq, 0, SYN, b"");
-            trace.packet(
-                c.server,
-                c.client,
-                c.server_seq,
-                c.client_seq + 1,
-                SYN | ACK,
-                b"",
-            );
-            c.client_seq += 1;
-            c.server_seq += 1;
-            trace.packet(c.client, c.server, c.client_seq, c.server_seq, ACK, b"");
-            c
-        }
-
-        /// The client sends `bytes` in one segment.
-        pub(crate) fn send(&mut self, trace: &mut Trace, bytes: &[u8]) -> &mut Conn {
-            trace.packet(
-                self.client,
-                self.server,
-                self.client_seq,
-                self.server_seq,
-                PSH_ACK,
-                bytes,
-            );
-            self.client_seq += u32::try_from(bytes.len()).unwrap();
-            self
-        }
-
-        /// The server answers `bytes` in one segment.
-        pub(crate) fn answer(&mut self, trace: &mut Trace, bytes: &[u8]) -> &mut Conn {
-            trace.packet(
-                self.server,
-                self.client,
-                self.server_seq,
-                self.client_seq,
-                PSH_ACK,
-                bytes,
-            );
-            self.server_seq += u32::try_from(bytes.len()).unwrap();
-            self
-        }
-
-        /// The server closes, then the client.
-        pub(crate) fn close(&mut self, trace: &mut Trace) {
-            let fin = FIN | ACK;
-            trace.packet(
-                self.server,
-                self.client,
-                self.server_seq,
-                self.client_seq,
-                fin,
-                b"",
-            );
-            self.server_seq += 1;
-            trace.packet(
-                self.client,
-                self.server,
-                self.client_seq,
-                self.server_seq,
-                fin,
-                b"",
-            );
-            self.client_seq += 1;
-            trace.packet(
-                self.server,
-                self.client,
-                self.server_seq,
-                self.client_seq,
-                ACK,
-                b"",
-            );
-        }
-    }
-}
-
-/// `banhammer monitor --json` with `args`: its JSON lines, stderr and exit status.
-fn monitor_json(args: &[&std::ffi::OsStr]) -> (Vec<Value>, String, std::process::ExitStatus) {
+/// Writes `trace` (its first `cut` bytes, if given) to `trace.pcap` in a scratch folder and
+/// runs `banhammer monitor --json --pcap` on it with `args`: its JSON lines, stderr and exit
+/// status.
+fn monitor_trace(
+    trace: &Trace,
+    cut: Option<usize>,
+    args: &[&str],
+) -> (Vec<Value>, String, std::process::ExitStatus) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace.pcap");
+    trace.write(&file, cut);
     let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
-        .args(["monitor", "--json"])
+        .args(["monitor", "--json", "--pcap"])
+        .arg(&file)
         .args(args)
         .output()
         .unwrap();
@@ -464,7 +275,6 @@ const T0: i64 = 1_700_000_000;
 
 #[test]
 fn request_lines_a_server_answers_count_whatever_their_version() {
-    use pcap::{Conn, Trace};
     let server = "192.0.2.80:80";
     let mut t = Trace::new(T0);
     // A web server that ignores CONNECT and serves its page, on a keep-alive connection.
@@ -505,11 +315,7 @@ fn request_lines_a_server_answers_count_whatever_their_version() {
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )
         .close(&mut t);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("scan.pcap");
-    t.write(&file, None);
-
-    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    let (lines, stderr, status) = monitor_trace(&t, None, &[]);
     assert!(status.success(), "{stderr}");
     let total = last_total(&lines);
     // Wireshark (`tshark -z http,tree`) counts the same 8 requests and 7 responses.
@@ -534,7 +340,6 @@ fn request_lines_a_server_answers_count_whatever_their_version() {
 
 #[test]
 fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
-    use pcap::{Conn, Trace};
     // 1,000 requests in one second, pipelined over 10 connections, then quiet until the
     // alert recovers; `--threshold 1` alerts at more than 120 in 2 minutes.
     let mut t = Trace::new(T0);
@@ -547,16 +352,7 @@ fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
     }
     t.at(T0 + 130);
     conns[0].send(&mut t, b"GET /late HTTP/1.1\r\nHost: site\r\n\r\n");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("burst.pcap");
-    t.write(&file, None);
-
-    let (lines, stderr, status) = monitor_json(&[
-        "--pcap".as_ref(),
-        file.as_os_str(),
-        "--threshold".as_ref(),
-        "1".as_ref(),
-    ]);
+    let (lines, stderr, status) = monitor_trace(&t, None, &["--threshold", "1"]);
     assert!(status.success(), "{stderr}");
     let alerts: Vec<&Value> = lines
         .iter()
@@ -575,7 +371,6 @@ fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
 
 #[test]
 fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
-    use pcap::{Conn, Trace};
     let mut t = Trace::new(T0);
     for (port, path) in [(80, "/web"), (9000, "/api"), (9000, "/api")] {
         Conn::open(&mut t, "198.51.100.1:40000", &format!("192.0.2.80:{port}"))
@@ -586,15 +381,9 @@ fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
             .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
             .close(&mut t);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ports.pcap");
-    t.write(&file, None);
     let requests = |filter: Option<&str>| {
-        let mut args: Vec<&std::ffi::OsStr> = vec!["--pcap".as_ref(), file.as_os_str()];
-        if let Some(f) = filter {
-            args.extend(["--filter", f].map(std::ffi::OsStr::new));
-        }
-        let (lines, stderr, status) = monitor_json(&args);
+        let args = filter.map(|f| vec!["--filter", f]).unwrap_or_default();
+        let (lines, stderr, status) = monitor_trace(&t, None, &args);
         assert!(status.success(), "{stderr}");
         last_total(&lines)["requests"].as_u64()
     };
@@ -602,12 +391,7 @@ fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
     assert_eq!(requests(Some("tcp port 80")), Some(1));
     assert_eq!(requests(None), Some(3), "no --filter: the whole file");
 
-    let (lines, stderr, status) = monitor_json(&[
-        "--pcap".as_ref(),
-        file.as_os_str(),
-        "--filter".as_ref(),
-        "tcp port".as_ref(),
-    ]);
+    let (lines, stderr, status) = monitor_trace(&t, None, &["--filter", "tcp port"]);
     assert!(!status.success() && lines.is_empty());
     assert!(
         stderr.contains("bad capture filter \"tcp port\""),
@@ -617,7 +401,6 @@ fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
 
 #[test]
 fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
-    use pcap::{Conn, Trace};
     let mut t = Trace::new(T0);
     Conn::open(&mut t, "198.51.100.1:40001", "192.0.2.80:80")
         .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
@@ -633,14 +416,10 @@ fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
     // The file ends 20 bytes into this packet, as when tcpdump is killed or a disk fills.
     let cut = t.len() + 16 + 20;
     b.send(&mut t, b"GET /c HTTP/1.1\r\nHost: site\r\n\r\n");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cut.pcap");
-    t.write(&file, Some(cut));
-
-    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    let (lines, stderr, status) = monitor_trace(&t, Some(cut), &[]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("cut.pcap") && stderr.contains("truncated"),
+        stderr.contains("trace.pcap") && stderr.contains("truncated"),
         "{stderr}"
     );
     let reports: Vec<(i64, i64, u64)> = lines
@@ -665,7 +444,6 @@ fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
 
 #[test]
 fn an_ipv4_mapped_client_is_counted_as_its_ipv4_address() {
-    use pcap::{Conn, Trace};
     // A dual-stack proxy in front of the server: the same client once over IPv4, once as an
     // IPv4-mapped IPv6 address, and a real IPv6 client.
     let mut t = Trace::new(T0);
@@ -679,10 +457,7 @@ fn an_ipv4_mapped_client_is_counted_as_its_ipv4_address() {
             .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
             .close(&mut t);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("mapped.pcap");
-    t.write(&file, None);
-    let (lines, stderr, status) = monitor_json(&["--pcap".as_ref(), file.as_os_str()]);
+    let (lines, stderr, status) = monitor_trace(&t, None, &[]);
     assert!(status.success(), "{stderr}");
     let total = last_total(&lines);
     assert_eq!(total["requests"], 3);

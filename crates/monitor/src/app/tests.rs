@@ -272,23 +272,31 @@ fn a_few_empty_intervals_are_still_reported_one_by_one() {
     assert!(a.no_traffic().is_none());
 }
 
-/// Each report's `(from, to, alerting)`, relative to `T0`.
-fn flags(out: &[Output]) -> Vec<(i64, i64, bool)> {
+/// The reports in order, one character each: `+` alerting, `-` not (the test app's reports
+/// are the 10 s intervals from `T0`).
+fn flags(out: &[Output]) -> String {
     out.iter()
         .filter_map(|o| match o {
-            Output::Report(r) => Some((r.from.as_unix() - T0, r.to.as_unix() - T0, r.alerting)),
+            Output::Report(r) => Some(if r.alerting { '+' } else { '-' }),
             Output::Alert(_) | Output::NoTraffic(_) => None,
         })
         .collect()
 }
 
+/// A fresh app given `(second, hits)` and advanced to `to`: the app and its outputs.
+fn after(seconds: &[(i64, usize)], to: i64) -> (App, Vec<Output>) {
+    let mut a = app();
+    for &(at, n) in seconds {
+        hits(&mut a, at, n);
+    }
+    let out = a.advance(ts(to));
+    (a, out)
+}
+
 #[test]
 fn reports_after_the_recovery_are_not_flagged_though_nothing_came() {
-    let mut a = app();
-    hits(&mut a, 15, 20);
-    hits(&mut a, 55, 1);
     // One advance crosses the trigger (15), the recovery (25) and four interval ends.
-    let out = a.advance(ts(55));
+    let (_, out) = after(&[(15, 20), (55, 1)], 55);
     assert_eq!(
         alerts(&out)
             .iter()
@@ -298,60 +306,31 @@ fn reports_after_the_recovery_are_not_flagged_though_nothing_came() {
     );
     assert_eq!(
         flags(&out),
-        [
-            (0, 10, false),
-            (10, 20, true),
-            (20, 30, false),
-            (30, 40, false),
-            (40, 50, false)
-        ],
-        "on in an interval's last second, and only then"
+        "-+---",
+        "on in an interval's last second (19 of [10, 20)), and only then"
     );
     // A recovery in an interval's first second: the interval before ends alerting.
-    let mut a = app();
-    hits(&mut a, 10, 20);
-    let out = a.advance(ts(45));
+    let (mut a, out) = after(&[(10, 20)], 45);
     assert_eq!(
         alerts(&out).last().map(|&(k, _, at)| (k, at)),
         Some((AlertKind::Recovered, 20))
     );
     hits(&mut a, 60, 20);
     let out = [out, a.advance(ts(80))].concat();
-    assert_eq!(
-        flags(&out),
-        [
-            (0, 10, false),
-            (10, 20, true),
-            (20, 30, false),
-            (30, 40, false),
-            (40, 50, false),
-            (50, 60, false),
-            (60, 70, true),
-            (70, 80, false)
-        ]
-    );
+    assert_eq!(flags(&out), "-+----+-", "[10, 20) and [60, 70) up to 80");
 }
 
 #[test]
 fn the_alert_tells_the_hits_of_its_whole_second() {
     // 1,000 requests in one second over a limit of 10: the 11th crosses it, the second ends
     // with 1,000 in the window.
-    let mut a = app();
-    hits(&mut a, 3, 1000);
-    hits(&mut a, 4, 5);
-    let out = a.advance(ts(4));
+    let (a, out) = after(&[(3, 1000), (4, 5)], 4);
     assert_eq!(alerts(&out), [(AlertKind::Triggered, 1000, 3)]);
     assert_eq!(a.alerts().len(), 1);
     // Told at the end of an advance, when the clock stops inside that second.
-    let mut a = app();
-    hits(&mut a, 3, 1000);
-    let out = a.advance(ts(3));
+    let (_, out) = after(&[(3, 1000)], 3);
     assert_eq!(alerts(&out), [(AlertKind::Triggered, 1000, 3)]);
     // Earlier seconds still in the window count too; later seconds do not.
-    let mut a = app();
-    hits(&mut a, 3, 20);
-    hits(&mut a, 2, 4);
-    hits(&mut a, 9, 7);
-    let out = a.advance(ts(20));
+    let (_, out) = after(&[(3, 20), (2, 4), (9, 7)], 20);
     assert_eq!(alerts(&out)[0], (AlertKind::Triggered, 24, 3));
 }
