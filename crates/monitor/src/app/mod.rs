@@ -150,7 +150,11 @@ const INTERVAL_CAP: usize = 100_000;
 /// Seconds of per-second counts kept for the sparkline.
 const SPARK: usize = 120;
 /// Most observations waiting for the clock; past it the oldest are taken at once.
+#[cfg(not(test))]
 const MAX_PENDING: usize = 1_000_000;
+/// Small in unit tests, so that they reach it.
+#[cfg(test)]
+const MAX_PENDING: usize = 1_000;
 /// Empty intervals reported one by one when the clock crosses them in one step; a longer run
 /// is one [`NoTraffic`], so that a gap costs the same whatever its length (a 10-year jump in a
 /// corrupted pcap made one report per interval, and took all memory). A live clock crosses
@@ -176,6 +180,8 @@ pub struct App {
     /// An alert that fired in this second (and the count at the crossing request): it is told
     /// once the second is over, with the second's total.
     firing: Option<(Timestamp, u64)>,
+    /// Alerts that came of observations counted early (too many waiting), not yet handed out.
+    early: Vec<Output>,
     per_second: VecDeque<(Timestamp, u64)>,
     last_report: Option<Report>,
     /// The latest run of empty intervals not reported one by one.
@@ -220,6 +226,7 @@ impl App {
             alerts: Vec::new(),
             alerting: false,
             firing: None,
+            early: Vec::new(),
             per_second: VecDeque::new(),
             last_report: None,
             no_traffic: None,
@@ -235,11 +242,13 @@ impl App {
         self.pending
             .push(Reverse(Pending(obs.time(), self.seq, obs)));
         if self.pending.len() > MAX_PENDING {
-            // Far ahead of the clock: count the oldest now rather than grow without bound.
-            let mut out = Vec::new();
+            // Far ahead of the clock: count the oldest now rather than grow without bound. An
+            // alert that comes of it waits for the next `advance` to be handed out.
+            let mut out = std::mem::take(&mut self.early);
             if let Some(Reverse(p)) = self.pending.pop() {
                 self.count(p.2, &mut out);
             }
+            self.early = out;
         }
     }
 
@@ -252,7 +261,7 @@ impl App {
     /// Moves the clock to `now` (never back): counts what is due, in time order, and returns
     /// the reports of intervals that ended and the alerts and recoveries, in time order.
     pub fn advance(&mut self, now: Timestamp) -> Vec<Output> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.early);
         let now = now.max(self.now);
         while let Some(Reverse(p)) = self.pending.peek() {
             if p.0 > now {

@@ -334,3 +334,20 @@ fn the_alert_tells_the_hits_of_its_whole_second() {
     let (_, out) = after(&[(3, 20), (2, 4), (9, 7)], 20);
     assert_eq!(alerts(&out)[0], (AlertKind::Triggered, 24, 3));
 }
+
+#[test]
+fn a_recovery_met_while_too_many_observations_wait_is_still_told() {
+    let (mut a, out) = after(&[(0, 20)], 0);
+    assert_eq!(alerts(&out), [(AlertKind::Triggered, 20, 0)]);
+    // More than `MAX_PENDING` wait: the oldest is counted at once, and its second (100) is
+    // past the recovery (10).
+    hits(&mut a, 100, MAX_PENDING + 1);
+    let out = a.advance(ts(100));
+    assert_eq!(
+        alerts(&out),
+        [
+            (AlertKind::Recovered, 0, 10),
+            (AlertKind::Triggered, MAX_PENDING as u64 + 1, 100)
+        ]
+    );
+}
