@@ -104,9 +104,10 @@ enum Command {
         /// Interface to capture on.
         #[arg(long, short, default_value = "any")]
         interface: String,
-        /// BPF filter for the capture.
-        #[arg(long, default_value = "tcp port 80 or tcp port 8080")]
-        filter: String,
+        /// BPF filter (tcpdump syntax) for the packets read: live, "tcp port 80 or tcp port
+        /// 8080" unless given; a pcap file is read whole unless given.
+        #[arg(long, conflicts_with = "log")]
+        filter: Option<String>,
         /// Read packets from this pcap or pcapng file instead, in packet time.
         #[arg(long, conflicts_with = "log")]
         pcap: Option<PathBuf>,
@@ -122,9 +123,10 @@ enum Command {
         /// Seconds between reports.
         #[arg(long, default_value_t = 10)]
         interval: u64,
-        /// Alert when requests over 2 minutes average more than this many per second.
-        #[arg(long, default_value_t = 10)]
-        threshold: u64,
+        /// Alert when requests over 2 minutes average more than this many per second (a
+        /// decimal such as 0.5; at least 0.008334, more than one request in 2 minutes).
+        #[arg(long, default_value = "10")]
+        threshold: banhammer_monitor::PerSecond,
         /// Rows in top lists.
         #[arg(long, default_value_t = 10)]
         top: usize,

@@ -1,6 +1,8 @@
 //! Drives `banhammer monitor` on real packets: a live capture on `lo` while a real client talks
-//! to a real server, and the pcap file `tcpdump` wrote of the same traffic. Needs root (or
-//! CAP_NET_RAW), as CI has: without it the test fails rather than skips.
+//! to a real server, and the pcap file `tcpdump` wrote of the same traffic (needs root or
+//! CAP_NET_RAW, as CI has: without it that test fails rather than skips); and pcap files built
+//! here that look like real captures (`trace::Trace`): odd request lines a scanner sends,
+//! filters, truncated files, IPv4-mapped clients.
 // Built with the binary's `capture` feature, as scripts/test does.
 #![cfg(feature = "capture")]
 
@@ -14,6 +16,9 @@ use std::thread;
 
 use banhammer_testkit::wait;
 use serde_json::Value;
+
+mod trace;
+use trace::{Conn, Trace};
 
 const SECTIONS: [&str; 4] = ["/api/user", "/api/help", "/report", "/pages/create"];
 /// Sent by hand, each head in two segments.
@@ -230,4 +235,235 @@ fn a_missing_pcap_file_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/x.pcap"), "{stderr}");
+}
+
+/// Writes `trace` (its first `cut` bytes, if given) to `trace.pcap` in a scratch folder and
+/// runs `banhammer monitor --json --pcap` on it with `args`: its JSON lines, stderr and exit
+/// status.
+fn monitor_trace(
+    trace: &Trace,
+    cut: Option<usize>,
+    args: &[&str],
+) -> (Vec<Value>, String, std::process::ExitStatus) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trace.pcap");
+    trace.write(&file, cut);
+    let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+        .args(["monitor", "--json", "--pcap"])
+        .arg(&file)
+        .args(args)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, String::from_utf8(out.stderr).unwrap(), out.status)
+}
+
+/// The last report's totals.
+fn last_total(lines: &[Value]) -> &Value {
+    &lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "report")
+        .expect("a report")["total"]
+}
+
+const T0: i64 = 1_700_000_000;
+
+#[test]
+fn request_lines_a_server_answers_count_whatever_their_version() {
+    let server = "192.0.2.80:80";
+    let mut t = Trace::new(T0);
+    // A web server that ignores CONNECT and serves its page, on a keep-alive connection.
+    let mut a = Conn::open(&mut t, "198.51.100.1:40001", server);
+    a.send(&mut t, b"GET / HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .send(
+            &mut t,
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        )
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .send(&mut t, b"GET /after HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        .close(&mut t);
+    // Malformed versions: answered 400, and the server closes.
+    for (port, line) in [(40002, "GET / HTTP/1."), (40003, "GET /x HTTP/1.0.8")] {
+        let client = format!("198.51.100.1:{port}");
+        Conn::open(&mut t, &client, server)
+            .send(&mut t, format!("{line}\r\nHost: site\r\n\r\n").as_bytes())
+            .answer(
+                &mut t,
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad",
+            )
+            .close(&mut t);
+    }
+    // HTTP/0.9 after a keep-alive exchange: answered with the bare page.
+    Conn::open(&mut t, "198.51.100.1:40004", server)
+        .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .send(&mut t, b"GET /\r\n\r\n")
+        .answer(&mut t, b"<html>hello</html>\n")
+        .close(&mut t);
+    // A proxy probe without a version.
+    Conn::open(&mut t, "198.51.100.1:40005", server)
+        .send(&mut t, b"CONNECT example.com:443\r\n\r\n")
+        .answer(
+            &mut t,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .close(&mut t);
+    let (lines, stderr, status) = monitor_trace(&t, None, &[]);
+    assert!(status.success(), "{stderr}");
+    let total = last_total(&lines);
+    // Wireshark (`tshark -z http,tree`) counts the same 8 requests and 7 responses.
+    assert_eq!(total["requests"], 8, "{total}");
+    assert_eq!(total["responses"], 7, "{total}");
+    assert_eq!(
+        total["methods"],
+        serde_json::json!([["GET", 6], ["CONNECT", 2]]),
+        "{total}"
+    );
+    assert_eq!(total["status_classes"]["4xx"], 3);
+    assert!(
+        total["top_sections"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["example.com:443/", 2])),
+        "a CONNECT's target is its host: {total}"
+    );
+    let rate = total["error_rate"].as_f64().unwrap();
+    assert!((rate - 3.0 / 7.0).abs() < 1e-9, "{rate}");
+}
+
+#[test]
+fn the_alert_says_the_hits_of_the_whole_second_it_fired_in() {
+    // 1,000 requests in one second, pipelined over 10 connections, then quiet until the
+    // alert recovers; `--threshold 1` alerts at more than 120 in 2 minutes.
+    let mut t = Trace::new(T0);
+    let mut conns: Vec<Conn> = (0..10)
+        .map(|i| Conn::open(&mut t, &format!("198.51.100.{i}:40000"), "192.0.2.80:80"))
+        .collect();
+    t.at(T0 + 5);
+    for i in 0..1000 {
+        conns[i % 10].send(&mut t, b"GET /a/b HTTP/1.1\r\nHost: site\r\n\r\n");
+    }
+    t.at(T0 + 130);
+    conns[0].send(&mut t, b"GET /late HTTP/1.1\r\nHost: site\r\n\r\n");
+    let (lines, stderr, status) = monitor_trace(&t, None, &["--threshold", "1"]);
+    assert!(status.success(), "{stderr}");
+    let alerts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "alert" || l["type"] == "recovered")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{lines:?}");
+    assert_eq!(
+        alerts[0]["message"],
+        "High traffic generated an alert - hits = 1000, triggered at 2023-11-14T22:13:25Z"
+    );
+    assert_eq!(
+        alerts[1]["message"],
+        "High traffic alert recovered - hits = 0, recovered at 2023-11-14T22:15:25Z"
+    );
+}
+
+#[test]
+fn a_filter_applies_to_a_pcap_file_and_without_one_the_file_is_read_whole() {
+    let mut t = Trace::new(T0);
+    for (port, path) in [(80, "/web"), (9000, "/api"), (9000, "/api")] {
+        Conn::open(&mut t, "198.51.100.1:40000", &format!("192.0.2.80:{port}"))
+            .send(
+                &mut t,
+                format!("GET {path} HTTP/1.1\r\nHost: site\r\n\r\n").as_bytes(),
+            )
+            .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .close(&mut t);
+    }
+    let requests = |filter: Option<&str>| {
+        let args = filter.map(|f| vec!["--filter", f]).unwrap_or_default();
+        let (lines, stderr, status) = monitor_trace(&t, None, &args);
+        assert!(status.success(), "{stderr}");
+        last_total(&lines)["requests"].as_u64()
+    };
+    assert_eq!(requests(Some("tcp port 9000")), Some(2));
+    assert_eq!(requests(Some("tcp port 80")), Some(1));
+    assert_eq!(requests(None), Some(3), "no --filter: the whole file");
+
+    let (lines, stderr, status) = monitor_trace(&t, None, &["--filter", "tcp port"]);
+    assert!(!status.success() && lines.is_empty());
+    assert!(
+        stderr.contains("bad capture filter \"tcp port\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_truncated_pcap_reports_what_came_before_the_cut_then_fails() {
+    let mut t = Trace::new(T0);
+    Conn::open(&mut t, "198.51.100.1:40001", "192.0.2.80:80")
+        .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    t.at(T0 + 12);
+    let mut b = Conn::open(&mut t, "198.51.100.1:40002", "192.0.2.80:80");
+    b.send(&mut t, b"GET /b HTTP/1.1\r\nHost: site\r\n\r\n")
+        .answer(
+            &mut t,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        );
+    t.at(T0 + 15);
+    // The file ends 20 bytes into this packet, as when tcpdump is killed or a disk fills.
+    let cut = t.len() + 16 + 20;
+    b.send(&mut t, b"GET /c HTTP/1.1\r\nHost: site\r\n\r\n");
+    let (lines, stderr, status) = monitor_trace(&t, Some(cut), &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("trace.pcap") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    let reports: Vec<(i64, i64, u64)> = lines
+        .iter()
+        .filter(|l| l["type"] == "report")
+        .map(|l| {
+            (
+                l["from"].as_i64().unwrap() - T0,
+                l["to"].as_i64().unwrap() - T0,
+                l["interval"]["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reports, [(0, 10, 1), (10, 13, 1)], "{lines:?}");
+    let total = last_total(&lines);
+    assert_eq!(
+        (&total["requests"], &total["responses"]),
+        (&2.into(), &2.into())
+    );
+    assert_eq!(total["status_classes"]["4xx"], 1);
+}
+
+#[test]
+fn an_ipv4_mapped_client_is_counted_as_its_ipv4_address() {
+    // A dual-stack proxy in front of the server: the same client once over IPv4, once as an
+    // IPv4-mapped IPv6 address, and a real IPv6 client.
+    let mut t = Trace::new(T0);
+    for (client, server) in [
+        ("203.0.113.9:40001", "192.0.2.80:80"),
+        ("[::ffff:203.0.113.9]:40002", "[::ffff:192.0.2.80]:80"),
+        ("[2001:db8::9]:40003", "[2001:db8::80]:80"),
+    ] {
+        Conn::open(&mut t, client, server)
+            .send(&mut t, b"GET /a HTTP/1.1\r\nHost: site\r\n\r\n")
+            .answer(&mut t, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .close(&mut t);
+    }
+    let (lines, stderr, status) = monitor_trace(&t, None, &[]);
+    assert!(status.success(), "{stderr}");
+    let total = last_total(&lines);
+    assert_eq!(total["requests"], 3);
+    assert_eq!(total["unique_clients"], 2, "{total}");
+    assert_eq!(
+        total["top_clients"],
+        serde_json::json!([["203.0.113.9", 2], ["2001:db8::9", 1]])
+    );
 }

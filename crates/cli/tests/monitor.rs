@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[cfg(feature = "capture")]
+mod trace;
+
 const T0: i64 = 1_549_573_860;
 
 /// A CSV log: `per_second(s)` requests in each second `s` of `0..secs`, to a few sections,
@@ -115,12 +118,13 @@ fn high_traffic_alerts_and_recovers_with_the_exact_messages() {
     let (lines, _) = monitor(&log, &["--interval", "60", "--threshold", "10"]);
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] != "report").collect();
     assert_eq!(alerts.len(), 2, "{alerts:?}");
-    // More than 1200 hits in 120 s: 2/s for the first 30 s (60), then 25/s.
+    // More than 1200 hits in 120 s: 2/s for the first 30 s (60, and the late line), then
+    // 25/s: the 1201st comes in second 75, which ends with 61 + 46 × 25 = 1211.
     assert_eq!(alerts[0]["type"], "alert");
-    assert_eq!(alerts[0]["hits"], 1201);
+    assert_eq!(alerts[0]["hits"], 1211);
     assert_eq!(
         alerts[0]["message"],
-        "High traffic generated an alert - hits = 1201, triggered at 2019-02-07T21:12:15Z"
+        "High traffic generated an alert - hits = 1211, triggered at 2019-02-07T21:12:15Z"
     );
     assert_eq!(alerts[1]["type"], "recovered");
     assert!(alerts[1]["message"]
@@ -146,6 +150,79 @@ fn high_traffic_alerts_and_recovers_with_the_exact_messages() {
         order.windows(2).all(|w| w[0] <= w[1]),
         "in time order: {order:?}"
     );
+}
+
+#[test]
+fn reports_after_a_recovery_are_not_flagged_while_no_request_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.csv");
+    // 25/s for a minute: over 1200 in 2 minutes from 48 s, back to 1200 at 131 s. Then
+    // nothing until one request at 400 s.
+    let times = (0..60).flat_map(|s| [s; 25]).chain([400]);
+    requests_at(&log, "/a", times.map(|s| T0 + s));
+    let (lines, _) = monitor(&log, &["--interval", "60", "--threshold", "10"]);
+    let at = |kind: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == kind)
+            .and_then(|l| l["at"].as_i64())
+            .map(|t| t - T0)
+    };
+    assert_eq!((at("alert"), at("recovered")), (Some(48), Some(131)));
+    let flags: Vec<(i64, bool)> = lines
+        .iter()
+        .filter(|l| l["type"] == "report")
+        .map(|l| (l["to"].as_i64().unwrap() - T0, l["alerting"] == true))
+        .collect();
+    // Alerting in an interval's last second: from 48 s up to 130 s.
+    assert_eq!(
+        flags,
+        [
+            (60, true),
+            (120, true),
+            (180, false),
+            (240, false),
+            (300, false),
+            (360, false),
+            (401, false)
+        ]
+    );
+}
+
+#[test]
+fn a_fractional_threshold_alerts_and_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.csv");
+    // 1 request every 2 s, then 1/s from 100 s: more than 60 in 2 minutes (0.5/s) at 110 s
+    // (50 + 11), never more than 120 (1/s).
+    let times = (0..100).step_by(2).chain(100..200);
+    requests_at(&log, "/a", times.map(|s| T0 + s));
+    let (lines, _) = monitor(&log, &["--threshold", "0.5"]);
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{lines:?}");
+    assert_eq!(
+        (alerts[0]["at"].as_i64(), &alerts[0]["hits"]),
+        (Some(T0 + 110), &Value::from(61))
+    );
+    let (lines, _) = monitor(&log, &["--threshold", "1"]);
+    assert!(lines.iter().all(|l| l["type"] == "report"), "{lines:?}");
+
+    for zero in ["0", "0.0", "0.008"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+            .args(["monitor", "--log-format", "csv", "--replay", "--json"])
+            .args(["--threshold", zero, "--log"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--threshold {zero} was accepted");
+        assert!(out.stdout.is_empty(), "nothing was monitored");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("--threshold {}", zero.trim_end_matches(".0")))
+                && stderr.contains("at least 1/120"),
+            "{stderr}"
+        );
+    }
 }
 
 /// Runs `banhammer monitor` with `args` under a 2 GB address-space limit, killed if it has not
@@ -208,11 +285,17 @@ const LATER: i64 = T0 + 315_619_207;
 
 /// A CSV log with one request at `T0`, two at `T0 + 12`, then one ten years later.
 fn gap_log(path: &Path) {
+    requests_at(path, "/a/b", [T0, T0 + 12, T0 + 12, LATER]);
+}
+
+/// A CSV log (no header) of `GET target` requests from one client, one at each of `times`
+/// (unix seconds), all answered 200.
+fn requests_at(path: &Path, target: &str, times: impl IntoIterator<Item = i64>) {
     let mut text = String::new();
-    for t in [T0, T0 + 12, T0 + 12, LATER] {
+    for t in times {
         writeln!(
             text,
-            "\"10.0.0.1\",\"-\",\"-\",{t},\"GET /a/b HTTP/1.0\",200,10"
+            "\"10.0.0.1\",\"-\",\"-\",{t},\"GET {target} HTTP/1.0\",200,10"
         )
         .unwrap();
     }
@@ -260,37 +343,16 @@ fn a_ten_year_gap_in_a_log_is_one_line_not_a_report_per_interval() {
     assert_eq!(lines[3]["total"]["requests"], 4, "every request counted");
 }
 
-/// A pcap file (`LINKTYPE_IPV4`) with one HTTP request per `(unix seconds, source port)`,
-/// each a lone data segment of a connection already open (the monitor picks those up).
+/// A pcap file with one HTTP request per `(unix seconds, source port)`, each a lone data
+/// segment of a connection already open (the monitor picks those up).
 #[cfg(feature = "capture")]
 fn pcap_of_requests(path: &Path, requests: &[(i64, u16)]) {
-    let mut file = Vec::new();
-    file.extend_from_slice(&0xa1b2_c3d4_u32.to_le_bytes());
-    file.extend_from_slice(&2u16.to_le_bytes());
-    file.extend_from_slice(&4u16.to_le_bytes());
-    file.extend_from_slice(&[0; 8]); // time zone, accuracy
-    file.extend_from_slice(&65_535u32.to_le_bytes());
-    file.extend_from_slice(&228u32.to_le_bytes());
-    for &(t, port) in requests {
-        let payload = b"GET /a/b HTTP/1.1\r\nHost: example.com\r\n\r\n";
-        let total = u16::try_from(20 + 20 + payload.len()).unwrap();
-        let mut packet = vec![0x45, 0];
-        packet.extend_from_slice(&total.to_be_bytes());
-        packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-        packet.extend_from_slice(&port.to_be_bytes());
-        packet.extend_from_slice(&80u16.to_be_bytes());
-        packet.extend_from_slice(&1000u32.to_be_bytes()); // sequence number
-        packet.extend_from_slice(&0u32.to_be_bytes());
-        packet.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
-        packet.extend_from_slice(payload);
-        let len = u32::try_from(packet.len()).unwrap();
-        file.extend_from_slice(&u32::try_from(t).unwrap().to_le_bytes());
-        file.extend_from_slice(&0u32.to_le_bytes());
-        file.extend_from_slice(&len.to_le_bytes());
-        file.extend_from_slice(&len.to_le_bytes());
-        file.extend_from_slice(&packet);
+    let mut t = trace::Trace::new(requests.first().map_or(T0, |r| r.0));
+    for &(at, port) in requests {
+        trace::Conn::already_open(&format!("10.0.0.1:{port}"), "10.0.0.2:80")
+            .send(t.at(at), b"GET /a/b HTTP/1.1\r\nHost: example.com\r\n\r\n");
     }
-    std::fs::write(path, file).unwrap();
+    t.write(path, None);
 }
 
 #[cfg(feature = "capture")]

@@ -16,6 +16,7 @@
 #![allow(clippy::must_use_candidate, clippy::module_name_repetitions)]
 
 mod app;
+mod rate;
 mod stats;
 mod text;
 pub mod tui;
@@ -25,6 +26,7 @@ use std::net::IpAddr;
 use banhammer_core::Timestamp;
 
 pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
+pub use rate::PerSecond;
 pub use stats::{Counter, Stats};
 pub use text::{alert_line, no_traffic_line, render_plain, to_json};
 
@@ -77,7 +79,8 @@ impl Observation {
 
 /// The section of a request: the URL up to its second `/`, with the host in front
 /// (`my.site.com` + `/pages/create` → `my.site.com/pages`; `/` and `/about` are their own
-/// sections). The query string and an absolute-form scheme and host are ignored.
+/// sections). The query string and an absolute-form scheme and host are ignored; a
+/// `CONNECT`'s authority-form target (`example.com:443`) is a host with no path.
 pub fn section(host: Option<&str>, path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     // An absolute-form target (`http://host/path`) carries its own host.
@@ -88,11 +91,22 @@ pub fn section(host: Option<&str>, path: &str) -> String {
             let (h, p) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
             (Some(h), p)
         }
+        _ if is_authority(path) => (Some(path), ""),
         _ => (host, path.strip_prefix('/').unwrap_or(path)),
     };
     let first = path.split('/').next().unwrap_or_default();
     let host = host.map_or("", |h| h.strip_suffix(":80").unwrap_or(h));
     format!("{host}/{first}")
+}
+
+/// Whether a target is in authority form, `host:port` (only `CONNECT` sends it).
+fn is_authority(target: &str) -> bool {
+    target.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains('/')
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 #[cfg(test)]
@@ -118,5 +132,15 @@ mod tests {
             "my.site.com/pages"
         );
         assert_eq!(section(Some("my.site.com:80"), "/a/b"), "my.site.com/a");
+        assert_eq!(
+            section(Some("example.com:443"), "example.com:443"),
+            "example.com:443/"
+        );
+        assert_eq!(
+            section(Some("x"), "[2001:db8::1]:443"),
+            "[2001:db8::1]:443/"
+        );
+        assert_eq!(section(None, "index.html"), "/index.html");
+        assert_eq!(section(None, "/a:1"), "/a:1");
     }
 }

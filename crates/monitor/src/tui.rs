@@ -211,14 +211,14 @@ mod tests {
 
     use super::*;
     use crate::app::MonitorConfig;
-    use crate::{Hit, Observation, Reply};
+    use crate::{Hit, Observation, PerSecond, Reply};
 
     fn app() -> App {
         let t0 = 1_549_573_860;
         let mut app = App::new(
             MonitorConfig {
                 interval: 10,
-                threshold: 1,
+                threshold: PerSecond::whole(1),
                 window: 10,
                 top: 5,
             },

@@ -19,6 +19,8 @@ pub(super) fn open(
 mod pcap {
     //! The libpcap sources.
 
+    use std::path::PathBuf;
+
     use anyhow::Context;
     use banhammer_capture::{
         open_file, open_live, FileCapture, KernelStats, Limits, LiveCapture, Seen,
@@ -29,16 +31,27 @@ mod pcap {
     use super::super::sources::{shown, Source, SourceState};
     use super::super::MonitorOptions;
 
-    /// Opens `--pcap FILE` when given, otherwise a live capture on `--interface` with `--filter`.
+    /// What a live capture keeps without `--filter`: the ports where HTTP is usually spoken.
+    const LIVE_FILTER: &str = "tcp port 80 or tcp port 8080";
+
+    /// Opens `--pcap FILE` when given (with `--filter` if given: a file is read whole
+    /// otherwise), or a live capture on `--interface` with `--filter` or [`LIVE_FILTER`].
     pub(crate) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
         if let Some(path) = &opts.pcap {
-            let capture = open_file(path, Limits::default())?;
+            let mut capture = open_file(path, Limits::default())?;
+            if let Some(filter) = &opts.filter {
+                capture
+                    .set_filter(filter)
+                    .with_context(|| format!("monitor --pcap {}", path.display()))?;
+            }
             return Ok(Box::new(PcapReplay {
                 capture,
+                path: path.clone(),
                 seen: Vec::new(),
             }));
         }
-        let capture = open_live(&opts.interface, &opts.filter, Limits::default())
+        let filter = opts.filter.as_deref().unwrap_or(LIVE_FILTER);
+        let capture = open_live(&opts.interface, filter, Limits::default())
             .with_context(|| format!("monitor --interface {}", opts.interface))?;
         // Tells the user (and tests) that packets are counted from now on; before a TUI takes
         // the screen, so it is seen only in plain and JSON modes.
@@ -47,7 +60,7 @@ mod pcap {
             eprintln!(
                 "banhammer monitor: capturing on {} (filter {:?}, link type {:?})",
                 opts.interface,
-                opts.filter,
+                filter,
                 capture.link_type()
             );
         }
@@ -63,12 +76,14 @@ mod pcap {
         Timestamp::from_unix(time_us.div_euclid(1_000_000))
     }
 
-    /// A request or response seen on the wire as the monitor's observation.
+    /// A request or response seen on the wire as the monitor's observation. An IPv4-mapped
+    /// client (`::ffff:203.0.113.9`, behind a dual-stack proxy or translator) is its IPv4
+    /// address, so that one client is counted once whichever way it came.
     fn observation(seen: Seen) -> Observation {
         match seen {
             Seen::Request(r) => Observation::Request(Hit {
                 time: seconds(r.time_us),
-                client: r.client,
+                client: r.client.to_canonical(),
                 host: r.host.as_deref().map(shown),
                 method: Some(shown(&r.method)),
                 path: Some(shown(&r.target)),
@@ -84,13 +99,17 @@ mod pcap {
     /// A pcap or pcapng file, replayed in packet time.
     struct PcapReplay {
         capture: FileCapture,
+        path: PathBuf,
         seen: Vec<Seen>,
     }
 
     impl Source for PcapReplay {
         fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
-            let more = self.capture.next_batch(&mut self.seen)?;
+            let read = self.capture.next_batch(&mut self.seen);
+            // What the packets before an error (a file cut short) completed still counts: the
+            // run reports it before the error.
             out.extend(self.seen.drain(..).map(observation));
+            let more = read.with_context(|| format!("monitor --pcap {}", self.path.display()))?;
             Ok(if more {
                 SourceState::More
             } else {

@@ -14,6 +14,7 @@ use anyhow::Context;
 use banhammer_core::{Clock, Seconds, SystemClock, Timestamp};
 use banhammer_monitor::{
     alert_line, no_traffic_line, render_plain, to_json, App, MonitorConfig, Observation, Output,
+    PerSecond,
 };
 
 use sources::{Source, SourceState};
@@ -24,13 +25,14 @@ use sources::{Source, SourceState};
 #[cfg_attr(not(feature = "capture"), allow(dead_code))]
 pub(crate) struct MonitorOptions {
     pub(crate) interface: String,
-    pub(crate) filter: String,
+    /// `--filter`; live capture has a default, a file is read whole without one.
+    pub(crate) filter: Option<String>,
     pub(crate) pcap: Option<PathBuf>,
     pub(crate) log: Option<PathBuf>,
     pub(crate) log_format: String,
     pub(crate) replay: bool,
     pub(crate) interval: u64,
-    pub(crate) threshold: u64,
+    pub(crate) threshold: PerSecond,
     pub(crate) top: usize,
     pub(crate) plain: bool,
     pub(crate) json: bool,
@@ -52,6 +54,22 @@ const LIVE_LAG: u64 = 1;
 const REPLAY_LAG: u64 = 5;
 
 pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
+    let config = MonitorConfig {
+        interval: opts.interval.max(1),
+        threshold: opts.threshold,
+        window: 120,
+        top: opts.top.max(1),
+    };
+    // The engine counts whole requests: a limit of 0 (once silently 1) is no threshold.
+    if config.alert_limit().is_none() {
+        anyhow::bail!(
+            "--threshold {}: the alert fires when requests over 2 minutes average more than \
+             this many per second, and it counts whole requests: the threshold must be at \
+             least 1/120 (0.008334: more than one request in 2 minutes); 0.5 means more \
+             than 60",
+            opts.threshold
+        );
+    }
     let mut source = sources::open(opts)?;
     let view = if opts.json {
         View::Json
@@ -65,12 +83,6 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let config = MonitorConfig {
-        interval: opts.interval.max(1),
-        threshold: opts.threshold,
-        window: 120,
-        top: opts.top.max(1),
-    };
     match view {
         View::Tui => tui::run(&mut *source, config, opts, &stop),
         View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),
@@ -109,8 +121,27 @@ impl RunClock {
     }
 }
 
-/// Reads the source until it is done (replays) or a signal comes (live), advancing the app
-/// and handing every output to `emit`.
+/// How a run ended: its app (none if nothing was seen), and the source's error if reading
+/// failed (a file cut short), reported after what was read before it.
+struct Ended {
+    app: Option<App>,
+    failed: Option<anyhow::Error>,
+}
+
+impl Ended {
+    /// The source's error, if any, now that its reports are out.
+    fn result(self) -> anyhow::Result<ExitCode> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Reads the source until it is done (replays), fails, or a signal comes (live), advancing
+/// the app and handing every output to `emit`. A source that fails ends the run as the end
+/// of its input does: what it gave before is counted and reported, then the error is
+/// returned in [`Ended`].
 fn drive(
     source: &mut dyn Source,
     config: MonitorConfig,
@@ -118,16 +149,20 @@ fn drive(
     stop: &AtomicBool,
     mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
     mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
-) -> anyhow::Result<Option<App>> {
+) -> anyhow::Result<Ended> {
     let mut clock = RunClock {
         live: source.live(),
         newest: None,
     };
     let mut batch = Vec::new();
     let mut app: Option<App> = None;
+    let mut failed = None;
     loop {
         batch.clear();
-        let state = source.poll(&mut batch)?;
+        let state = source.poll(&mut batch).unwrap_or_else(|e| {
+            failed = Some(e);
+            SourceState::Done
+        });
         for obs in batch.drain(..) {
             clock.observe(&obs);
             let app = app.get_or_insert_with(|| App::new(config, clock.start()));
@@ -170,7 +205,7 @@ fn drive(
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(app)
+    Ok(Ended { app, failed })
 }
 
 /// The end of a run (input over, `--duration` reached, a signal): counts what is still
@@ -213,7 +248,7 @@ fn print_loop(
         },
     );
     match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(ended) => ended.result(),
         // The reader went away (`| head`): that is the end, not an error.
         Err(e)
             if e.downcast_ref::<io::Error>()
@@ -233,7 +268,7 @@ mod tui {
     use crossterm::event::{self, Event, KeyCode, KeyModifiers};
     use ratatui::DefaultTerminal;
 
-    use super::{drive, MonitorConfig, MonitorOptions, Source};
+    use super::{drive, Ended, MonitorConfig, MonitorOptions, Source};
 
     pub(super) fn run(
         source: &mut dyn Source,
@@ -264,8 +299,9 @@ mod tui {
             },
             |_| Ok(()),
         );
-        // A replay has ended: keep showing what it found until the user quits.
-        if let (Ok(Some(app)), false) = (&result, quit) {
+        // A replay has ended (or its file failed): keep showing what it found until the user
+        // quits; the error, if any, is printed once the terminal is restored.
+        if let (Ok(Ended { app: Some(app), .. }), false) = (&result, quit) {
             loop {
                 terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
                 if event::poll(Duration::from_millis(250))? {
@@ -284,6 +320,6 @@ mod tui {
             }
         }
         ratatui::restore();
-        result.map(|_| std::process::ExitCode::SUCCESS)
+        result.and_then(Ended::result)
     }
 }

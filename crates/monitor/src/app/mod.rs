@@ -11,7 +11,7 @@ use banhammer_core::{
 };
 
 use crate::stats::Stats;
-use crate::{section, Hit, Observation};
+use crate::{section, Hit, Observation, PerSecond};
 
 /// The monitor's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,19 +19,28 @@ pub struct MonitorConfig {
     /// Seconds between reports (`--interval`, 10).
     pub interval: u64,
     /// The alert fires when hits over `window` average more than this many per second
-    /// (`--threshold`, 10).
-    pub threshold: u64,
+    /// (`--threshold`, 10; fractions such as 0.5 allowed).
+    pub threshold: PerSecond,
     /// The alert's window in seconds (2 minutes).
     pub window: u64,
     /// Rows in top lists.
     pub top: usize,
 }
 
+impl MonitorConfig {
+    /// The alert's limit: it fires when the hits over the window are more than this. `None`
+    /// when the threshold allows less than one request per window (0, or below 1/120 per
+    /// second over 2 minutes), which the engine's whole-request limits cannot express.
+    pub fn alert_limit(&self) -> Option<NonZeroU64> {
+        self.threshold.limit(self.window.max(1))
+    }
+}
+
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
             interval: 10,
-            threshold: 10,
+            threshold: PerSecond::whole(10),
             window: 120,
             top: 10,
         }
@@ -52,7 +61,9 @@ pub enum AlertKind {
 pub struct Alert {
     /// Which.
     pub kind: AlertKind,
-    /// Hits in the window at that second.
+    /// Hits in the window at that second: for an alert, the total at the end of the second it
+    /// fired in (every request of that second, not only those up to the one that crossed the
+    /// limit); for a recovery, the total it came back to.
     pub hits: u64,
     /// The second it happened.
     pub at: Timestamp,
@@ -75,7 +86,8 @@ pub struct Report {
     pub packets: u64,
     /// Packets the kernel dropped so far.
     pub drops: u64,
-    /// Whether the high-traffic alert is on at the end of the interval.
+    /// Whether the high-traffic alert is on in the interval's last second (a recovery in that
+    /// second or before it turns it off, whether or not anything was seen after it).
     pub alerting: bool,
 }
 
@@ -138,7 +150,11 @@ const INTERVAL_CAP: usize = 100_000;
 /// Seconds of per-second counts kept for the sparkline.
 const SPARK: usize = 120;
 /// Most observations waiting for the clock; past it the oldest are taken at once.
+#[cfg(not(test))]
 const MAX_PENDING: usize = 1_000_000;
+/// Small in unit tests, so that they reach it.
+#[cfg(test)]
+const MAX_PENDING: usize = 1_000;
 /// Empty intervals reported one by one when the clock crosses them in one step; a longer run
 /// is one [`NoTraffic`], so that a gap costs the same whatever its length (a 10-year jump in a
 /// corrupted pcap made one report per interval, and took all memory). A live clock crosses
@@ -161,6 +177,11 @@ pub struct App {
     total: Stats,
     alerts: Vec<Alert>,
     alerting: bool,
+    /// An alert that fired in this second (and the count at the crossing request): it is told
+    /// once the second is over, with the second's total.
+    firing: Option<(Timestamp, u64)>,
+    /// Alerts that came of observations counted early (too many waiting), not yet handed out.
+    early: Vec<Output>,
     per_second: VecDeque<(Timestamp, u64)>,
     last_report: Option<Report>,
     /// The latest run of empty intervals not reported one by one.
@@ -171,14 +192,15 @@ pub struct App {
 }
 
 impl App {
-    /// A monitor starting at `start`.
+    /// A monitor starting at `start`. A threshold with no [`MonitorConfig::alert_limit`] is
+    /// taken as the lowest limit (more than one request per window): callers refuse it first,
+    /// as the binary does.
     ///
     /// # Panics
     ///
     /// Never: the one rule it builds is valid by construction.
     pub fn new(config: MonitorConfig, start: Timestamp) -> Self {
-        let limit = NonZeroU64::new(config.threshold.saturating_mul(config.window))
-            .unwrap_or(NonZeroU64::MIN);
+        let limit = config.alert_limit().unwrap_or(NonZeroU64::MIN);
         let window = Window::from_secs(config.window.max(1))
             .unwrap_or(Window::from_secs(120).expect("120 s"));
         let hits = MetricRule {
@@ -203,6 +225,8 @@ impl App {
             total: Stats::new(TOTAL_CAP),
             alerts: Vec::new(),
             alerting: false,
+            firing: None,
+            early: Vec::new(),
             per_second: VecDeque::new(),
             last_report: None,
             no_traffic: None,
@@ -218,11 +242,13 @@ impl App {
         self.pending
             .push(Reverse(Pending(obs.time(), self.seq, obs)));
         if self.pending.len() > MAX_PENDING {
-            // Far ahead of the clock: count the oldest now rather than grow without bound.
-            let mut out = Vec::new();
+            // Far ahead of the clock: count the oldest now rather than grow without bound. An
+            // alert that comes of it waits for the next `advance` to be handed out.
+            let mut out = std::mem::take(&mut self.early);
             if let Some(Reverse(p)) = self.pending.pop() {
                 self.count(p.2, &mut out);
             }
+            self.early = out;
         }
     }
 
@@ -235,7 +261,7 @@ impl App {
     /// Moves the clock to `now` (never back): counts what is due, in time order, and returns
     /// the reports of intervals that ended and the alerts and recoveries, in time order.
     pub fn advance(&mut self, now: Timestamp) -> Vec<Output> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.early);
         let now = now.max(self.now);
         while let Some(Reverse(p)) = self.pending.peek() {
             if p.0 > now {
@@ -249,11 +275,50 @@ impl App {
         }
         self.now = now;
         self.report_until(now, &mut out);
-        for end in self.engine.advance(now) {
-            self.alert(end.change, end.value, end.at, &mut out);
-        }
+        self.end_alerts(now, &mut out);
+        // Everything up to `now` is counted: the second an alert fired in is over.
+        self.tell_firing(&mut out);
         out.sort_by_key(Output::at);
         out
+    }
+
+    /// Before the engine moves on to `t`: an alert that fired in an earlier second is told
+    /// now, while the engine's window still ends at that second.
+    fn leaving_second(&mut self, t: Timestamp, out: &mut Vec<Output>) {
+        if self.firing.is_some_and(|(at, _)| t > at) {
+            self.tell_firing(out);
+        }
+    }
+
+    /// Tells the alert that fired, with the hits in the window at the engine's second.
+    fn tell_firing(&mut self, out: &mut Vec<Output>) {
+        let Some((at, crossing)) = self.firing.take() else {
+            return;
+        };
+        let hits = self
+            .engine
+            .status("", "hits")
+            .ok()
+            .and_then(|s| s.tiers.first().map(|t| t.value))
+            .unwrap_or(crossing);
+        let a = Alert {
+            kind: AlertKind::Triggered,
+            hits,
+            at,
+        };
+        self.alerts.push(a);
+        out.push(Output::Alert(a));
+    }
+
+    /// Moves the engine to `t`: an alert whose window has emptied by then recovers, at the
+    /// second the engine computes. Called before an interval whose last second is `t` is
+    /// reported, so that its `alerting` is the state in that second, whether or not an
+    /// observation came after the recovery.
+    fn end_alerts(&mut self, t: Timestamp, out: &mut Vec<Output>) {
+        self.leaving_second(t, out);
+        for end in self.engine.advance(t) {
+            self.alert(end.change, end.value, end.at, out);
+        }
     }
 
     /// Ends the run: counts every observation still waiting, moves the clock to the newest,
@@ -296,6 +361,7 @@ impl App {
     }
 
     fn hit(&mut self, hit: &Hit, out: &mut Vec<Output>) {
+        self.leaving_second(hit.time, out);
         let client = hit.client.to_string();
         if let Ok(v) = self
             .engine
@@ -314,6 +380,11 @@ impl App {
             Change::Extend => return,
         };
         self.alerting = kind == AlertKind::Triggered;
+        if kind == AlertKind::Triggered {
+            // Told when its second is over (`tell_firing`), with that second's total.
+            self.firing = Some((at, hits));
+            return;
+        }
         let a = Alert { kind, hits, at };
         self.alerts.push(a);
         out.push(Output::Alert(a));
@@ -343,6 +414,7 @@ impl App {
                     from: self.interval_start,
                     to: self.interval_start.plus(Seconds::new(ended * len)),
                 };
+                self.end_alerts(quiet.to.minus(Seconds::new(1)), out);
                 self.no_traffic = Some(quiet);
                 self.interval_start = quiet.to;
                 out.push(Output::NoTraffic(quiet));
@@ -358,6 +430,7 @@ impl App {
 
     /// Reports the interval from its start to `to` and starts the next one there.
     fn close_interval(&mut self, to: Timestamp, out: &mut Vec<Output>) {
+        self.end_alerts(to.minus(Seconds::new(1)), out);
         let interval = std::mem::replace(&mut self.interval, Stats::new(INTERVAL_CAP));
         let report = Report {
             from: self.interval_start,

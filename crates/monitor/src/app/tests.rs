@@ -17,7 +17,7 @@ fn app() -> App {
     App::new(
         MonitorConfig {
             interval: 10,
-            threshold: 1,
+            threshold: PerSecond::whole(1),
             window: 10,
             top: 5,
         },
@@ -73,6 +73,7 @@ fn the_boundary_is_exceeding_not_reaching() {
     );
     hits(&mut a, 0, 1);
     assert_eq!(alerts(&a.advance(ts(0))), [(AlertKind::Triggered, 11, 0)]);
+    assert!(a.alerting());
 }
 
 #[test]
@@ -86,11 +87,12 @@ fn under_over_under() {
     }
     all.extend(a.advance(ts(60)));
     // At 10 the window (0, 10] holds 9 hits, then the second of second 10's makes 11 > 10:
-    // alert. At 29, before its own hit, (19, 29] holds seconds 20..28 at 1/s: 9, back under.
+    // alert, told with the 12 of the whole second. At 29, before its own hit, (19, 29] holds
+    // seconds 20..28 at 1/s: 9, back under.
     assert_eq!(
         alerts(&all),
         [
-            (AlertKind::Triggered, 11, 10),
+            (AlertKind::Triggered, 12, 10),
             (AlertKind::Recovered, 9, 29)
         ]
     );
@@ -105,8 +107,9 @@ fn staying_over_alerts_once() {
         hits(&mut a, s, 2);
         all.extend(a.advance(ts(s)));
     }
-    // (−5, 5] holds seconds 0..4 (10 hits), and second 5's first hit is the 11th.
-    assert_eq!(alerts(&all), [(AlertKind::Triggered, 11, 5)]);
+    // (−5, 5] holds seconds 0..4 (10 hits), and second 5's first hit is the 11th: the alert
+    // fires then, and says the 12 hits at the end of that second.
+    assert_eq!(alerts(&all), [(AlertKind::Triggered, 12, 5)]);
     assert!(a.alerting());
 }
 
@@ -114,7 +117,7 @@ fn staying_over_alerts_once() {
 fn recovery_needs_no_traffic() {
     let mut a = app();
     hits(&mut a, 0, 20);
-    assert_eq!(alerts(&a.advance(ts(0))), [(AlertKind::Triggered, 11, 0)]);
+    assert_eq!(alerts(&a.advance(ts(0))), [(AlertKind::Triggered, 20, 0)]);
     // Nothing more arrives; the clock goes on. At 10 the window (0, 10] is empty.
     assert!(alerts(&a.advance(ts(9))).is_empty());
     let out = a.advance(ts(10));
@@ -233,7 +236,7 @@ fn a_long_gap_is_one_no_traffic_output_and_the_recovery_keeps_its_second() {
     assert_eq!(
         shown,
         [
-            "Triggered 11 at 0".to_owned(),
+            "Triggered 20 at 0".to_owned(),
             "report 0..10 20".to_owned(),
             "Recovered 0 at 10".to_owned(),
             "report 10..20 1".to_owned(),
@@ -267,4 +270,84 @@ fn a_few_empty_intervals_are_still_reported_one_by_one() {
         .count();
     assert_eq!(reports, 7, "[0, 10) and six empty intervals up to 70");
     assert!(a.no_traffic().is_none());
+}
+
+/// The reports in order, one character each: `+` alerting, `-` not (the test app's reports
+/// are the 10 s intervals from `T0`).
+fn flags(out: &[Output]) -> String {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Report(r) => Some(if r.alerting { '+' } else { '-' }),
+            Output::Alert(_) | Output::NoTraffic(_) => None,
+        })
+        .collect()
+}
+
+/// A fresh app given `(second, hits)` and advanced to `to`: the app and its outputs.
+fn after(seconds: &[(i64, usize)], to: i64) -> (App, Vec<Output>) {
+    let mut a = app();
+    for &(at, n) in seconds {
+        hits(&mut a, at, n);
+    }
+    let out = a.advance(ts(to));
+    (a, out)
+}
+
+#[test]
+fn reports_after_the_recovery_are_not_flagged_though_nothing_came() {
+    // One advance crosses the trigger (15), the recovery (25) and four interval ends.
+    let (_, out) = after(&[(15, 20), (55, 1)], 55);
+    assert_eq!(
+        alerts(&out)
+            .iter()
+            .map(|&(k, _, at)| (k, at))
+            .collect::<Vec<_>>(),
+        [(AlertKind::Triggered, 15), (AlertKind::Recovered, 25)]
+    );
+    assert_eq!(
+        flags(&out),
+        "-+---",
+        "on in an interval's last second (19 of [10, 20)), and only then"
+    );
+    // A recovery in an interval's first second: the interval before ends alerting.
+    let (mut a, out) = after(&[(10, 20)], 45);
+    assert_eq!(
+        alerts(&out).last().map(|&(k, _, at)| (k, at)),
+        Some((AlertKind::Recovered, 20))
+    );
+    hits(&mut a, 60, 20);
+    let out = [out, a.advance(ts(80))].concat();
+    assert_eq!(flags(&out), "-+----+-", "[10, 20) and [60, 70) up to 80");
+}
+
+#[test]
+fn the_alert_tells_the_hits_of_its_whole_second() {
+    // 1,000 requests in one second over a limit of 10: the 11th crosses it, the second ends
+    // with 1,000 in the window.
+    let (a, out) = after(&[(3, 1000), (4, 5)], 4);
+    assert_eq!(alerts(&out), [(AlertKind::Triggered, 1000, 3)]);
+    assert_eq!(a.alerts().len(), 1);
+    // Told at the end of an advance, when the clock stops inside that second.
+    let (_, out) = after(&[(3, 1000)], 3);
+    assert_eq!(alerts(&out), [(AlertKind::Triggered, 1000, 3)]);
+    // Earlier seconds still in the window count too; later seconds do not.
+    let (_, out) = after(&[(3, 20), (2, 4), (9, 7)], 20);
+    assert_eq!(alerts(&out)[0], (AlertKind::Triggered, 24, 3));
+}
+
+#[test]
+fn a_recovery_met_while_too_many_observations_wait_is_still_told() {
+    let (mut a, out) = after(&[(0, 20)], 0);
+    assert_eq!(alerts(&out), [(AlertKind::Triggered, 20, 0)]);
+    // More than `MAX_PENDING` wait: the oldest is counted at once, and its second (100) is
+    // past the recovery (10).
+    hits(&mut a, 100, MAX_PENDING + 1);
+    let out = a.advance(ts(100));
+    assert_eq!(
+        alerts(&out),
+        [
+            (AlertKind::Recovered, 0, 10),
+            (AlertKind::Triggered, MAX_PENDING as u64 + 1, 100)
+        ]
+    );
 }

@@ -1,6 +1,7 @@
-//! HTTP/1.x on one direction of a connection: request or response heads parsed with httparse,
-//! bodies skipped by `Content-Length` or chunk by chunk, and resynchronization on the next
-//! head after garbage or a lost packet.
+//! HTTP/1.x on one direction of a connection: request or response heads parsed with httparse
+//! (and request lines with a missing or malformed version, which servers still answer, by
+//! hand), bodies skipped by `Content-Length` or chunk by chunk, and resynchronization on the
+//! next head after garbage or a lost packet.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -19,6 +20,55 @@ const MAX_METHOD: usize = 24;
 const MAX_PENDING: usize = 64;
 /// A head buffer that grew beyond this is given back after use.
 const KEEP_HEAD_CAPACITY: usize = 4096;
+/// Methods that make a request line a request even when its version is missing or malformed,
+/// as Wireshark counts them (a server answers such lines, often with a 400): RFC 9110's, the
+/// `WebDAV` and versioning ones, and the extensions seen on the wire (SSDP, MS-RPCH, SSTP).
+const KNOWN_METHODS: [&[u8]; 44] = [
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"MKCALENDAR",
+    b"ACL",
+    b"BIND",
+    b"UNBIND",
+    b"REBIND",
+    b"ORDERPATCH",
+    b"LABEL",
+    b"MERGE",
+    b"UPDATE",
+    b"CHECKIN",
+    b"CHECKOUT",
+    b"UNCHECKOUT",
+    b"MKACTIVITY",
+    b"MKWORKSPACE",
+    b"VERSION-CONTROL",
+    b"BASELINE-CONTROL",
+    b"POLL",
+    b"NOTIFY",
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"M-SEARCH",
+    b"CCM_POST",
+    b"RPC_CONNECT",
+    b"RPC_IN_DATA",
+    b"RPC_OUT_DATA",
+    b"SSTP_DUPLEX_POST",
+];
 
 /// One end of a connection.
 pub(crate) type End = (IpAddr, u16);
@@ -44,6 +94,8 @@ enum Asked {
     Head,
     /// A `CONNECT`: a 2xx response turns the connection into a tunnel.
     Connect,
+    /// A request line without a version (HTTP/0.9): the answer may be a bare body, no head.
+    Simple,
     /// Anything else.
     Other,
 }
@@ -130,6 +182,8 @@ enum Message {
         target: String,
         host: Option<String>,
         body: Framing,
+        /// No version: an HTTP/0.9 request line, with no headers after it.
+        simple: bool,
     },
     Response {
         status: u16,
@@ -248,7 +302,13 @@ impl HttpDir {
         let kind = kind(ctx);
         if self.head.is_empty() {
             if !may_start(data, kind) {
-                self.error(ctx);
+                if kind == Kind::Response && ctx.shared.asked.front() == Some(&Asked::Simple) {
+                    // The answer to an HTTP/0.9 request: a bare body until the server closes.
+                    ctx.shared.asked.pop_front();
+                    self.mode = Mode::UntilClose;
+                } else {
+                    self.error(ctx);
+                }
                 return None;
             }
             return match parse(data, kind) {
@@ -298,8 +358,12 @@ impl HttpDir {
                 target,
                 host,
                 body,
+                simple,
             } => {
                 self.mode = match body {
+                    // Nothing after an HTTP/0.9 line is framed (the server answers it and
+                    // closes): wait quietly for a segment that starts a request.
+                    _ if simple => Mode::Resync,
                     Framing::None | Framing::Length(0) => Mode::Head,
                     Framing::Length(n) => Mode::Body(n),
                     Framing::Chunked => Mode::Chunked(Chunked::new()),
@@ -308,6 +372,7 @@ impl HttpDir {
                 };
                 shared.role = Role::Known { client: ctx.dir };
                 let asked = match method.as_str() {
+                    _ if simple => Asked::Simple,
                     "HEAD" => Asked::Head,
                     "CONNECT" => Asked::Connect,
                     _ => Asked::Other,
@@ -339,9 +404,13 @@ impl HttpDir {
                     return;
                 }
                 let asked = shared.asked.pop_front().unwrap_or(Asked::Other);
-                let success = (200..300).contains(&status);
+                // A proxy's 2xx to CONNECT has no body (RFC 9110 9.3.6): one with a body comes
+                // from a web server that ignored the method and keeps speaking HTTP.
+                let tunnel = asked == Asked::Connect
+                    && (200..300).contains(&status)
+                    && !matches!(body, Framing::Chunked | Framing::Length(1..));
                 let bytes;
-                (self.mode, bytes) = if status == 101 || asked == Asked::Connect && success {
+                (self.mode, bytes) = if status == 101 || tunnel {
                     shared.tunnel = true;
                     (Mode::Tunnel, None)
                 } else if asked == Asked::Head || status == 204 || status == 304 {
@@ -440,24 +509,80 @@ fn parse(data: &[u8], kind: Kind) -> Parsed {
                 else {
                     return Parsed::Error;
                 };
-                let host = request
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("host"))
-                    .map(|h| String::from_utf8_lossy(h.value).trim().to_owned());
                 Parsed::Done(
                     used,
                     Message::Request {
                         method: method.to_owned(),
                         target: target.to_owned(),
-                        host,
+                        host: host_header(request.headers),
                         body,
+                        simple: false,
                     },
                 )
             }
             Ok(httparse::Status::Partial) => Parsed::Partial,
-            Err(_) => Parsed::Error,
+            Err(_) => loose_request(data),
         }
+    }
+}
+
+/// The first `Host` header's value.
+fn host_header(headers: &[httparse::Header<'_>]) -> Option<String> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+}
+
+/// A request head httparse refuses for its version, which servers still answer (Wireshark
+/// counts it): a known method, a space, a target, and the rest of the line as the version,
+/// missing (`GET /`: HTTP/0.9, the head is that line) or malformed (`HTTP/1.`, `HTTP/1.0.8`:
+/// headers follow, parsed as usual).
+fn loose_request(data: &[u8]) -> Parsed {
+    let start = skip_newlines(data);
+    let skipped = data.len() - start.len();
+    let eol = start.iter().position(|&b| b == b'\n');
+    let line = &start[..eol.unwrap_or(start.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Parsed::Error;
+    };
+    let version = parts.next();
+    let visible = |b: &u8| b.is_ascii_graphic() || *b >= 0x80;
+    let known = KNOWN_METHODS.contains(&method);
+    if !known
+        || target.is_empty()
+        || !target.iter().all(visible)
+        || !version
+            .unwrap_or_default()
+            .iter()
+            .all(|b| visible(b) || *b == b' ')
+    {
+        return Parsed::Error;
+    }
+    let Some(eol) = eol else {
+        return Parsed::Partial;
+    };
+    let after = skipped + eol + 1;
+    let request = |host, body, simple| Message::Request {
+        method: String::from_utf8_lossy(method).into_owned(),
+        target: String::from_utf8_lossy(target).into_owned(),
+        host,
+        body,
+        simple,
+    };
+    if version.is_none() {
+        return Parsed::Done(after, request(None, Framing::None, true));
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(&data[after..], &mut headers) {
+        Ok(httparse::Status::Complete((used, headers))) => match framing(headers) {
+            Some(body) => Parsed::Done(after + used, request(host_header(headers), body, false)),
+            None => Parsed::Error,
+        },
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(_) => Parsed::Error,
     }
 }
 
@@ -696,6 +821,108 @@ mod tests {
             (0, "|HTTP/1.1 204 No Content\r\n\r\n"),
         ]);
         assert_eq!(seen, ["0:GET /x", "1:204 Some(0)"]);
+    }
+
+    #[test]
+    fn what_servers_answer_counts_whatever_the_version_or_the_method() {
+        // Each a connection of its own: servers close after answering most of these.
+        type Case<'a> = (&'a [(usize, &'a str)], &'a [&'a str]);
+        let cases: [Case<'_>; 5] = [
+            (
+                &[
+                    (0, "|GET / HTTP/1.\r\nHost: x\r\n\r\n"),
+                    (
+                        1,
+                        "|HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad",
+                    ),
+                ],
+                &["0:GET /", "1:400 Some(3)"],
+            ),
+            (
+                &[
+                    (0, "|GET /x HTTP/1.0.8\r\nHost: x\r\nAccept: */*\r\n\r\n"),
+                    (1, "|HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+                ],
+                &["0:GET /x", "1:400 Some(0)"],
+            ),
+            (
+                // HTTP/0.9 after a keep-alive exchange: the answer is a bare body, no head.
+                &[
+                    (0, "|GET /a HTTP/1.1\r\nHost: x\r\n\r\n"),
+                    (1, "|HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+                    (0, "|GET /\r\n\r\n"),
+                    (1, "|<html>hello</html>"),
+                ],
+                &["0:GET /a", "1:200 Some(2)", "2:GET /"],
+            ),
+            (
+                &[
+                    (
+                        0,
+                        "|CONNECT example.com:443\r\nHost: example.com:443\r\n\r\n",
+                    ),
+                    (
+                        1,
+                        "|HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                    ),
+                ],
+                &["0:CONNECT example.com:443", "1:405 Some(0)"],
+            ),
+            (
+                // A web server that ignored the method and served its page: a proxy's 2xx to
+                // CONNECT never has a body (RFC 9110 9.3.6), so this is no tunnel.
+                &[
+                    (0, "|CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
+                    (1, "|HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+                    (0, "|GET /after HTTP/1.1\r\n\r\n"),
+                    (
+                        1,
+                        "|HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                    ),
+                ],
+                &[
+                    "0:CONNECT example.com:443",
+                    "1:200 Some(5)",
+                    "2:GET /after",
+                    "3:200 None",
+                ],
+            ),
+        ];
+        for (chunks, want) in cases {
+            let (seen, c) = run(chunks);
+            assert_eq!(seen, want, "{chunks:?}");
+            assert_eq!((c.http_errors, c.resyncs), (0, 0), "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_and_garbage_are_still_not_requests() {
+        for line in [
+            "|get / HTTP/1.\r\n\r\n",
+            "|FOO / HTTP/1.\r\n\r\n",
+            "|GET \r\n\r\n",
+            "|GET /\u{7f} HTTP/1.\r\n\r\n",
+            "|GET / HTTP/1.\u{1}\r\n\r\n",
+        ] {
+            let (seen, _) = run(&[(0, line)]);
+            assert!(seen.is_empty(), "{line:?}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_tunnel_is_no_longer_parsed() {
+        let (seen, c) = run(&[
+            (
+                0,
+                "|CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            ),
+            (1, "|HTTP/1.1 200 Connection established\r\n\r\n"),
+            (0, "|\u{16}\u{3}\u{1}\u{2}\u{0}client hello"),
+            (1, "|\u{16}\u{3}\u{3}\u{0}\u{7a}server hello"),
+            (0, "|GET /inside HTTP/1.1\r\n\r\n"),
+        ]);
+        assert_eq!(seen, ["0:CONNECT example.com:443", "1:200 None"]);
+        assert_eq!(c.http_errors, 0);
     }
 
     #[test]

@@ -86,12 +86,7 @@ pub fn open_live(
         .map_err(open_error)?
         .setnonblock()
         .map_err(open_error)?;
-    capture
-        .filter(bpf_filter, true)
-        .map_err(|e| CaptureError::Filter {
-            filter: bpf_filter.to_owned(),
-            message: e.to_string(),
-        })?;
+    set_filter(&mut capture, bpf_filter)?;
     let dlt = capture.get_datalink().0;
     let link = LinkType::from_dlt(dlt).ok_or(CaptureError::LinkType(dlt))?;
     Ok(LiveCapture {
@@ -199,6 +194,12 @@ pub fn open_file(path: impl AsRef<Path>, limits: Limits) -> Result<FileCapture, 
 }
 
 impl FileCapture {
+    /// Keeps only the packets that match `bpf_filter` (tcpdump syntax), compiled by libpcap
+    /// for the file's link type; set before reading.
+    pub fn set_filter(&mut self, bpf_filter: &str) -> Result<(), CaptureError> {
+        set_filter(&mut self.capture, bpf_filter)
+    }
+
     /// Reads up to 4096 packets and appends the requests and responses they complete to
     /// `out`. Returns whether more packets may follow (`false` at the end of the file).
     pub fn next_batch(&mut self, out: &mut Vec<Seen>) -> Result<bool, CaptureError> {
@@ -225,6 +226,19 @@ impl FileCapture {
     pub fn link_type(&self) -> LinkType {
         self.link
     }
+}
+
+/// Compiles `bpf_filter` for `capture` and applies it.
+fn set_filter<T: pcap::Activated + ?Sized>(
+    capture: &mut pcap::Capture<T>,
+    bpf_filter: &str,
+) -> Result<(), CaptureError> {
+    capture
+        .filter(bpf_filter, true)
+        .map_err(|e| CaptureError::Filter {
+            filter: bpf_filter.to_owned(),
+            message: e.to_string(),
+        })
 }
 
 /// A libpcap timestamp in microseconds since the Unix epoch (libpcap scales nanosecond files

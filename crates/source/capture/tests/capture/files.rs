@@ -141,3 +141,32 @@ fn missing_files_bad_files_and_unsupported_link_types_are_errors() {
     assert!(matches!(result, Err(CaptureError::Read(_))), "{result:?}");
     assert_eq!(short(&seen), ["GET /before-the-cut"]);
 }
+
+#[test]
+fn a_bpf_filter_applies_to_a_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut web = Flow::new(Wire::Ethernet, "192.0.2.1:40000", "192.0.2.2:80");
+    let mut api = Flow::new(Wire::Ethernet, "192.0.2.1:40001", "192.0.2.2:9000");
+    let mut packets = web.handshake();
+    packets.extend(api.handshake());
+    packets.push(web.client(&get("/web")));
+    packets.push(api.client(&get("/api")));
+    packets.sort_by_key(|p| p.time_us);
+    let path = dir.path().join("two-ports.pcap");
+    write_pcap(&path, LinkType::Ethernet, &packets);
+
+    let mut capture = open_file(&path, Limits::default()).unwrap();
+    capture.set_filter("tcp port 9000").unwrap();
+    let mut seen = Vec::new();
+    while capture.next_batch(&mut seen).unwrap() {}
+    assert_eq!(short(&seen), ["GET /api"]);
+    assert_eq!(
+        capture.counters().packets,
+        4,
+        "the filtered packets are not read"
+    );
+
+    let mut capture = open_file(&path, Limits::default()).unwrap();
+    let err = capture.set_filter("tcp port").unwrap_err();
+    assert!(matches!(err, CaptureError::Filter { .. }), "{err}");
+}
