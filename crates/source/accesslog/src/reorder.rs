@@ -88,11 +88,15 @@ impl<T> Reorder<T> {
             }
         }
         self.newest = self.newest.max(Some(time));
-        match self.waiting.entry(time) {
-            Entry::Occupied(mut e) => e.get_mut().push_back(item),
-            Entry::Vacant(e) => {
-                e.insert(VecDeque::from([item]));
-            }
+        // Most lines are of the newest second waiting: no search for them.
+        match self.waiting.last_entry() {
+            Some(mut last) if *last.key() == time => last.get_mut().push_back(item),
+            _ => match self.waiting.entry(time) {
+                Entry::Occupied(mut e) => e.get_mut().push_back(item),
+                Entry::Vacant(e) => {
+                    e.insert(VecDeque::from([item]));
+                }
+            },
         }
         self.len += 1;
         Ok(())
