@@ -4,25 +4,15 @@
 //! a configuration whose metrics no line feeds, and a CSV export with its header.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 
-use banhammer_testkit::wait;
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_banhammer"))
-}
+mod logs;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
+use logs::{bin, repo, text, wait_for_lines, Watch};
 
 /// 2019-01-01T00:00:00Z.
 const T0: i64 = 1_546_300_800;
@@ -76,24 +66,27 @@ fn replay(config: &Path, log: &Path, extra: &[&str]) -> Output {
     out
 }
 
-/// `banhammer ARGS` with its stderr on a terminal (through `script`), where replay prints
-/// its summary; returns what the terminal showed.
-fn on_a_terminal(args: &[&str]) -> String {
-    let quoted: Vec<String> = args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-        .collect();
+/// `replay` with its stderr on a terminal (through `script`), where it prints its summary;
+/// returns what the terminal showed.
+fn summary_on_a_terminal(config: &Path, log: &Path) -> String {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
     let command = format!(
-        "'{}' {} 2>&1 >/dev/null",
-        env!("CARGO_BIN_EXE_banhammer"),
-        quoted.join(" ")
+        "{} replay --config {} {} 2>&1 >/dev/null",
+        quote(Path::new(env!("CARGO_BIN_EXE_banhammer"))),
+        quote(config),
+        quote(log)
     );
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .output()
         .expect("script (util-linux) runs a command on a pseudo-terminal");
     assert!(out.status.success(), "{}", text(&out.stdout));
-    text(&out.stdout)
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The records of one ban of `token` at `at` for `duration` seconds.
+fn ban(token: &str, at: i64, duration: i64) -> String {
+    format!("{at},BAN,{token}\n{},UNBAN,{token}\n", at + duration)
 }
 
 #[test]
@@ -115,14 +108,7 @@ fn ipv4_mapped_clients_count_and_are_ignored_as_their_ipv4_address() {
     let path = dir.path().join("access.log");
     std::fs::write(&path, &log).unwrap();
     let out = replay(&config, &path, &[]);
-    assert_eq!(
-        text(&out.stdout),
-        format!(
-            "{},BAN,203.0.113.9\n{},UNBAN,203.0.113.9\n",
-            T0 + 2,
-            T0 + 602
-        )
-    );
+    assert_eq!(text(&out.stdout), ban("203.0.113.9", T0 + 2, 600));
     // The monitor shows them as IPv4 clients too.
     let out = bin()
         .args(["monitor", "--replay", "--json", "--log"])
@@ -160,7 +146,7 @@ fn host_name_clients_are_counted_by_name_in_lower_case() {
     let out = replay(&config, &path, &[]);
     assert_eq!(
         text(&out.stdout),
-        "804571211,BAN,in24.inetnebr.com\n804571811,UNBAN,in24.inetnebr.com\n"
+        ban("in24.inetnebr.com", 804_571_211, 600)
     );
     assert_eq!(
         text(&out.stderr),
@@ -303,10 +289,7 @@ fn a_line_later_than_max_delay_is_reported_late_and_still_counted() {
     let out = replay(&config, &path, &[]);
     // Counted in its own second, inside the window: 10.0.0.1 reached 3. Decided at the
     // clock's time, as a late event is: lines are counted up to the newest less max_delay.
-    assert_eq!(
-        text(&out.stdout),
-        format!("{},BAN,10.0.0.1\n{},UNBAN,10.0.0.1\n", T0 + 40, T0 + 640)
-    );
+    assert_eq!(text(&out.stdout), ban("10.0.0.1", T0 + 40, 600));
     assert_eq!(
         text(&out.stderr),
         format!(
@@ -318,14 +301,10 @@ fn a_line_later_than_max_delay_is_reported_late_and_still_counted() {
     );
     // A bigger delay puts it in order: the ban is at its own time.
     let out = replay(&config, &path, &["--max-delay", "100"]);
-    assert_eq!(
-        text(&out.stdout),
-        format!("{},BAN,10.0.0.1\n{},UNBAN,10.0.0.1\n", T0 + 2, T0 + 602)
-    );
+    assert_eq!(text(&out.stdout), ban("10.0.0.1", T0 + 2, 600));
     assert_eq!(text(&out.stderr), "");
     // The summary on a terminal counts it.
-    let config = config.display().to_string();
-    let shown = on_a_terminal(&["replay", "--config", &config, &path.display().to_string()]);
+    let shown = summary_on_a_terminal(&config, &path);
     assert!(
         shown.contains("14 lines (0 malformed, 0 skipped, 0 ignored, 1 late), 1 bans"),
         "{shown}"
@@ -356,76 +335,12 @@ fn empty_lines_and_comments_are_skipped_not_malformed() {
     std::fs::write(&path, log).unwrap();
     let out = replay(&config, &path, &[]);
     assert_eq!(text(&out.stderr), "", "nothing malformed");
-    assert_eq!(
-        text(&out.stdout),
-        format!("{},BAN,10.0.0.1\n{},UNBAN,10.0.0.1\n", T0 + 2, T0 + 602)
-    );
-    let config = config.display().to_string();
-    let shown = on_a_terminal(&["replay", "--config", &config, &path.display().to_string()]);
+    assert_eq!(text(&out.stdout), ban("10.0.0.1", T0 + 2, 600));
+    let shown = summary_on_a_terminal(&config, &path);
     assert!(
         shown.contains("9 lines (0 malformed, 6 skipped, 0 ignored, 0 late), 1 bans"),
         "{shown}"
     );
-}
-
-/// A running `banhammer watch`, killed when dropped; its log read off its stderr.
-struct Watch {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Watch {
-    fn start(config: &Path, file: &Path, extra: &[&str]) -> Watch {
-        let mut child = bin()
-            .arg("watch")
-            .arg("--config")
-            .arg(config)
-            .arg(file)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let watch = Watch { child, log };
-        watch.wait_for_log("Watching.");
-        watch
-    }
-
-    fn wait_for_log(&self, what: &str) -> String {
-        wait::for_some(&format!("watch logging {what:?}"), || {
-            let log = self.log.lock().unwrap();
-            log.contains(what).then(|| log.clone())
-        })
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn records(path: &Path, n: usize) -> Vec<String> {
-    wait::for_some(&format!("{} holding {n} records", path.display()), || {
-        let got: Vec<String> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        (got.len() >= n).then_some(got)
-    })
 }
 
 #[test]
@@ -445,7 +360,7 @@ fn watch_in_event_time_puts_a_shuffled_log_in_order_as_replay_does() {
     let expected = text(&replay(&config, &sorted_path, &[]).stdout);
     let expected: Vec<&str> = expected.lines().collect();
     let watch = Watch::start(&config, &log, &["--clock", "event", "--from-start"]);
-    let got = records(&dir.path().join("action_record.csv"), expected.len());
+    let got = wait_for_lines(&dir.path().join("action_record.csv"), expected.len());
     assert_eq!(got, expected);
     // A line more than max_delay late is logged as late, and counted.
     std::fs::OpenOptions::new()

@@ -44,6 +44,24 @@ impl ReportPolicy {
     }
 }
 
+/// Lines of one kind (malformed, late): how many, and how many were reported in full.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    seen: u64,
+    reported: u64,
+}
+
+impl Tally {
+    /// Counts one more; returns its count if `policy` reports it in full.
+    fn add(&mut self, policy: ReportPolicy) -> Option<u64> {
+        self.seen += 1;
+        policy.shows(self.seen).then(|| {
+            self.reported += 1;
+            self.seen
+        })
+    }
+}
+
 /// A malformed line to report. Displays as `origin:number: why`.
 #[derive(Debug, Clone, Copy)]
 pub struct Malformed<'p> {
@@ -191,12 +209,10 @@ pub struct LinePipeline {
     /// The format is still to be chosen from the first line.
     detect: bool,
     lines: u64,
-    malformed: u64,
-    reported: u64,
+    malformed: Tally,
     skipped: u64,
     ignored: u64,
-    late: u64,
-    late_reported: u64,
+    late: Tally,
 }
 
 impl LinePipeline {
@@ -208,12 +224,10 @@ impl LinePipeline {
             policy,
             detect: false,
             lines: 0,
-            malformed: 0,
-            reported: 0,
+            malformed: Tally::default(),
             skipped: 0,
             ignored: 0,
-            late: 0,
-            late_reported: 0,
+            late: Tally::default(),
         }
     }
 
@@ -293,14 +307,12 @@ impl LinePipeline {
                 None
             }
             Err(why) => {
-                self.malformed += 1;
-                if self.policy.shows(self.malformed) {
-                    self.reported += 1;
+                if let Some(count) = self.malformed.add(self.policy) {
                     report(&Note::Malformed(Malformed {
                         origin: &self.origin,
                         number,
                         why,
-                        count: self.malformed,
+                        count,
                     }));
                 }
                 None
@@ -341,16 +353,14 @@ impl LinePipeline {
         mut report: impl FnMut(&Note<'_>),
     ) -> Option<T> {
         let late = reorder.push(time, item).err()?;
-        self.late += 1;
-        if self.policy.shows(self.late) {
-            self.late_reported += 1;
+        if let Some(count) = self.late.add(self.policy) {
             report(&Note::Late(LateLine {
                 origin: &self.origin,
                 number,
                 time,
                 newest: late.newest,
                 max_delay: reorder.max_delay(),
-                count: self.late,
+                count,
             }));
         }
         Some(late.item)
@@ -363,12 +373,12 @@ impl LinePipeline {
 
     /// Malformed lines seen (headers, empty lines and comments are not malformed).
     pub fn malformed(&self) -> u64 {
-        self.malformed
+        self.malformed.seen
     }
 
     /// Malformed lines only counted, not reported in full.
     pub fn unreported(&self) -> u64 {
-        self.malformed - self.reported
+        self.malformed.seen - self.malformed.reported
     }
 
     /// Headers, empty lines and comments.
@@ -383,12 +393,12 @@ impl LinePipeline {
 
     /// Lines too late to be counted in order ([`LinePipeline::order`]).
     pub fn late(&self) -> u64 {
-        self.late
+        self.late.seen
     }
 
     /// Late lines only counted, not reported in full.
     pub fn unreported_late(&self) -> u64 {
-        self.late - self.late_reported
+        self.late.seen - self.late.reported
     }
 }
 
