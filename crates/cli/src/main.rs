@@ -12,6 +12,8 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use banhammer_config::AccessLogSettings;
+use banhammer_core::Seconds;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// mimalloc: the service allocates per request, and glibc's malloc showed up at 12% of a
@@ -56,8 +58,9 @@ enum Command {
     /// Replays access logs in event time and prints `<unix_seconds>,BAN|UNBAN,<ip>` lines.
     ///
     /// The clock is the newest line's time; at the end of input it stops and pending UNBANs
-    /// are printed. Plain or gzip files, or `-` for standard input. Malformed lines are
-    /// reported on stderr as `file:line: why` and skipped.
+    /// are printed. Lines are counted in time order: a line may be logged up to --max-delay
+    /// behind the newest. Plain or gzip files, or `-` for standard input. Malformed and late
+    /// lines are reported on stderr as `file:line: why`; malformed ones are skipped.
     Replay {
         /// The configuration file (TOML), with `[accesslog]` and `[metrics]`.
         #[arg(long, short)]
@@ -68,6 +71,10 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// How far behind the newest line a line may be logged and still be counted in order
+        /// (overrides `[accesslog] max_delay`, default 60 s): seconds, or e.g. `2m`.
+        #[arg(long, value_name = "DURATION", value_parser = max_delay)]
+        max_delay: Option<Seconds>,
     },
     /// Serves the engine over HTTP, with the credential-stuffing detector `PUT /detect`.
     ///
@@ -114,8 +121,9 @@ enum Command {
         /// Read an access log instead.
         #[arg(long)]
         log: Option<PathBuf>,
-        /// The log's format: common, combined, csv, or an nginx log_format string.
-        #[arg(long, default_value = "combined")]
+        /// The log's format: common, combined, csv, or an nginx log_format string; `auto` reads
+        /// a log whose first line is the CSV export's header as csv, any other as combined.
+        #[arg(long, default_value = "auto")]
         log_format: String,
         /// Replay the log from its start in event time instead of following it.
         #[arg(long, requires = "log")]
@@ -166,6 +174,10 @@ enum Command {
         /// Where time comes from: the wall clock, or the newest line's time.
         #[arg(long, value_enum, default_value_t = watch::ClockKind::Wall)]
         clock: watch::ClockKind,
+        /// With `--clock event`: how far behind the newest line a line may be logged and still
+        /// be counted in order (overrides `[accesslog] max_delay`, default 60 s).
+        #[arg(long, value_name = "DURATION", value_parser = max_delay)]
+        max_delay: Option<Seconds>,
         /// Read the file from its start (by default only new lines, like `tail -F`).
         #[arg(long)]
         from_start: bool,
@@ -179,6 +191,11 @@ enum Command {
         #[arg(long)]
         jsonl: Option<PathBuf>,
     },
+}
+
+/// `--max-delay`'s value, read as `[accesslog] max_delay` is.
+fn max_delay(text: &str) -> Result<Seconds, String> {
+    AccessLogSettings::parse_max_delay(text)
 }
 
 /// How decisions are printed.
@@ -228,7 +245,8 @@ fn main() -> ExitCode {
             config,
             files,
             format,
-        } => replay::run(&config, &files, format.into()),
+            max_delay,
+        } => replay::run(&config, &files, format.into(), max_delay),
         Command::Serve {
             config,
             listen,
@@ -277,6 +295,7 @@ fn main() -> ExitCode {
             config,
             file,
             clock,
+            max_delay,
             from_start,
             state,
             csv,
@@ -286,6 +305,7 @@ fn main() -> ExitCode {
             let opts = watch::WatchOptions {
                 file,
                 clock,
+                max_delay,
                 from_start,
                 state,
                 csv,

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use banhammer_accesslog::LogFormat;
+use banhammer_accesslog::{LinePipeline, LogFormat, Reorder, ReportPolicy};
 use banhammer_config::{Config, ConfigError};
-use banhammer_core::{Action, NamedNoop, Ruleset};
+use banhammer_core::{Action, NamedNoop, Ruleset, Seconds};
 use banhammer_sink::builtin_action;
 
 /// Loads and validates the configuration at `path`; the error lists every located problem.
@@ -17,18 +17,71 @@ pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow!("{e}"))
 }
 
-/// The configuration at `path` and its `[accesslog] format`, for the access-log commands.
-pub(crate) fn load_accesslog(path: &Path) -> anyhow::Result<(Config, LogFormat)> {
-    let config = load_config(path)?;
+/// The configuration at `path` and its `[accesslog] format`, for the access-log commands;
+/// `--max-delay`, if given, overrides `[accesslog] max_delay`.
+pub(crate) fn load_accesslog(
+    path: &Path,
+    max_delay: Option<Seconds>,
+) -> anyhow::Result<(Config, LogFormat)> {
+    let mut config = load_config(path)?;
     let format = log_format(&config).map_err(|e| anyhow!("{e}"))?;
+    if let Some(d) = max_delay {
+        config.accesslog.max_delay = d;
+    }
     Ok((config, format))
 }
 
 /// The `[accesslog] format` of `config`. The format is the access-log parser's to judge, but
 /// its error points into the configuration file, so that `check` reports it with its line.
+/// The default (not written, or `auto`) is combined, until the first line says otherwise
+/// ([`line_pipeline`]).
 pub(crate) fn log_format(config: &Config) -> Result<LogFormat, ConfigError> {
+    if config.accesslog.format_is_default() {
+        return Ok(LogFormat::Combined);
+    }
     LogFormat::from_setting(&config.accesslog.format.value)
         .map_err(|why| config.accesslog.format.error(why.to_string()))
+}
+
+/// The line pipeline of `replay` and `watch`: lines in `format` from `origin`, and when the
+/// configuration left the format to its default, a CSV export's header line chooses csv.
+pub(crate) fn line_pipeline(
+    config: &Config,
+    format: LogFormat,
+    origin: &str,
+    policy: ReportPolicy,
+) -> LinePipeline {
+    let pipeline = LinePipeline::new(format, origin, policy);
+    if config.accesslog.format_is_default() {
+        pipeline.detecting_format()
+    } else {
+        pipeline
+    }
+}
+
+/// The reorder stage of the event-time modes, as `[accesslog]` bounds it.
+pub(crate) fn reorder<T>(config: &Config) -> Reorder<T> {
+    Reorder::new(
+        config.accesslog.max_delay,
+        config.accesslog.max_buffered_lines,
+    )
+}
+
+/// The warning for a metric that no log line can feed (`LineEvents::unfed`).
+pub(crate) fn unfed_warning(metric: &str) -> String {
+    format!(
+        "metric `{metric}` is fed by no [[accesslog.match]] nor the request_metric: \
+         no log line counts for it"
+    )
+}
+
+/// The warning for lines counted before their delay because the reorder buffer was full.
+pub(crate) fn early_warning(config: &Config, early: u64) -> String {
+    format!(
+        "{early} line(s) counted before max_delay ({}) had passed: more than {} lines waited \
+         to be put in order ([accesslog] max_buffered_lines)",
+        config.accesslog.max_delay, config.accesslog.max_buffered_lines
+    )
 }
 
 /// Builds the built-in actions that `[actions]` configures (`record_local`,

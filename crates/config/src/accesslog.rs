@@ -9,8 +9,11 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use banhammer_core::Seconds;
+
 use crate::context::Cx;
 use crate::error::ConfigError;
+use crate::raw::RawDuration;
 
 /// `[accesslog]`: reading access-log lines.
 #[derive(Debug, Deserialize)]
@@ -33,6 +36,14 @@ pub(crate) struct RawAccessLog {
     /// Clients never counted (an allowlist): addresses or CIDR ranges.
     #[serde(default)]
     ignore: Vec<Spanned<String>>,
+    /// In event time (`replay`, `watch --clock event`, `monitor --replay`), how far behind the
+    /// newest line a line may be logged and still be counted in order. Default 60 s.
+    #[serde(default)]
+    max_delay: Option<Spanned<RawDuration>>,
+    /// How many lines may wait to be put in order; past it the oldest are counted early.
+    /// Default 1,000,000.
+    #[serde(default)]
+    max_buffered_lines: Option<Spanned<u64>>,
 }
 
 /// One `[[accesslog.match]]`.
@@ -109,6 +120,11 @@ pub struct AccessLogSettings {
     pub ignore: Vec<IpNet>,
     /// Further metrics for matching lines.
     pub matchers: Vec<LineMatcher>,
+    /// In event time, how far behind the newest line a line may be and still be counted in
+    /// order (lines wait this long to be sorted).
+    pub max_delay: Seconds,
+    /// How many lines may wait to be sorted at once.
+    pub max_buffered_lines: usize,
 }
 
 impl Default for AccessLogSettings {
@@ -120,19 +136,41 @@ impl Default for AccessLogSettings {
             ipv6_prefix: 64,
             ignore: Vec::new(),
             matchers: Vec::new(),
+            max_delay: Seconds::new(60),
+            max_buffered_lines: 1_000_000,
         }
     }
 }
 
 impl AccessLogSettings {
-    /// Whether `ip` is in an `ignore` range.
+    /// Whether the format was left to its default (not written, or `"auto"`): the front ends
+    /// then read a CSV export, recognised by its header line, as CSV.
+    pub fn format_is_default(&self) -> bool {
+        self.format.line == 0 || self.format.value.trim().eq_ignore_ascii_case("auto")
+    }
+
+    /// `--max-delay`'s value, read as `[accesslog] max_delay` is: whole seconds (`90`) or a
+    /// duration (`"2m"`).
+    pub fn parse_max_delay(text: &str) -> Result<Seconds, String> {
+        let raw = match text.trim().parse::<i64>() {
+            Ok(secs) => RawDuration::Secs(secs),
+            Err(_) => RawDuration::Text(text.to_owned()),
+        };
+        raw.seconds().map(Seconds::new)
+    }
+
+    /// Whether `ip` is in an `ignore` range. An IPv4-mapped address (`::ffff:127.0.0.1`) is
+    /// its IPv4 address.
     pub fn ignores(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.ignore.iter().any(|net| net.contains(&ip))
     }
 
     /// The token `ip` counts as: the address, or its network at the configured prefix
-    /// (`2001:db8:1:2::/64`).
+    /// (`2001:db8:1:2::/64`). An IPv4-mapped address counts as its IPv4 address, not as the
+    /// IPv6 network `::/64` that every such client would share.
     pub fn token_of(&self, ip: IpAddr) -> String {
+        let ip = ip.to_canonical();
         let prefix = match ip {
             IpAddr::V4(_) => self.ipv4_prefix,
             IpAddr::V6(_) => self.ipv6_prefix,
@@ -273,9 +311,24 @@ impl Cx<'_> {
             }
             s.ipv6_prefix = *p.get_ref();
         }
+        if let Some(d) = &raw.max_delay {
+            if let Some(secs) = self.duration("accesslog.max_delay", d) {
+                s.max_delay = Seconds::new(secs);
+            }
+        }
+        if let Some(n) = raw.max_buffered_lines {
+            match usize::try_from(*n.get_ref()) {
+                Ok(lines) if lines > 0 => s.max_buffered_lines = lines,
+                _ => self.push(
+                    Some(n.span()),
+                    "accesslog.max_buffered_lines",
+                    "must be at least 1",
+                ),
+            }
+        }
         for net in &raw.ignore {
             match parse_net(net.get_ref()) {
-                Some(n) => s.ignore.push(n),
+                Some(n) => s.ignore.push(canonical_net(n)),
                 None => self.push(
                     Some(net.span()),
                     "accesslog.ignore",
@@ -419,6 +472,18 @@ impl Cx<'_> {
                 None
             }
         }
+    }
+}
+
+/// An IPv4-mapped range (`::ffff:10.0.0.0/104`) as the IPv4 range it maps (`10.0.0.0/8`):
+/// clients are read as IPv4, so the range must be too to contain them.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net),
+            None => net,
+        },
+        _ => net,
     }
 }
 

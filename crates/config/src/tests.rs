@@ -280,6 +280,64 @@ fn accesslog_and_watch_sections_read() {
     );
 }
 
+fn accesslog_of(text: &str) -> AccessLogSettings {
+    Config::parse(text, "t.toml").unwrap().accesslog
+}
+
+fn ip(s: &str) -> std::net::IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ipv4_mapped_clients_count_and_are_ignored_as_their_ipv4_address() {
+    let a = accesslog_of("[accesslog]\nignore = [\"127.0.0.1\", \"::ffff:10.0.0.0/104\"]\n");
+    assert_eq!(a.token_of(ip("::ffff:203.0.113.9")), "203.0.113.9");
+    assert_eq!(a.token_of(ip("203.0.113.9")), "203.0.113.9");
+    assert!(a.ignores(ip("::ffff:127.0.0.1")));
+    // A mapped range in the list is the IPv4 range it maps.
+    assert!(a.ignores(ip("10.9.8.7")));
+    assert!(a.ignores(ip("::ffff:10.9.8.7")));
+    assert!(!a.ignores(ip("11.0.0.1")));
+    // Other IPv6 clients are grouped as before.
+    assert_eq!(a.token_of(ip("2001:db8:1:2::7")), "2001:db8:1:2::/64");
+}
+
+#[test]
+fn max_delay_and_the_buffer_bound_read_with_defaults() {
+    let a = accesslog_of("");
+    assert_eq!(a.max_delay, Seconds::new(60));
+    assert_eq!(a.max_buffered_lines, 1_000_000);
+    assert!(a.format_is_default());
+    let a = accesslog_of("[accesslog]\nmax_delay = \"2m\"\nmax_buffered_lines = 1000\n");
+    assert_eq!(
+        (a.max_delay, a.max_buffered_lines),
+        (Seconds::new(120), 1000)
+    );
+    assert_eq!(
+        accesslog_of("[accesslog]\nmax_delay = 0\n").max_delay,
+        Seconds::ZERO
+    );
+    assert!(!accesslog_of("[accesslog]\nformat = \"combined\"\n").format_is_default());
+    assert!(accesslog_of("[accesslog]\nformat = \"auto\"\n").format_is_default());
+    assert_eq!(
+        errors("[accesslog]\nmax_delay = -1\nmax_buffered_lines = 0\n"),
+        [
+            "t.toml:2:13: accesslog.max_delay: must not be negative, got -1",
+            "t.toml:3:22: accesslog.max_buffered_lines: must be at least 1"
+        ]
+    );
+    assert_eq!(
+        AccessLogSettings::parse_max_delay("90"),
+        Ok(Seconds::new(90))
+    );
+    assert_eq!(
+        AccessLogSettings::parse_max_delay("5m"),
+        Ok(Seconds::new(300))
+    );
+    assert!(AccessLogSettings::parse_max_delay("soon").is_err());
+    assert!(AccessLogSettings::parse_max_delay("-3").is_err());
+}
+
 #[test]
 fn accesslog_errors_are_located() {
     let errs = errors(

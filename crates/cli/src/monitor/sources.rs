@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use banhammer_accesslog::{
-    input, AccessLogLine, BoundedLines, Follower, LinePipeline, LogFormat, Malformed, ReportPolicy,
-    MAX_LINE,
+    input, AccessLogLine, BoundedLines, Follower, LinePipeline, LogFormat, Note, Reorder,
+    ReportPolicy, DEFAULT_MAX_BUFFERED, DEFAULT_MAX_DELAY, MAX_LINE,
 };
 use banhammer_monitor::{Hit, Observation, Reply};
 use banhammer_sink::{escape, Escaped};
@@ -38,22 +38,26 @@ pub(super) trait Source {
 
 pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
     if let Some(log) = &opts.log {
-        let format =
-            LogFormat::from_setting(&opts.log_format).map_err(|e| anyhow!("--log-format: {e}"))?;
+        let pipeline = log_pipeline(log, &opts.log_format)?;
         return if opts.replay {
-            Ok(Box::new(LogReplay::open(log, format)?))
+            Ok(Box::new(LogReplay::open(log, pipeline)?))
         } else {
-            Ok(Box::new(LogFollow {
-                follower: Follower::new(log, MAX_LINE).from_end(),
-                pipeline: LinePipeline::new(
-                    format,
-                    log.display().to_string(),
-                    ReportPolicy::first(MAX_REPORTED),
-                ),
-            }))
+            Ok(Box::new(LogFollow::open(log, pipeline)))
         };
     }
     super::capture::open(opts)
+}
+
+/// The line pipeline for `--log`: `--log-format auto` (the default) reads a log whose first
+/// line is the CSV export's header as csv, any other as combined, and says which on stderr.
+fn log_pipeline(log: &Path, setting: &str) -> anyhow::Result<LinePipeline> {
+    let origin = log.display().to_string();
+    let policy = ReportPolicy::first(MAX_REPORTED);
+    if setting.trim().eq_ignore_ascii_case("auto") {
+        return Ok(LinePipeline::new(LogFormat::Combined, origin, policy).detecting_format());
+    }
+    let format = LogFormat::from_setting(setting).map_err(|e| anyhow!("--log-format: {e}"))?;
+    Ok(LinePipeline::new(format, origin, policy))
 }
 
 /// Text from a log or a packet as the monitor shows it: control characters escaped, so that
@@ -62,50 +66,116 @@ pub(super) fn shown(text: &str) -> String {
     escape(text).into_owned()
 }
 
-/// A parsed line as a request and, when it has a status, a response.
-fn line_observations(l: &AccessLogLine<'_>, out: &mut Vec<Observation>) {
-    out.push(Observation::Request(Hit {
-        time: l.time,
-        client: l.client,
-        host: l.host.map(shown),
-        method: l.method.map(shown),
-        path: l.path.map(shown),
-    }));
-    if let Some(status) = l.status {
-        out.push(Observation::Response(Reply {
-            time: l.time,
-            status,
-            bytes: l.bytes,
-        }));
+/// A parsed line as the monitor sees it: a request and, when it has a status, a response.
+struct Seen {
+    request: Hit,
+    response: Option<Reply>,
+}
+
+impl Seen {
+    fn push_to(self, out: &mut Vec<Observation>) {
+        out.push(Observation::Request(self.request));
+        out.extend(self.response.map(Observation::Response));
     }
 }
 
-/// Malformed lines reported in full; after that only counted.
-const MAX_REPORTED: u64 = 10;
-
-#[allow(clippy::print_stderr)] // malformed lines are reported on stderr
-fn report(m: &Malformed<'_>) {
-    eprintln!("{}", Escaped(m));
+/// Lines whose client is a host name: the monitor counts clients by address, so it skips
+/// them, and says so for the first one.
+#[derive(Default)]
+struct HostNames {
+    skipped: u64,
 }
 
-/// A log read from its start, in event time.
+impl HostNames {
+    /// What the monitor sees of line `number`, or `None` (counted) if its client is a name.
+    #[allow(clippy::print_stderr)] // said on stderr, as malformed lines are
+    fn seen(&mut self, origin: &str, number: u64, l: &AccessLogLine<'_>) -> Option<Seen> {
+        let Some(client) = l.client.ip() else {
+            self.skipped += 1;
+            if self.skipped == 1 {
+                eprintln!(
+                    "{}:{number}: `{}` is a host name: the monitor counts clients by address, \
+                     so lines that name their client are skipped",
+                    Escaped(origin),
+                    Escaped(&l.client)
+                );
+            }
+            return None;
+        };
+        Some(Seen {
+            request: Hit {
+                time: l.time,
+                client,
+                host: l.host.map(shown),
+                method: l.method.map(shown),
+                path: l.path.map(shown),
+            },
+            response: l.status.map(|status| Reply {
+                time: l.time,
+                status,
+                bytes: l.bytes,
+            }),
+        })
+    }
+}
+
+/// Malformed and late lines reported in full; after that only counted.
+const MAX_REPORTED: u64 = 10;
+
+#[allow(clippy::print_stderr)] // malformed and late lines, and the format chosen, on stderr
+fn report(note: &Note<'_>) {
+    eprintln!("{}", Escaped(note));
+}
+
+/// A log read from its start, in event time, its lines put in time order within
+/// [`DEFAULT_MAX_DELAY`] as `replay` puts them.
 struct LogReplay {
     origin: String,
     lines: BoundedLines<Box<dyn std::io::BufRead + Send>>,
     pipeline: LinePipeline,
     number: u64,
+    reorder: Reorder<Seen>,
+    names: HostNames,
 }
 
 impl LogReplay {
-    fn open(path: &Path, format: LogFormat) -> anyhow::Result<Self> {
+    fn open(path: &Path, pipeline: LinePipeline) -> anyhow::Result<Self> {
         let input = input::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let origin = path.display().to_string();
         Ok(LogReplay {
-            pipeline: LinePipeline::new(format, origin.as_str(), ReportPolicy::first(MAX_REPORTED)),
-            origin,
+            origin: path.display().to_string(),
             lines: BoundedLines::new(input.reader, MAX_LINE),
+            pipeline,
             number: 0,
+            reorder: Reorder::new(DEFAULT_MAX_DELAY, DEFAULT_MAX_BUFFERED),
+            names: HostNames::default(),
         })
+    }
+
+    /// The end of input: every line still waiting, in order, and what was only counted.
+    #[allow(clippy::print_stderr)]
+    fn finish(&mut self, out: &mut Vec<Observation>) {
+        self.reorder.flush();
+        while let Some((_, seen)) = self.reorder.pop() {
+            seen.push_to(out);
+        }
+        let late = self.pipeline.unreported_late();
+        if late > 0 {
+            eprintln!("… and {late} more late line(s)");
+        }
+        if self.reorder.early() > 0 {
+            eprintln!(
+                "{} line(s) counted before {} had passed: more than {DEFAULT_MAX_BUFFERED} \
+                 lines waited to be put in order",
+                self.reorder.early(),
+                self.reorder.max_delay(),
+            );
+        }
+        if self.names.skipped > 1 {
+            eprintln!(
+                "… and {} more line(s) with a host name for client",
+                self.names.skipped - 1
+            );
+        }
     }
 }
 
@@ -117,11 +187,23 @@ impl Source for LogReplay {
                 .next_line()
                 .with_context(|| format!("reading {}", self.origin))?
             else {
+                self.finish(out);
                 return Ok(SourceState::Done);
             };
             self.number += 1;
-            if let Some(l) = self.pipeline.parse(self.number, line, report) {
-                line_observations(&l, out);
+            let number = self.number;
+            let Some(l) = self.pipeline.parse(number, line, report) else {
+                continue;
+            };
+            let Some(seen) = self.names.seen(&self.origin, number, &l) else {
+                continue;
+            };
+            let reorder = &mut self.reorder;
+            if let Some(late) = self.pipeline.order(reorder, number, l.time, seen, report) {
+                late.push_to(out);
+            }
+            while let Some((_, seen)) = self.reorder.pop() {
+                seen.push_to(out);
             }
         }
         Ok(SourceState::More)
@@ -132,11 +214,27 @@ impl Source for LogReplay {
     }
 }
 
-/// A log followed like `tail -F`, in wall time. Truncations are said on stderr, as malformed
-/// lines are.
+/// A log followed like `tail -F`, in wall time (lines are counted as they come).
+/// Truncations are said on stderr, as malformed lines are.
 struct LogFollow {
     follower: Follower,
     pipeline: LinePipeline,
+    names: HostNames,
+}
+
+impl LogFollow {
+    fn open(path: &Path, mut pipeline: LinePipeline) -> Self {
+        // Following starts at the end: the format is chosen from the file's first lines. A
+        // file that cannot be read now is the follower's to report.
+        let _ = input::head_lines(path, |number, line| {
+            pipeline.detect_format(number, line, &mut report)
+        });
+        LogFollow {
+            follower: Follower::new(path, MAX_LINE).from_end(),
+            pipeline,
+            names: HostNames::default(),
+        }
+    }
 }
 
 impl Source for LogFollow {
@@ -148,10 +246,13 @@ impl Source for LogFollow {
             let file = self.follower.path().display();
             eprintln!("{}: {}", Escaped(file), Escaped(&notice));
         }
+        let origin = self.follower.path().display().to_string();
         for line in &lines {
             let (number, line) = line.numbered();
             if let Some(l) = self.pipeline.parse(number, line, report) {
-                line_observations(&l, out);
+                if let Some(seen) = self.names.seen(&origin, number, &l) {
+                    seen.push_to(out);
+                }
             }
         }
         Ok(if more || !lines.is_empty() {

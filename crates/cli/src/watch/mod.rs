@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use banhammer_accesslog::{
-    Fingerprint, Follower, LineEvents, LinePipeline, LogFormat, Malformed, Position, ReportPolicy,
-    MAX_LINE,
+    input, Fingerprint, Follower, LineEvents, LinePipeline, LogFormat, Note, Position, Reorder,
+    ReportPolicy, TokenLine, MAX_LINE,
 };
 use banhammer_config::{CommandTemplate, Config, WatchSettings};
-use banhammer_core::{Clock, Engine, ManualClock, SystemClock, Timestamp};
+use banhammer_core::{Clock, DecisionEvent, Engine, ManualClock, Seconds, SystemClock, Timestamp};
 use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks, Escaped};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
@@ -20,7 +20,7 @@ use crate::setup;
 
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
-/// Malformed lines logged in full; after that only counted, ...
+/// Malformed (and late) lines logged in full; after that only counted, ...
 const MAX_REPORTED: u64 = 10;
 /// ... but every this many still logged, so that a watch running for weeks keeps saying that
 /// its log has junk.
@@ -31,7 +31,8 @@ const REPORT_EVERY: u64 = 1000;
 pub(crate) enum ClockKind {
     /// Wall-clock time: UNBANs happen on time even when no line arrives.
     Wall,
-    /// The newest line's time (for comparing with `replay`, and for tests).
+    /// The newest line's time, lines put in time order within `max_delay` (as `replay`
+    /// does: for comparing with it, and for tests).
     Event,
 }
 
@@ -40,6 +41,8 @@ pub(crate) enum ClockKind {
 pub(crate) struct WatchOptions {
     pub(crate) file: PathBuf,
     pub(crate) clock: ClockKind,
+    /// Overrides `[accesslog] max_delay` (event time only).
+    pub(crate) max_delay: Option<Seconds>,
     pub(crate) from_start: bool,
     pub(crate) state: Option<PathBuf>,
     pub(crate) csv: Option<PathBuf>,
@@ -48,7 +51,7 @@ pub(crate) struct WatchOptions {
 
 /// Runs until SIGTERM or SIGINT.
 pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
-    let (mut config, format) = setup::load_accesslog(config)?;
+    let (mut config, format) = setup::load_accesslog(config, opts.max_delay)?;
     if let Some(s) = &opts.state {
         config.watch.state.clone_from(s);
     }
@@ -112,6 +115,11 @@ pub(crate) struct Watcher<C: Clock> {
     engine: Engine<C>,
     /// Set when the clock follows line time.
     event_clock: Option<ManualClock>,
+    /// In event time, lines wait here to be counted in time order. Lines still waiting when
+    /// watch is killed are lost (their read position is saved); a clean stop counts them.
+    reorder: Option<Reorder<TokenLine>>,
+    /// Lines counted early (a full reorder buffer) when that was last logged.
+    early_logged: u64,
     follower: Follower,
     key: String,
     store: DecisionStore,
@@ -169,18 +177,36 @@ impl<C: Clock> Watcher<C> {
         if saved.is_none() && !opts.from_start {
             follower = follower.from_end();
         }
-        // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
-        tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
-        let pipeline = LinePipeline::new(
+        let events = LineEvents::new(&config.accesslog, engine.rules());
+        for metric in events.unfed(engine.rules()) {
+            tracing::warn!("{}.", setup::unfed_warning(metric));
+        }
+        let mut pipeline = setup::line_pipeline(
+            &config,
             format,
-            opts.file.display().to_string(),
+            &opts.file.display().to_string(),
             ReportPolicy::first(MAX_REPORTED).then_every(REPORT_EVERY),
         );
+        // Reading may start mid-file (from its end, or a saved position): the format is chosen
+        // from the file's first lines, if the file is there yet; if not, from the first line read.
+        if config.accesslog.format_is_default() {
+            let head = input::head_lines(&opts.file, |number, line| {
+                pipeline.detect_format(number, line, &mut log_note)
+            });
+            if let Err(e) = head {
+                tracing::warn!(file = %Escaped(opts.file.display()), error = %Escaped(&e), "Cannot read the file's first lines to choose its format.");
+            }
+        }
+        let reorder = event_clock.as_ref().map(|_| setup::reorder(&config));
+        // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
+        tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
         Ok(Watcher {
             config,
             pipeline,
             engine,
             event_clock,
+            reorder,
+            early_logged: 0,
             follower,
             key,
             store,
@@ -208,25 +234,68 @@ impl<C: Clock> Watcher<C> {
         let events = LineEvents::new(&self.config.accesslog, self.engine.rules());
         for line in &lines {
             let (number, line) = line.numbered();
-            let report = |m: &Malformed<'_>| tracing::warn!(malformed = m.count, "{}", Escaped(m));
-            let Some(counted) = self.pipeline.events(number, line, &events, report) else {
+            let Some(counted) = self.pipeline.events(number, line, &events, log_note) else {
                 continue;
             };
-            if let Some(c) = &self.event_clock {
-                if counted.time() > c.now() {
-                    c.set(counted.time());
-                }
+            let Some(reorder) = &mut self.reorder else {
+                count(&mut self.engine, None, &counted, &mut decisions);
+                continue;
+            };
+            let clock = self.event_clock.as_ref();
+            let time = counted.time();
+            if let Some(late) = self
+                .pipeline
+                .order(reorder, number, time, counted, log_note)
+            {
+                count(&mut self.engine, clock, &late, &mut decisions);
             }
-            for event in counted.events() {
-                match self.engine.observe(&event, false) {
-                    Ok(v) => {
-                        self.engine.rules().run_actions(&v.actions);
-                        decisions.extend(v.decisions);
-                    }
-                    Err(e) => tracing::warn!(error = %Escaped(&e), "Event refused."),
-                }
+            while let Some((_, waiting)) = reorder.pop() {
+                count(&mut self.engine, clock, &waiting, &mut decisions);
             }
         }
+        if let (Some(reorder), Some(clock)) = (&self.reorder, &self.event_clock) {
+            // Every line before the floor is counted (or will be late): time has reached it.
+            if let Some(floor) = reorder.floor() {
+                if floor > clock.now() {
+                    clock.set(floor);
+                }
+            }
+            if reorder.early() > self.early_logged.saturating_mul(2) {
+                // Logged once, then each time the count doubles: a flood must not flood the log.
+                self.early_logged = reorder.early();
+                let early = setup::early_warning(&self.config, self.early_logged);
+                tracing::warn!("{early}.");
+            }
+        }
+        self.commit(!lines.is_empty(), decisions)?;
+        Ok(more)
+    }
+
+    /// Counts the lines still waiting to be put in order (a clean stop: nothing follows them
+    /// that they could have come after), and commits what they decide.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        let Some(reorder) = &mut self.reorder else {
+            return Ok(());
+        };
+        if reorder.is_empty() {
+            return Ok(());
+        }
+        reorder.flush();
+        let mut decisions = Vec::new();
+        while let Some((_, waiting)) = reorder.pop() {
+            count(
+                &mut self.engine,
+                self.event_clock.as_ref(),
+                &waiting,
+                &mut decisions,
+            );
+        }
+        self.commit(true, decisions)
+    }
+
+    /// Ends what is due, then stores the decisions, the read position and the changed
+    /// windows, and sends the decisions to the sinks.
+    fn commit(&mut self, read: bool, mut decisions: Vec<DecisionEvent>) -> anyhow::Result<()> {
         decisions.extend(self.engine.tick());
         let position = self.follower.position().map(|p| {
             (
@@ -241,7 +310,7 @@ impl<C: Clock> Watcher<C> {
             )
         });
         let windows = self.engine.take_changed_windows();
-        if !lines.is_empty() || !decisions.is_empty() || !windows.is_empty() {
+        if read || !decisions.is_empty() || !windows.is_empty() {
             // On disk before anything else hears of it, in one transaction: a crash now loses
             // neither the ban, nor the place in the file, nor what the lines read counted.
             let forget = self.engine.time().minus(self.engine.rules().horizon());
@@ -249,7 +318,7 @@ impl<C: Clock> Watcher<C> {
                 .record_step(&decisions, position, &windows, Some(forget))?;
         }
         self.sinks.emit(&decisions)?;
-        Ok(more)
+        Ok(())
     }
 
     /// Steps until `stop` is set, waiting `poll` between steps when nothing is waiting.
@@ -264,9 +333,42 @@ impl<C: Clock> Watcher<C> {
                 sleep(poll);
             }
         }
+        self.finish()?;
         self.sinks.wait();
         tracing::info!("Stopped.");
         Ok(())
+    }
+}
+
+/// Counts one line's events; on line time, the clock first moves up to the line's time.
+fn count<C: Clock>(
+    engine: &mut Engine<C>,
+    event_clock: Option<&ManualClock>,
+    line: &TokenLine,
+    decisions: &mut Vec<DecisionEvent>,
+) {
+    if let Some(c) = event_clock {
+        if line.time() > c.now() {
+            c.set(line.time());
+        }
+    }
+    for event in line.events() {
+        match engine.observe(&event, false) {
+            Ok(v) => {
+                engine.rules().run_actions(&v.actions);
+                decisions.extend(v.decisions);
+            }
+            Err(e) => tracing::warn!(error = %Escaped(&e), "Event refused."),
+        }
+    }
+}
+
+/// Logs what the line pipeline reports, escaped: a line must not forge a log line.
+fn log_note(note: &Note<'_>) {
+    match note {
+        Note::Malformed(m) => tracing::warn!(malformed = m.count, "{}", Escaped(m)),
+        Note::Late(l) => tracing::warn!(late = l.count, "{}", Escaped(l)),
+        Note::Format(f) => tracing::info!("{}", Escaped(f)),
     }
 }
 

@@ -51,6 +51,7 @@ fn options(s: &Setup) -> WatchOptions {
     WatchOptions {
         file: s.log.clone(),
         clock: ClockKind::Wall,
+        max_delay: None,
         from_start: true,
         state: None,
         csv: None,

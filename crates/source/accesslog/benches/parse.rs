@@ -1,10 +1,12 @@
 //! Parsing combined-format lines: our parser against the usual regular expression, in the
 //! same run, on the challenge log's real lines and on typical nginx lines (referer, browser
-//! user agent, query strings, some IPv6 and escapes).
+//! user agent, query strings, some IPv6 and escapes); and what putting lines back in order
+//! costs a line, next to that.
 
 use std::hint::black_box;
 
-use banhammer_accesslog::{parse, LogFormat};
+use banhammer_accesslog::{parse, LogFormat, Reorder, DEFAULT_MAX_BUFFERED, DEFAULT_MAX_DELAY};
+use banhammer_core::Timestamp;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use regex::bytes::Regex;
 
@@ -86,5 +88,54 @@ fn combined(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, combined);
+/// One line through the reorder stage (a push, then what is due): 20 lines a second, each
+/// written up to 30 s late, items the size of a counted line (a token and one metric).
+fn reorder(c: &mut Criterion) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut times: Vec<(i64, usize)> = (0..100_000usize)
+        .map(|i| {
+            let t = i64::try_from(i / 20).unwrap();
+            (t + i64::try_from(next() % 31).unwrap(), i)
+        })
+        .collect();
+    times.sort_unstable();
+    let times: Vec<i64> = times
+        .iter()
+        .map(|&(_, i)| i64::try_from(i / 20).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("reorder");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("push_pop", |b| {
+        let mut r = Reorder::new(DEFAULT_MAX_DELAY, DEFAULT_MAX_BUFFERED);
+        let metric: std::sync::Arc<str> = std::sync::Arc::from("request");
+        let (mut i, mut base) = (0, 0);
+        b.iter(|| {
+            let t = Timestamp::from_unix(base + times[i]);
+            let item = (
+                String::from("198.51.100.7"),
+                vec![std::sync::Arc::clone(&metric)],
+            );
+            let late = r.push(t, item).err().map(|l| l.time);
+            let mut out = 0;
+            while let Some((t, _)) = r.pop() {
+                out += t.as_unix();
+            }
+            i += 1;
+            if i == times.len() {
+                // Start the sequence again later, in order after the last pass.
+                (i, base) = (0, base + 100_000);
+            }
+            black_box((late, out))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, combined, reorder);
 criterion_main!(benches);

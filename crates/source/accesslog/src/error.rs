@@ -24,6 +24,10 @@ pub enum LineError {
     /// A CSV header line: callers skip it silently.
     #[error("header line")]
     Header,
+    /// A line starting with `#` that does not read in the format (a comment, W3C-style
+    /// `#Fields:` directives): callers skip it, as they skip empty lines.
+    #[error("comment line")]
+    Comment,
     /// Text the format requires is not there.
     #[error("expected `{expected}`{place} at column {column}")]
     Expected {
@@ -42,8 +46,8 @@ pub enum LineError {
         /// Where the field starts.
         column: usize,
     },
-    /// The client field is not an address.
-    #[error("`{text}` is not an IP address (column {column})")]
+    /// The client field is neither an address nor a host name.
+    #[error("`{text}` is not an IP address or host name (column {column})")]
     BadClient {
         /// What was there.
         text: Snippet,

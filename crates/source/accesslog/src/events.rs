@@ -1,9 +1,11 @@
 //! From an access-log line to the engine's events: which token, which metrics.
 
-use banhammer_config::{AccessLogSettings, LineMatcher};
-use banhammer_core::Ruleset;
+use std::sync::Arc;
 
-use crate::AccessLogLine;
+use banhammer_config::{AccessLogSettings, LineMatcher};
+use banhammer_core::{MetricRule, Ruleset};
+
+use crate::{AccessLogLine, Client};
 
 /// Turns parsed lines into metric names per the `[accesslog]` settings: every line is the
 /// request metric (if the rule set defines it), and each matching `[[accesslog.match]]`
@@ -11,7 +13,11 @@ use crate::AccessLogLine;
 #[derive(Debug)]
 pub struct LineEvents<'s> {
     settings: &'s AccessLogSettings,
-    count_requests: bool,
+    /// The request metric's name, if the rule set defines it.
+    request: Option<Arc<str>>,
+    /// Each matcher's metric, shared by the lines that count as it (lines wait, owned, to be
+    /// put in order).
+    matched: Vec<Arc<str>>,
 }
 
 impl<'s> LineEvents<'s> {
@@ -19,16 +25,25 @@ impl<'s> LineEvents<'s> {
     pub fn new(settings: &'s AccessLogSettings, rules: &Ruleset) -> Self {
         LineEvents {
             settings,
-            count_requests: rules.metric_id(&settings.request_metric).is_some(),
+            request: rules
+                .metric_id(&settings.request_metric)
+                .map(|_| Arc::from(settings.request_metric.as_str())),
+            matched: settings
+                .matchers
+                .iter()
+                .map(|m| Arc::from(m.metric.as_str()))
+                .collect(),
         }
     }
 
-    /// The token a line counts for, or `None` if its client is ignored.
+    /// The token a line counts for, or `None` if its client is ignored. A host name (logs
+    /// written with name lookups) is its own token, lower-cased; `ignore` ranges are
+    /// addresses, so they never cover a name.
     pub fn token(&self, line: &AccessLogLine<'_>) -> Option<String> {
-        if self.settings.ignores(line.client) {
-            None
-        } else {
-            Some(self.settings.token_of(line.client))
+        match line.client {
+            Client::Ip(ip) if self.settings.ignores(ip) => None,
+            Client::Ip(ip) => Some(self.settings.token_of(ip)),
+            Client::Host(name) => Some(name.to_ascii_lowercase()),
         }
     }
 
@@ -36,17 +51,32 @@ impl<'s> LineEvents<'s> {
     pub fn metrics<'a>(
         &'a self,
         line: &'a AccessLogLine<'_>,
-    ) -> impl Iterator<Item = &'a str> + 'a {
-        let request = self
-            .count_requests
-            .then_some(self.settings.request_metric.as_str());
+    ) -> impl Iterator<Item = &'a Arc<str>> + 'a {
         let matched = self
             .settings
             .matchers
             .iter()
-            .filter(move |m| matches(m, line))
-            .map(|m| m.metric.as_str());
-        request.into_iter().chain(matched)
+            .zip(&self.matched)
+            .filter(move |(m, _)| matches(m, line))
+            .map(|(_, name)| name);
+        self.request.iter().chain(matched)
+    }
+
+    /// The metrics of `rules` that no line can count as: neither the request metric nor any
+    /// matcher's (nor a member of them, for a family). A configuration for another source
+    /// (`login_failed` fed by `eval` or the HTTP API) runs silently over a log otherwise.
+    pub fn unfed<'r>(&self, rules: &'r Ruleset) -> Vec<&'r str> {
+        let fed = |rule: &MetricRule| {
+            self.request
+                .iter()
+                .chain(&self.matched)
+                .any(|name| rule.matches(name))
+        };
+        rules
+            .metrics()
+            .filter(|(_, rule)| !fed(rule))
+            .map(|(_, rule)| &*rule.name)
+            .collect()
     }
 }
 

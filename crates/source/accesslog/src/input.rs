@@ -1,4 +1,5 @@
-//! Opening replay inputs: plain files, gzip files (by their magic bytes), or standard input.
+//! Opening replay inputs: plain files, gzip files (by their magic bytes), or standard input;
+//! and reading a file's first lines alone.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -9,6 +10,10 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 
 use crate::lines::Counted;
+use crate::{BoundedLine, BoundedLines, MAX_LINE};
+
+/// How many lines [`head_lines`] looks at, at most.
+const HEAD_LINES: u64 = 64;
 
 /// An opened input: a buffered reader and the bytes read from the underlying file so far.
 pub struct Input {
@@ -55,4 +60,30 @@ fn wrap(inner: Box<dyn Read + Send>, read: Arc<AtomicU64>, size: Option<u64>) ->
         Box::new(buffered)
     };
     Input { reader, read, size }
+}
+
+/// Hands the first lines of `path` (plain or gzip, at most 64) to `each`, numbered from 1,
+/// while it returns true: for choosing a format from a file's start when reading starts
+/// elsewhere (a followed file, read from its end). A file that does not exist has no lines.
+pub fn head_lines(
+    path: &Path,
+    mut each: impl FnMut(u64, BoundedLine<'_>) -> bool,
+) -> io::Result<()> {
+    let input = match open(path) {
+        Ok(input) => input,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut lines = BoundedLines::new(input.reader, MAX_LINE);
+    let mut number = 0;
+    while number < HEAD_LINES {
+        let Some(line) = lines.next_line()? else {
+            break;
+        };
+        number += 1;
+        if !each(number, line) {
+            break;
+        }
+    }
+    Ok(())
 }

@@ -2,10 +2,10 @@
 //! quoted field needs unescaping.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr};
 
 use banhammer_core::Timestamp;
 
+use crate::client::Client;
 use crate::error::{LineError, Near, Snippet};
 use crate::format::{End, Field, Layout, LogFormat, Piece};
 use crate::time;
@@ -16,8 +16,9 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// One parsed access-log line, borrowing from the line's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessLogLine<'a> {
-    /// The client address, IPv4 or IPv6 (an IPv4-mapped IPv6 address is kept as written).
-    pub client: IpAddr,
+    /// The client: an address (an IPv4-mapped IPv6 address is read as the IPv4 address), or
+    /// a host name where the server logged names.
+    pub client: Client<'a>,
     /// The identd field (`-` is `None`).
     pub ident: Option<&'a str>,
     /// The authenticated user (`-` is `None`).
@@ -66,19 +67,30 @@ pub fn parse<'a>(line: &'a [u8], format: &LogFormat) -> Result<AccessLogLine<'a>
     if text.bytes().all(|b| b.is_ascii_whitespace()) {
         return Err(LineError::Empty);
     }
-    match format.layout() {
+    let parsed = match format.layout() {
         Layout::Pieces {
             pieces,
             optional_from,
         } => parse_pieces(text, pieces, optional_from),
         Layout::Csv => parse_csv(text),
+    };
+    // Checked only once the line failed, so that a format starting with `#` still reads.
+    match parsed {
+        Err(e) if e != LineError::Header && text.starts_with('#') => Err(LineError::Comment),
+        other => other,
     }
+}
+
+/// Whether `line` is the header of the CSV export
+/// (`"remotehost","rfc931",...`, quoted or not).
+pub(crate) fn is_csv_header(line: &[u8]) -> bool {
+    line.starts_with(b"\"remotehost\"") || line.starts_with(b"remotehost,")
 }
 
 /// The fields as found, before the required ones are checked.
 #[derive(Default)]
 struct Found<'a> {
-    client: Option<IpAddr>,
+    client: Option<Client<'a>>,
     ident: Option<&'a str>,
     user: Option<&'a str>,
     time: Option<Timestamp>,
@@ -129,7 +141,7 @@ impl<'a> Found<'a> {
         };
         match field {
             Field::RemoteAddr => {
-                self.client = Some(ip(value).ok_or_else(|| LineError::BadClient {
+                self.client = Some(Client::parse(value).ok_or_else(|| LineError::BadClient {
                     text: Snippet::new(value),
                     column,
                 })?);
@@ -309,7 +321,7 @@ fn parse_csv(text: &str) -> Result<AccessLogLine<'_>, LineError> {
         "the status",
         "the byte count",
     ];
-    if text.starts_with("\"remotehost\"") || text.starts_with("remotehost,") {
+    if is_csv_header(text.as_bytes()) {
         return Err(LineError::Header);
     }
     let mut fields: [(&str, usize); 7] = [("", 0); 7];
@@ -372,50 +384,6 @@ fn parse_csv(text: &str) -> Result<AccessLogLine<'_>, LineError> {
         found.set(kind, value, column)?;
     }
     found.finish(text.len())
-}
-
-/// An IPv4 or IPv6 address, also in brackets (`[::1]`); IPv4 without leading zeros.
-fn ip(v: &str) -> Option<IpAddr> {
-    if let Some(v4) = ipv4(v.as_bytes()) {
-        return Some(IpAddr::V4(v4));
-    }
-    let v = v
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .unwrap_or(v);
-    v.parse().ok()
-}
-
-/// Dotted-quad IPv4, the common case, without the standard library's general parser.
-/// Accepts exactly what `Ipv4Addr::from_str` accepts (no leading zeros, no signs).
-fn ipv4(b: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut n = 0;
-    let mut value: u16 = 0;
-    let mut len = 0;
-    for &c in b {
-        match c {
-            b'0'..=b'9' => {
-                if len == 3 || (len == 1 && value == 0) {
-                    return None;
-                }
-                value = value * 10 + u16::from(c - b'0');
-                len += 1;
-            }
-            b'.' if n < 3 && len > 0 => {
-                octets[n] = u8::try_from(value).ok()?;
-                n += 1;
-                value = 0;
-                len = 0;
-            }
-            _ => return None,
-        }
-    }
-    if n != 3 || len == 0 {
-        return None;
-    }
-    octets[3] = u8::try_from(value).ok()?;
-    Some(Ipv4Addr::from(octets))
 }
 
 fn dash_none(v: &str) -> Option<&str> {

@@ -147,7 +147,11 @@ fn a_followed_file_reports_the_first_lines_then_every_nth() {
     let mut parsed = Vec::new();
     for l in &read {
         let (number, l) = l.numbered();
-        if let Some(p) = pipeline.parse(number, l, |m| reports.push((m.count, m.number))) {
+        let report = |n: &Note<'_>| match n {
+            Note::Malformed(m) => reports.push((m.count, m.number)),
+            other => panic!("{other}"),
+        };
+        if let Some(p) = pipeline.parse(number, l, report) {
             parsed.push(p.client.to_string());
         }
     }
@@ -155,4 +159,154 @@ fn a_followed_file_reports_the_first_lines_then_every_nth() {
     // Malformed lines 1, 3 and 6 are lines 1, 4 and 7 of the file (line 3 is good).
     assert_eq!(reports, [(1, 1), (3, 4), (6, 7)]);
     assert_eq!((pipeline.malformed(), pipeline.unreported()), (7, 4));
+}
+
+#[test]
+fn empty_lines_and_comments_are_skipped_not_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.csv");
+    write(
+        &path,
+        &[
+            b"# exported 2019-02-07",
+            HEADER.as_bytes(),
+            b"",
+            b"   ",
+            line("1.2.3.4", 1000, "/").as_bytes(),
+            b"#Fields: remotehost date request",
+            b"junk",
+        ],
+    );
+    let (config, rules) = config();
+    let map = LineEvents::new(&config.accesslog, &rules);
+    let mut pipeline = LinePipeline::new(csv(), "a", ReportPolicy::first(10));
+    let (counted, reports) = replay(&mut pipeline, &map, &path);
+    assert_eq!(counted.len(), 1);
+    assert_eq!(reports, ["a:7: expected `,` before the ident at column 5"]);
+    assert_eq!(
+        (pipeline.lines(), pipeline.skipped(), pipeline.malformed()),
+        (7, 5, 1)
+    );
+}
+
+#[test]
+fn an_unconfigured_format_is_chosen_by_the_first_line() {
+    let (config, rules) = config();
+    let map = LineEvents::new(&config.accesslog, &rules);
+    let run = |lines: &[&[u8]]| {
+        let mut pipeline =
+            LinePipeline::new(LogFormat::Combined, "f", ReportPolicy::first(10)).detecting_format();
+        let mut notes = Vec::new();
+        let mut tokens = Vec::new();
+        for (n, l) in lines.iter().enumerate() {
+            let counted = pipeline.events(n as u64 + 1, BoundedLine::Line(l), &map, |note| {
+                notes.push(note.to_string());
+            });
+            tokens.extend(counted.map(|t| t.token().to_owned()));
+        }
+        (pipeline.format().name(), notes, tokens)
+    };
+    let csv_line = line("1.2.3.4", 1000, "/");
+    assert_eq!(
+        run(&[b"", b"# hi", HEADER.as_bytes(), csv_line.as_bytes()]),
+        (
+            "csv",
+            vec!["f:3: a CSV header: reading the log as csv".to_owned()],
+            vec!["1.2.3.4".to_owned()]
+        )
+    );
+    let combined_line = br#"5.6.7.8 - - [01/Jan/2019:00:00:00 +0000] "GET / HTTP/1.1" 200 1"#;
+    let (format, notes, tokens) = run(&[combined_line, HEADER.as_bytes()]);
+    assert_eq!(format, "combined");
+    assert_eq!(
+        notes,
+        [
+            "f:1: no CSV header: reading the log as combined",
+            "f:2: `\"remotehost\",\"rfc931\",\"authuser\",\"date\",…` is not an IP \
+             address or host name (column 1)"
+        ],
+        "chosen once, from the first line"
+    );
+    assert_eq!(tokens, ["5.6.7.8"]);
+}
+
+#[test]
+fn clients_become_tokens_mapped_addresses_as_ipv4_and_names_in_lower_case() {
+    let (config, rules) = config();
+    let map = LineEvents::new(&config.accesslog, &rules);
+    let mut pipeline = LinePipeline::new(csv(), "f", ReportPolicy::first(10));
+    let mut tokens = Vec::new();
+    for client in [
+        "::ffff:203.0.113.9",
+        "::ffff:10.1.2.3",
+        "In24.INETNEBR.com",
+        "10.1.2.3",
+    ] {
+        let l = line(client, 1000, "/");
+        let counted = pipeline.events(1, BoundedLine::Line(l.as_bytes()), &map, |n| {
+            panic!("{n}");
+        });
+        tokens.push(counted.map(|t| t.token().to_owned()));
+    }
+    assert_eq!(
+        tokens,
+        [
+            Some("203.0.113.9".to_owned()),
+            None,
+            Some("in24.inetnebr.com".to_owned()),
+            None
+        ],
+        "10.0.0.0/8 is ignored, also written as IPv4-mapped; a name is never ignored"
+    );
+    assert_eq!(pipeline.ignored(), 2);
+}
+
+#[test]
+fn late_lines_are_counted_reported_and_given_back() {
+    let mut pipeline = LinePipeline::new(csv(), "f", ReportPolicy::first(1));
+    let mut reorder = Reorder::new(banhammer_core::Seconds::new(60), 100);
+    let mut notes = Vec::new();
+    let mut order = |pipeline: &mut LinePipeline, number: u64, t: i64| {
+        pipeline.order(&mut reorder, number, Timestamp::from_unix(t), number, |n| {
+            notes.push(n.to_string());
+        })
+    };
+    assert_eq!(order(&mut pipeline, 1, 1000), None);
+    assert_eq!(order(&mut pipeline, 2, 940), None, "60 s behind: in time");
+    assert_eq!(order(&mut pipeline, 3, 939), Some(3));
+    assert_eq!(order(&mut pipeline, 4, 100), Some(4));
+    assert_eq!(
+        notes,
+        [
+            "f:3: late line: logged at 939, 61s before the newest line (max_delay is 60s); \
+          counted out of order"
+        ],
+        "the first in full, then only counted"
+    );
+    assert_eq!((pipeline.late(), pipeline.unreported_late()), (2, 1));
+}
+
+#[test]
+fn metrics_that_no_line_feeds_are_named() {
+    let rules_of = |text: &str| {
+        let config = Config::parse(text, "t.toml").unwrap();
+        let noop = |name: &str| -> Arc<dyn Action> { Arc::new(NamedNoop(name.to_owned())) };
+        let rules = config.ruleset(&noop).unwrap();
+        (config, rules)
+    };
+    let (unfed, rules) = rules_of(
+        "[metrics.login_failed]\n[metrics.request]\n[metrics.\"detect:*\"]\n[metrics.other]\n\
+         [[accesslog.match]]\nmetric = \"detect:login\"\npath = \"/login\"\n",
+    );
+    let map = LineEvents::new(&unfed.accesslog, &rules);
+    assert_eq!(map.unfed(&rules), ["login_failed", "other"]);
+    let (fed, rules) = config();
+    assert!(LineEvents::new(&fed.accesslog, &rules)
+        .unfed(&rules)
+        .is_empty());
+    let (other, rules) = rules_of("[accesslog]\nrequest_metric = \"hit\"\n[metrics.request]\n");
+    assert_eq!(
+        LineEvents::new(&other.accesslog, &rules).unfed(&rules),
+        ["request"]
+    );
 }
