@@ -128,6 +128,10 @@ enum Command {
         /// Replay the log from its start in event time instead of following it.
         #[arg(long, requires = "log")]
         replay: bool,
+        /// With --replay: how far behind the newest line a line may be logged and still be
+        /// counted in order (default 60 s): seconds, or e.g. `2m`.
+        #[arg(long, value_name = "DURATION", value_parser = max_delay, requires = "replay")]
+        max_delay: Option<Seconds>,
         /// Seconds between reports.
         #[arg(long, default_value_t = 10)]
         interval: u64,
@@ -271,6 +275,7 @@ fn main() -> ExitCode {
             log,
             log_format,
             replay,
+            max_delay,
             interval,
             threshold,
             top,
@@ -284,6 +289,7 @@ fn main() -> ExitCode {
             log,
             log_format,
             replay,
+            max_delay,
             interval,
             threshold,
             top,

@@ -405,6 +405,18 @@ fn monitor_replay_puts_a_shuffled_log_in_order() {
     assert!(expected.lines().count() >= 60, "{expected}");
     assert_eq!(got, expected);
     assert!(!stderr.contains("late"), "{stderr}");
+    // With no room for disorder, the shuffled lines are late.
+    let out = bin()
+        .args(["monitor", "--replay", "--json", "--max-delay", "0", "--log"])
+        .arg(&shuffled_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("late line"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -31,6 +31,9 @@ pub(crate) struct MonitorOptions {
     pub(crate) log: Option<PathBuf>,
     pub(crate) log_format: String,
     pub(crate) replay: bool,
+    /// With `--replay`: how far behind the newest line a line may be and still be counted
+    /// in order (`--max-delay`; default 60 s).
+    pub(crate) max_delay: Option<banhammer_core::Seconds>,
     pub(crate) interval: u64,
     pub(crate) threshold: PerSecond,
     pub(crate) top: usize,

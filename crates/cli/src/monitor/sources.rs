@@ -8,6 +8,7 @@ use banhammer_accesslog::{
     input, AccessLogLine, BoundedLines, Follower, LinePipeline, LogFormat, Note, Reorder,
     ReportPolicy, DEFAULT_MAX_BUFFERED, DEFAULT_MAX_DELAY, MAX_LINE,
 };
+use banhammer_core::Seconds;
 use banhammer_monitor::{Hit, Observation, Reply};
 use banhammer_sink::{escape, Escaped};
 
@@ -40,7 +41,8 @@ pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
     if let Some(log) = &opts.log {
         let pipeline = log_pipeline(log, &opts.log_format)?;
         return if opts.replay {
-            Ok(Box::new(LogReplay::open(log, pipeline)?))
+            let max_delay = opts.max_delay.unwrap_or(DEFAULT_MAX_DELAY);
+            Ok(Box::new(LogReplay::open(log, pipeline, max_delay)?))
         } else {
             Ok(Box::new(LogFollow::open(log, pipeline)))
         };
@@ -128,7 +130,7 @@ fn report(note: &Note<'_>) {
 }
 
 /// A log read from its start, in event time, its lines put in time order within
-/// [`DEFAULT_MAX_DELAY`] as `replay` puts them.
+/// `--max-delay` as `replay` puts them.
 struct LogReplay {
     origin: String,
     lines: BoundedLines<Box<dyn std::io::BufRead + Send>>,
@@ -139,14 +141,14 @@ struct LogReplay {
 }
 
 impl LogReplay {
-    fn open(path: &Path, pipeline: LinePipeline) -> anyhow::Result<Self> {
+    fn open(path: &Path, pipeline: LinePipeline, max_delay: Seconds) -> anyhow::Result<Self> {
         let input = input::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(LogReplay {
             origin: path.display().to_string(),
             lines: BoundedLines::new(input.reader, MAX_LINE),
             pipeline,
             number: 0,
-            reorder: Reorder::new(DEFAULT_MAX_DELAY, DEFAULT_MAX_BUFFERED),
+            reorder: Reorder::new(max_delay, DEFAULT_MAX_BUFFERED),
             names: HostNames::default(),
         })
     }
