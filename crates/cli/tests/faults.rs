@@ -243,3 +243,76 @@ fn counts_survive_sigkill_and_a_clean_restart() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+const ESCALATING: &str = r#"
+[serve]
+admin_token = "t0ken"
+
+[metrics.login_failed]
+[[metrics.login_failed.thresholds]]
+limit = 3
+window = 600
+actions = ["block_local"]
+action_duration = 100
+escalate = { factor = 3, max = 10000, memory = "1d" }
+"#;
+
+/// `token`'s active ban as `(from, until)`, through the admin API.
+fn ban_span(c: &reqwest::blocking::Client, base: &str, token: &str) -> (i64, i64) {
+    let v: Value = c
+        .get(format!("{base}/v1/bans/{token}"))
+        .bearer_auth("t0ken")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    (v["from"].as_i64().unwrap(), v["until"].as_i64().unwrap())
+}
+
+#[test]
+fn a_repeat_offender_keeps_its_offence_count_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("decisions.sqlite");
+    let config = dir.path().join("banhammer.toml");
+    std::fs::write(&config, ESCALATING).unwrap();
+    let c = reqwest::blocking::Client::new();
+    let fire = |base: &str| {
+        let r = c
+            .post(format!("{base}/v1/now"))
+            .bearer_auth("t0ken")
+            .json(&json!({"token": "203.0.113.7", "metric": "login_failed", "threshold": 0}))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    };
+    let (mut server, base) = serve(&config, &db);
+    fire(&base);
+    let (from, until) = ban_span(&c, &base, "203.0.113.7");
+    assert_eq!(until - from, 100, "a first ban lasts action_duration");
+    let r = c
+        .delete(format!("{base}/v1/bans/203.0.113.7"))
+        .bearer_auth("t0ken")
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    // Offences count by the second (a ban started in the same second is not an earlier one):
+    // wait for the server's clock, as its Date header tells it, to pass the ban's second.
+    let date = |r: reqwest::blocking::Response| r.headers()["date"].to_str().unwrap().to_owned();
+    let banned_at = date(c.get(format!("{base}/healthz")).send().unwrap());
+    wait::until("a later second", || {
+        date(c.get(format!("{base}/healthz")).send().unwrap()) != banned_at
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    // After a crash, the second ban within a day lasts 3 × 100 s: the offence was kept.
+    let (mut server, base) = serve(&config, &db);
+    fire(&base);
+    let (from, until) = ban_span(&c, &base, "203.0.113.7");
+    assert_eq!(
+        until - from,
+        300,
+        "the second ban within memory is escalated"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -5,14 +5,14 @@ use std::num::NonZeroU64;
 use std::ops::Range;
 
 use banhammer_core::{
-    BanPolicy, Effect, Kind, MetricRule, RuleError, Scope, Seconds, Threshold, Window,
+    BanPolicy, Effect, Escalation, Kind, MetricRule, RuleError, Scope, Seconds, Threshold, Window,
 };
 use toml::de::DeValue;
 use toml::Spanned;
 
 use crate::context::Cx;
 use crate::error::ConfigError;
-use crate::raw::RawThreshold;
+use crate::raw::{RawDuration, RawEscalation, RawThreshold};
 use crate::BUILTIN_ACTIONS;
 
 /// One metric, validated: the core's rule with its actions still by name.
@@ -47,7 +47,8 @@ impl MetricPlaces {
             | RuleError::ZeroDuration { metric, tier }
             | RuleError::DistinctTooLarge { metric, tier, .. }
             | RuleError::EmptyAttr { metric, tier }
-            | RuleError::SpanTooLong { metric, tier, .. } => (Some(metric), Some(*tier)),
+            | RuleError::SpanTooLong { metric, tier, .. }
+            | RuleError::BadEscalation { metric, tier, .. } => (Some(metric), Some(*tier)),
             RuleError::DuplicateMetric(metric) | RuleError::BadMetricName(metric) => {
                 (Some(metric), None)
             }
@@ -300,6 +301,10 @@ impl Cx<'_> {
                 None
             }
         };
+        let escalate = raw
+            .escalate
+            .as_ref()
+            .and_then(|e| self.escalation(&format!("{field}.escalate"), e));
         if self.errors.len() > before {
             return None;
         }
@@ -313,6 +318,27 @@ impl Cx<'_> {
             actions,
             repeat_actions: raw.repeat_actions,
             fail_closed,
+            escalate,
+        })
+    }
+
+    /// `escalate = { factor, max, memory }`: durations read as everywhere else, the checks
+    /// that need the tier left to the core (located by the rule's place).
+    fn escalation(&mut self, field: &str, raw: &Spanned<RawEscalation>) -> Option<Escalation> {
+        let e = raw.get_ref();
+        let duration = |cx: &mut Self, name: &str, d: &Option<Spanned<RawDuration>>| match d {
+            Some(d) => cx.duration(&format!("{field}.{name}"), d).map(Seconds::new),
+            None => {
+                cx.push(Some(raw.span()), &format!("{field}.{name}"), "is required");
+                None
+            }
+        };
+        let max = duration(self, "max", &e.max);
+        let memory = duration(self, "memory", &e.memory);
+        Some(Escalation {
+            factor: e.factor.as_ref().map_or(2, |f| *f.get_ref()),
+            max: max?,
+            memory: memory?,
         })
     }
 }

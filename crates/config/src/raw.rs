@@ -82,6 +82,25 @@ pub(crate) struct RawThreshold {
     /// (pass; default) or `"fail_closed"` (deny). Bans already known to the node still hold.
     #[serde(default)]
     pub(crate) on_store_error: Option<Spanned<String>>,
+    /// Longer bans for repeat offenders (a `block_local` tier only): the n-th ban of a token
+    /// within `memory` lasts `action_duration × factor^(n−1)`, at most `max`.
+    #[serde(default)]
+    pub(crate) escalate: Option<Spanned<RawEscalation>>,
+}
+
+/// `escalate = { factor = 2, max = "1w", memory = "1d" }`, as typed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEscalation {
+    /// What each earlier ban within `memory` multiplies the duration by. Default 2.
+    #[serde(default)]
+    pub(crate) factor: Option<Spanned<u32>>,
+    /// The longest a ban gets. Required.
+    #[serde(default)]
+    pub(crate) max: Option<Spanned<RawDuration>>,
+    /// How long a ban counts as an earlier offence. Required.
+    #[serde(default)]
+    pub(crate) memory: Option<Spanned<RawDuration>>,
 }
 
 /// A duration as typed: integer seconds or a humantime string.

@@ -68,8 +68,8 @@ pub use escape::{escape, is_unsafe, Escaped};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};
 pub use rules::{
-    metric_matches, BanPolicy, Effect, Kind, MeasureSlot, MetricId, MetricRule, RuleError, RuleId,
-    Ruleset, RulesetBuilder, Scope, Threshold, WindowLayout,
+    metric_matches, BanPolicy, Effect, Escalation, Kind, MeasureSlot, MetricId, MetricRule,
+    RuleError, RuleId, Ruleset, RulesetBuilder, Scope, Threshold, WindowLayout,
 };
 pub use shared::SharedEngine;
 pub use time::{Seconds, Timestamp, Window};

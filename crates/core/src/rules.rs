@@ -100,6 +100,35 @@ pub struct Threshold<A = Arc<dyn Action>> {
     /// When the shared state (Redis) cannot be reached: deny (true) or pass (false, default)
     /// the metric's events. The in-memory engine never fails.
     pub fail_closed: bool,
+    /// Longer bans for repeat offenders (block tiers only).
+    pub escalate: Option<Escalation>,
+}
+
+/// Longer bans for repeat offenders (as fail2ban's `bantime.increment` and `CrowdSec`'s recidivism):
+/// the `n`-th ban of a token started within `memory` of its earlier ones lasts
+/// `action_duration × factor^(n−1)`, at most `max` (never less than `action_duration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escalation {
+    /// What each earlier ban within `memory` multiplies the duration by.
+    pub factor: u32,
+    /// The longest a ban of this tier gets.
+    pub max: Seconds,
+    /// How long a ban counts as an earlier offence, from its start.
+    pub memory: Seconds,
+}
+
+impl Escalation {
+    /// The duration of the `n`-th ban (`n ≥ 1`; the first is `base`).
+    pub fn duration(&self, base: Seconds, n: u32) -> Seconds {
+        let mut d = base.get();
+        for _ in 1..n {
+            d = d.saturating_mul(u64::from(self.factor));
+            if d >= self.max.get() {
+                break;
+            }
+        }
+        Seconds::new(d.min(self.max.get()).max(base.get()))
+    }
 }
 
 impl<A> Threshold<A> {
@@ -115,6 +144,7 @@ impl<A> Threshold<A> {
             actions: Vec::new(),
             repeat_actions: false,
             fail_closed: false,
+            escalate: None,
         }
     }
 
@@ -151,6 +181,7 @@ impl<A> Threshold<A> {
             actions,
             repeat_actions: self.repeat_actions,
             fail_closed: self.fail_closed,
+            escalate: self.escalate,
         })
     }
 }
@@ -295,6 +326,16 @@ pub enum RuleError {
         /// `window` or `action_duration`.
         field: &'static str,
     },
+    /// An `escalate` setting that cannot work.
+    #[error("metric `{metric}` tier {tier}: escalate: {why}")]
+    BadEscalation {
+        /// The metric.
+        metric: String,
+        /// The tier.
+        tier: usize,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// An attribute name that is empty.
     #[error("metric `{metric}` tier {tier}: the attribute name is empty")]
     EmptyAttr {
@@ -315,6 +356,8 @@ pub struct Ruleset {
     rates: bool,
     max_tokens: NonZeroUsize,
     horizon: Seconds,
+    /// See [`Ruleset::offence_memory`].
+    offence_memory: Option<Seconds>,
 }
 
 /// The rate statistics' windows: 1, 10 and 60 minutes.
@@ -395,6 +438,12 @@ impl Ruleset {
     /// The threshold `rule`.
     pub fn threshold(&self, rule: RuleId) -> &Threshold {
         &self.metric(rule.metric).thresholds[rule.tier as usize]
+    }
+
+    /// The longest `escalate.memory` of any tier: how long a ban start is remembered as an
+    /// offence; `None` when no tier escalates (then nothing is remembered).
+    pub fn offence_memory(&self) -> Option<Seconds> {
+        self.offence_memory
     }
 
     /// Whether 1m/10m/60m rates are kept (and so an hour of every metric's events).
@@ -486,6 +535,11 @@ impl RulesetBuilder {
             })
             .max()
             .unwrap_or(Seconds::ZERO);
+        let offence_memory = metrics
+            .iter()
+            .flat_map(|m| m.rule.thresholds.iter().filter_map(|t| t.escalate))
+            .map(|e| e.memory)
+            .max();
         Ok(Ruleset {
             metrics,
             by_name,
@@ -493,7 +547,38 @@ impl RulesetBuilder {
             rates: self.rates,
             max_tokens: self.max_tokens.unwrap_or(Ruleset::DEFAULT_MAX_TOKENS),
             horizon,
+            offence_memory,
         })
+    }
+}
+
+/// Why `t`'s `escalate` setting cannot work, if it cannot.
+fn check_escalation<A>(
+    t: &Threshold<A>,
+    metric: &dyn Fn() -> String,
+    tier: usize,
+    errors: &mut Vec<RuleError>,
+) {
+    let Some(e) = t.escalate else {
+        return;
+    };
+    let why = if t.effect != Effect::Block {
+        Some("only a ban (a block_local tier) can escalate")
+    } else if e.factor == 0 {
+        Some("factor must be at least 1")
+    } else if e.memory == Seconds::ZERO {
+        Some("memory must be at least 1 second")
+    } else if e.memory > Ruleset::MAX_SPAN || e.max > Ruleset::MAX_SPAN {
+        Some("max and memory must be at most 10 years")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        errors.push(RuleError::BadEscalation {
+            metric: metric(),
+            tier,
+            why,
+        });
     }
 }
 
@@ -531,6 +616,7 @@ fn compile(rule: MetricRule, rates: bool, errors: &mut Vec<RuleError>) -> Compil
                 });
             }
         }
+        check_escalation(t, &metric, tier, errors);
         if t.effect != Effect::Alert && t.action_duration == Seconds::ZERO {
             errors.push(RuleError::ZeroDuration {
                 metric: metric(),

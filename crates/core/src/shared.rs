@@ -185,6 +185,11 @@ impl<C: Clock + Clone> SharedEngine<C> {
         all
     }
 
+    /// [`Engine::restore_offence`] in the shard that holds `token`.
+    pub fn restore_offence(&self, token: &str, at: Timestamp) {
+        self.token_shard(token).restore_offence(token, at);
+    }
+
     /// [`Engine::restore_windows`] in the shard that holds the snapshot's token (shard 0 for
     /// global-scope metrics, where they count).
     pub fn restore_windows(&self, s: &WindowsSnapshot) -> Result<(), EventError> {

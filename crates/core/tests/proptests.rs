@@ -12,8 +12,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, EngineCounters, Event,
-    ManualClock, Rates, Ruleset, Scope, SharedEngine, SlidingWindow, Timestamp,
+    BanPolicy, Change, DecisionEvent, DistinctWindow, Effect, Engine, EngineCounters, Escalation,
+    Event, ManualClock, Rates, Ruleset, Scope, Seconds, SharedEngine, SlidingWindow, Timestamp,
 };
 use banhammer_testkit::rules::{ruleset_with_rates, scoped, threshold, ThresholdExt};
 use banhammer_testkit::script::{parse, Step as ScriptStep, DEFAULT_METRIC};
@@ -29,6 +29,8 @@ struct Tier {
     duration: i64,
     effect: Effect,
     policy: BanPolicy,
+    /// `escalate`: factor, max, memory (block tiers only).
+    escalate: Option<(u32, i64, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,25 +43,39 @@ struct Metric {
 /// Limits 1..=5, windows 1..=19 s, durations 1..=49 s; a token-scope tier blocks or notifies,
 /// a global one alerts; either policy.
 fn tier(global: bool) -> impl Strategy<Value = Tier> {
-    (1u64..6, 1i64..20, 1i64..50, any::<bool>(), any::<bool>()).prop_map(
-        move |(limit, window, duration, block, violation)| Tier {
-            limit,
-            window,
-            duration,
-            effect: if global {
-                Effect::Alert
-            } else if block {
-                Effect::Block
-            } else {
-                Effect::Notify
-            },
-            policy: if violation {
-                BanPolicy::AfterViolation
-            } else {
-                BanPolicy::AfterTrigger
-            },
-        },
+    let escalate = proptest::option::of((1u32..4, 1i64..300, 1i64..200));
+    (
+        1u64..6,
+        1i64..20,
+        1i64..50,
+        any::<bool>(),
+        any::<bool>(),
+        escalate,
     )
+        .prop_map(
+            move |(limit, window, duration, block, violation, escalate)| {
+                let effect = if global {
+                    Effect::Alert
+                } else if block {
+                    Effect::Block
+                } else {
+                    Effect::Notify
+                };
+                Tier {
+                    limit,
+                    window,
+                    duration,
+                    effect,
+                    policy: if violation {
+                        BanPolicy::AfterViolation
+                    } else {
+                        BanPolicy::AfterTrigger
+                    },
+                    // Only bans escalate.
+                    escalate: escalate.filter(|_| effect == Effect::Block),
+                }
+            },
+        )
 }
 
 /// One or two token-scope metrics (`m`, `n`) of 1 to 3 tiers, maybe a global `hits` metric.
@@ -124,13 +140,19 @@ fn rules_and_script(
 fn ruleset(metrics: &[Metric]) -> Arc<Ruleset> {
     ruleset_with_rates(metrics.iter().map(|m| {
         let tiers = m.tiers.iter().map(|t| {
-            threshold(
+            let mut th = threshold(
                 t.limit,
                 t.window.unsigned_abs(),
                 t.effect,
                 t.duration.unsigned_abs(),
             )
-            .with_policy(t.policy)
+            .with_policy(t.policy);
+            th.escalate = t.escalate.map(|(factor, max, memory)| Escalation {
+                factor,
+                max: Seconds::new(max.unsigned_abs()),
+                memory: Seconds::new(memory.unsigned_abs()),
+            });
+            th
         });
         scoped(&m.name, m.scope, tiers)
     }))
@@ -167,6 +189,8 @@ struct Model {
     active: HashMap<Key, Active>,
     /// Start order, the tie-break between decisions ending in the same second.
     next_id: u64,
+    /// When each token's bans started (for tiers that escalate).
+    ban_starts: HashMap<String, Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,6 +214,8 @@ impl Key {
 struct Active {
     id: u64,
     token: String,
+    /// When the decision started.
+    from: i64,
     /// `after_trigger` reaches: t + duration for each event t at which a tier held.
     triggers: Vec<i64>,
     /// `after_violation` reaches: (last second the tier holds, duration).
@@ -286,12 +312,27 @@ impl Model {
             if !self.holds(who, metric, tier, now) {
                 continue;
             }
-            let th = self.metrics[metric].tiers[tier].clone();
+            let mut th = self.metrics[metric].tiers[tier].clone();
             let key = match th.effect {
                 Effect::Block => Key::Block(who.to_owned()),
                 Effect::Notify => Key::Notify(who.to_owned(), metric, tier),
                 Effect::Alert => Key::Alert(metric, tier),
             };
+            // A repeat offender's ban: the n-th started within `memory` before this one's
+            // start lasts duration * factor^(n-1), at most max, never less than duration.
+            if let Some((factor, max, memory)) = th.escalate {
+                let from = self.active.get(&key).map_or(now, |a| a.from);
+                let earlier = self.ban_starts.get(who).map_or(0, |v| {
+                    v.iter().filter(|&&s| s > from - memory && s < from).count()
+                });
+                let mut d = th.duration;
+                for _ in 0..earlier {
+                    d = d
+                        .saturating_mul(i64::from(factor))
+                        .min(max.max(th.duration));
+                }
+                th.duration = d.min(max).max(th.duration);
+            }
             let (trigger, hold) = match th.policy {
                 _ if th.effect == Effect::Alert => (None, None),
                 BanPolicy::AfterTrigger => (Some(now + th.duration), None),
@@ -309,6 +350,7 @@ impl Model {
             let a = self.active.entry(key.clone()).or_insert_with(|| Active {
                 id,
                 token: who.to_owned(),
+                from: now,
                 triggers: Vec::new(),
                 holds: Vec::new(),
             });
@@ -317,6 +359,9 @@ impl Model {
             if is_new {
                 self.next_id += 1;
                 out.push(format!("{now},{},{who}", key.verbs().0));
+                if matches!(key, Key::Block(_)) {
+                    self.ban_starts.entry(who.to_owned()).or_default().push(now);
+                }
             }
         }
         let passed = !self.active.contains_key(&Key::Block(token.to_owned()));
@@ -481,6 +526,7 @@ fn design_example(policy: BanPolicy, script: &str) -> Vec<String> {
             duration: 100,
             effect: Effect::Block,
             policy,
+            escalate: None,
         }],
     }];
     let steps = parse(script);

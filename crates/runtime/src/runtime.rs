@@ -145,6 +145,15 @@ impl Runtime {
         mut store: DecisionStore,
         backend: Box<dyn Backend>,
     ) -> Result<RuntimeGuard, PersistError> {
+        // Repeat offenders first: a restored ban keeps the offences before it.
+        if let Some(memory) = rules.offence_memory() {
+            let starts = store
+                .ban_starts(clock.now().minus(memory))
+                .map_err(|e| PersistError(e.to_string()))?;
+            for (token, at) in &starts {
+                backend.restore_offence(token, *at);
+            }
+        }
         let back = store
             .read_back(clock.now())
             .map_err(|e| PersistError(e.to_string()))?;

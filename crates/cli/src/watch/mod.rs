@@ -150,6 +150,12 @@ impl<C: Clock> Watcher<C> {
         // On the wall clock, bans that ended while nothing ran are closed now and their UNBANs
         // sent. On line time the engine starts at the beginning of time: nothing has ended
         // yet, every ban comes back and ends when the lines' time reaches it.
+        // Repeat offenders first: a restored ban keeps the offences before it.
+        if let Some(memory) = engine.rules().offence_memory() {
+            for (token, at) in store.ban_starts(engine.time().minus(memory))? {
+                engine.restore_offence(&token, at);
+            }
+        }
         let back = store.read_back(engine.time())?;
         sinks.emit(&back.ended)?;
         back.restore(|token, metric, tier, value, from, until| {

@@ -155,6 +155,9 @@ struct Episode {
     reaches: SmallVec<[Reach; 1]>,
     /// The live end: when the deadline queue ends it (for alerts, the projected recovery).
     until: Timestamp,
+    /// A ban's earlier offences (when the token's previous bans started), taken when it
+    /// started, for tiers that escalate; `None` when no tier does.
+    earlier: Option<Box<[Timestamp]>>,
 }
 
 impl Episode {
@@ -269,6 +272,20 @@ impl<S: BuildHasher + Default> Episodes<S> {
         self.bans
     }
 
+    /// When `token`'s active ban started, and its earlier offences if they were noted.
+    pub(super) fn ban_offences(&self, token: &str) -> Option<(Timestamp, Option<&[Timestamp]>)> {
+        self.map
+            .get(&BlockKey(token))
+            .map(|ep| (ep.from, ep.earlier.as_deref()))
+    }
+
+    /// Notes the earlier offences of `token`'s ban (once, when it starts or is restored).
+    pub(super) fn set_earlier(&mut self, token: &str, earlier: Box<[Timestamp]>) {
+        if let Some(ep) = self.map.get_mut(&BlockKey(token)) {
+            ep.earlier.get_or_insert(earlier);
+        }
+    }
+
     fn removed(&mut self, ep: &Episode) {
         if ep.effect == Effect::Block {
             self.bans -= 1;
@@ -372,6 +389,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
             from,
             reaches: SmallVec::new(),
             until,
+            earlier: None,
         };
         if effect != Effect::Alert {
             ep.extend(reach);

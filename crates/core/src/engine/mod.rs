@@ -4,6 +4,7 @@
 //! `tokens` (the table of tracked tokens), `episodes` (active decisions and their deadlines).
 
 mod episodes;
+mod offences;
 mod snapshot;
 mod tokens;
 mod windows;
@@ -23,10 +24,11 @@ use crate::error::EventError;
 use crate::event::Event;
 use crate::resolve::{MetricRef, ResolvedEvent};
 use crate::rules::{BanPolicy, Effect, MetricId, RuleId, Ruleset, Scope};
-use crate::time::Timestamp;
+use crate::time::{Seconds, Timestamp};
 use crate::token::Token;
 
 use episodes::{Episodes, Reach};
+use offences::Offences;
 use tokens::{BanCache, TokenTable};
 use windows::MetricWindows;
 
@@ -126,6 +128,8 @@ pub struct Engine<C, S = TokenHasher> {
     /// Global-scope windows, by metric index.
     globals: Vec<Option<MetricWindows>>,
     episodes: Episodes<S>,
+    /// Ban starts, when a tier escalates repeat offenders.
+    offences: Offences,
     late_events: u64,
     /// A global-scope metric counted an event since windows were last taken out.
     globals_changed: bool,
@@ -157,6 +161,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             tokens,
             globals,
             episodes: Episodes::default(),
+            offences: Offences::default(),
             late_events: 0,
             globals_changed: false,
         }
@@ -206,6 +211,9 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         self.advance_into(to, &mut out);
         let now = self.now;
 
+        // How far each tier would carry a ban now: its duration, or more for a repeat
+        // offender (only computed when some tier escalates).
+        let durations = self.tier_durations(&m.rule.thresholds, event.counted_as());
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
             Scope::Token => self
@@ -229,10 +237,11 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         for (tier, t) in m.rule.thresholds.iter().enumerate() {
             // Already banned further than this tier could reach: whether it holds changes
             // nothing (the common case of a banned token that keeps coming).
+            let duration = durations.get(tier).copied().unwrap_or(t.action_duration);
             let unchanged = banned_past_now
                 && t.effect == Effect::Block
                 && t.policy == BanPolicy::AfterTrigger
-                && now.plus(t.action_duration) <= cached.trigger_until;
+                && now.plus(duration) <= cached.trigger_until;
             if unchanged {
                 continue;
             }
@@ -302,8 +311,12 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         out: &mut Vec<DecisionEvent>,
         started: &mut SmallVec<[(RuleId, bool); 2]>,
     ) -> bool {
+        if holding.is_empty() {
+            return false;
+        }
         let now = self.now;
-        let rules = &*self.rules;
+        let rules_arc = Arc::clone(&self.rules);
+        let rules = &*rules_arc;
         let token = event.counted_as();
         let mut ban_moved = false;
         let member: Option<Arc<str>> = event
@@ -314,20 +327,18 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         for h in holding {
             let t = rules.threshold(h.rule);
             ban_moved |= t.effect == Effect::Block;
+            let duration = self.ban_duration(t, token);
             let reach = match t.policy {
                 BanPolicy::AfterTrigger => {
-                    Reach::until(h.rule, member.clone(), h.value, now.plus(t.action_duration))
+                    Reach::until(h.rule, member.clone(), h.value, now.plus(duration))
                 }
                 BanPolicy::AfterViolation => Reach {
                     rule: h.rule,
                     member: member.clone(),
                     value: h.value,
                     // The last second at which the needed unit is still inside the window.
-                    mark: h
-                        .nth
-                        .plus(t.window.length())
-                        .minus(crate::time::Seconds::new(1)),
-                    duration: t.action_duration,
+                    mark: h.nth.plus(t.window.length()).minus(Seconds::new(1)),
+                    duration,
                     policy: BanPolicy::AfterViolation,
                 },
             };
@@ -336,10 +347,67 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
                 .episodes
                 .hold(rules, token, t.effect, reach, recovery, now, out)
             {
+                self.offence(t.effect, token);
                 started.push((h.rule, false));
             }
         }
         ban_moved
+    }
+
+    /// How long a hold of `t` carries `token`'s decision: the tier's duration, escalated for
+    /// a repeat offender (by the bans that started within its memory before this one).
+    /// Each tier's ban duration for `token` now, when some tier escalates (none otherwise:
+    /// every tier then lasts its `action_duration`).
+    fn tier_durations(
+        &self,
+        tiers: &[crate::rules::Threshold],
+        token: &str,
+    ) -> SmallVec<[Seconds; 2]> {
+        if self.rules.offence_memory().is_none() {
+            return SmallVec::new();
+        }
+        tiers.iter().map(|t| self.ban_duration(t, token)).collect()
+    }
+
+    fn ban_duration(&self, t: &crate::rules::Threshold, token: &str) -> Seconds {
+        match (t.effect, t.escalate) {
+            (Effect::Block, Some(e)) => {
+                // An active ban counts the offences noted when it started (the table forgets
+                // them once they are older than every memory, however long the ban lasts).
+                let earlier = match self.episodes.ban_offences(token) {
+                    Some((from, Some(earlier))) => offences::within(earlier, from, e.memory),
+                    Some((from, None)) => {
+                        offences::within(&self.offences.before(token, from), from, e.memory)
+                    }
+                    None => {
+                        offences::within(&self.offences.before(token, self.now), self.now, e.memory)
+                    }
+                };
+                e.duration(t.action_duration, earlier.saturating_add(1))
+            }
+            _ => t.action_duration,
+        }
+    }
+
+    /// Notes a ban that just started, if any tier escalates: the ban keeps its earlier
+    /// offences, and its start becomes one for later bans.
+    fn offence(&mut self, effect: Effect, token: &str) {
+        if effect == Effect::Block && self.rules.offence_memory().is_some() {
+            let earlier = self.offences.before(token, self.now);
+            self.episodes.set_earlier(token, earlier);
+            let token = Token::new(token).unwrap_or_else(Token::global);
+            self.offences.record(&token, self.now);
+        }
+    }
+
+    /// Reads back a ban that started at `at` (a restart rebuilds offences from the decision
+    /// log, before restoring the active bans); nothing if no tier escalates.
+    pub fn restore_offence(&mut self, token: &str, at: Timestamp) {
+        if self.rules.offence_memory().is_some() {
+            if let Some(token) = Token::new(token) {
+                self.offences.record(&token, at);
+            }
+        }
     }
 
     /// The actions of `started` rules, as data.
@@ -383,11 +451,14 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             rule,
             metric.member.map(Arc::from),
             t.limit.get(),
-            now.plus(t.action_duration),
+            now.plus(self.ban_duration(t, token)),
         );
         let started = self
             .episodes
             .hold(&rules, token, t.effect, reach, now, now, &mut out);
+        if started {
+            self.offence(t.effect, token);
+        }
         let rates = rules.rates().then(|| {
             self.tokens
                 .windows(token, metric)
@@ -430,7 +501,13 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         }
         let token = Token::new(token).ok_or(EventError::BadToken)?;
         let reach = Reach::until(rule, metric.member.map(Arc::from), value, until);
+        let name = token.clone();
         self.episodes.restore_ban(token, reach, from);
+        if self.rules.offence_memory().is_some() {
+            // Offences are read back first (`restore_offence`): the ban keeps those before it.
+            let earlier = self.offences.before(name.as_str(), from);
+            self.episodes.set_earlier(name.as_str(), earlier);
+        }
         Ok(())
     }
 
@@ -449,6 +526,9 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         self.episodes
             .end_due(&self.rules, &self.globals, self.now, out);
         self.tokens.expire(self.now, self.rules.horizon());
+        if let Some(memory) = self.rules.offence_memory() {
+            self.offences.forget_until(self.now.minus(memory));
+        }
     }
 
     /// [`Engine::advance`] to the clock's time.

@@ -100,6 +100,10 @@ impl Backend for MemoryBackend {
         result
     }
 
+    fn restore_offence(&self, token: &str, at: Timestamp) {
+        self.engine.restore_offence(token, at);
+    }
+
     fn track_windows(&self) {
         self.engine.track_changed_windows(true);
     }

@@ -125,6 +125,10 @@ pub trait Backend: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Reads back a ban start from the decision log (for tiers that escalate repeat
+    /// offenders). A backend whose state outlives the node (Redis) keeps its own.
+    fn restore_offence(&self, _token: &str, _at: Timestamp) {}
+
     /// Starts noting whose windows change, for [`Backend::take_changed_windows`] (a backend
     /// whose windows outlive the node keeps none).
     fn track_windows(&self) {}

@@ -10,17 +10,20 @@
 -- The calls (laid out by ScriptCall in script.rs, the only place that writes them):
 --
 --   event   KEYS  ban, events, members, distinct sets 1..D, decisions 1..T (each tier's
---                 episode: the ban for block tiers)
+--                 episode: the ban for block tiers), offences
 --           ARGV  'event', now, at, want_rates, count_horizon, nonce, name, token, horizon
 --                 (the rules' longest window; 0 for a global metric), T, D,
 --                 cap (the most members of a family a token counts; 0 when the rules have
 --                 no family), family (the family's rule name when the metric is one, else ''),
+--                 offence_memory (how long a ban start counts; 0: no tier escalates),
 --                 then per tier: limit, window, measure (0 the events, j distinct set j),
---                                effect, policy, duration
+--                                effect, policy, duration, factor, max, memory (escalate;
+--                                factor 0 when the tier does not)
 --                 then per distinct set: value, horizon, keep
---   fire    KEYS  ban, decision, events
+--   fire    KEYS  ban, decision, events, offences
 --           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration, rule
---                 (the rule's own name: the family's for a member)
+--                 (the rule's own name: the family's for a member), factor, max, memory,
+--                 offence_memory
 --   end     KEYS  decision, measure (an alert's window; for others any key of the slot)
 --   finish  ARGV  verb, now, limit, window
 --   unban   KEYS  ban
@@ -163,6 +166,46 @@ local function add_reach(key, now, name, tier, t, value, nth)
     table.concat({ name, tier, t.policy, mark, duration, value }, '|'))
 end
 
+-- Where ban starts are remembered for tiers that escalate (set by the event and fire verbs):
+-- the token's offences key and how long a start counts (0: no tier escalates).
+local OFF_KEY, OFFENCE_MEMORY = nil, 0
+
+-- `t` with its duration escalated for a repeat offender, as the engine does: the n-th ban
+-- started within `memory` of earlier ones (counted before the ban's own start) lasts
+-- duration * factor^(n-1), at most max, never less than duration.
+local function escalated(t, ban_key, now)
+  if t.effect ~= 0 or not t.factor or t.factor == 0 or not OFF_KEY then return t end
+  local earlier
+  if until_of(ban_key) then
+    -- An active ban counts the offences noted when it started ("off": their starts): the
+    -- offences key forgets them once older than every memory, however long the ban lasts.
+    local from = tonumber(redis.call('HGET', ban_key, 'from'))
+    local noted = redis.call('HGET', ban_key, 'off')
+    if noted then
+      earlier = 0
+      for _, start in ipairs(split(noted)) do
+        local st = tonumber(start)
+        if st > from - t.memory and st < from then earlier = earlier + 1 end
+      end
+    else
+      earlier = redis.call('ZCOUNT', OFF_KEY, '(' .. (from - t.memory), '(' .. from)
+    end
+  else
+    earlier = redis.call('ZCOUNT', OFF_KEY, '(' .. (now - t.memory), '(' .. now)
+  end
+  local d = t.duration
+  for _ = 1, earlier do
+    d = d * t.factor
+    if d >= t.max then break end
+  end
+  if d > t.max then d = t.max end
+  if d < t.duration then d = t.duration end
+  local e = {}
+  for k, v in pairs(t) do e[k] = v end
+  e.duration = d
+  return e
+end
+
 -- A block or notify tier holds: starts its episode at `key`, or extends it.
 local function hold(key, now, name, token, tier, t, value, nth)
   local before = until_of(key)
@@ -175,6 +218,15 @@ local function hold(key, now, name, token, tier, t, value, nth)
   if before == nil then
     redis.call('HSET', key, 'until', e)
     record(START_VERB[t.effect], now, token, name, tier, value, now, e)
+    if t.effect == 0 and OFF_KEY and OFFENCE_MEMORY > 0 then
+      -- The ban keeps its earlier offences; its start becomes one for later bans (as the
+      -- engine's Offences).
+      local earlier = redis.call('ZRANGEBYSCORE', OFF_KEY, '-inf', '(' .. now)
+      redis.call('HSET', key, 'off', '|' .. table.concat(earlier, '|'))
+      redis.call('ZADD', OFF_KEY, now, now)
+      redis.call('ZREMRANGEBYSCORE', OFF_KEY, '-inf', now - OFFENCE_MEMORY)
+      redis.call('EXPIRE', OFF_KEY, OFFENCE_MEMORY + 60)
+    end
   elseif e > before then
     redis.call('HSET', key, 'until', e)
     record(EXTEND_VERB[t.effect], now, token, p[1], p[2], p[6], redis.call('HGET', key, 'from'), e)
@@ -256,10 +308,12 @@ if verb == 'fire' then
   local name, token, tier = ARGV[4], ARGV[5], tonumber(ARGV[6])
   local limit = tonumber(ARGV[7])
   local t = { effect = tonumber(ARGV[8]), policy = 0, duration = tonumber(ARGV[9]),
-    rule = ARGV[10] }
+    rule = ARGV[10], factor = tonumber(ARGV[11]), max = tonumber(ARGV[12]),
+    memory = tonumber(ARGV[13]) }
+  OFF_KEY, OFFENCE_MEMORY = KEYS[4], tonumber(ARGV[14])
   -- A decision whose end has come ends first: the fire starts a new one.
   end_if_due(key, now, events_key, 0, 1)
-  hold(key, now, name, token, tier, t, limit, now)
+  hold(key, now, name, token, tier, escalated(t, ban_key, now), limit, now)
   local r1, r10, r60 = 0, 0, 0
   if want_rates then r1, r10, r60 = rates(events_key, now) end
   return reply(passed_at(ban_key, now), r1, r10, r60, nil)
@@ -279,19 +333,21 @@ local name, token = ARGV[7], ARGV[8]
 local horizon = tonumber(ARGV[9])
 local T, D = tonumber(ARGV[10]), tonumber(ARGV[11])
 local cap, family = tonumber(ARGV[12]), ARGV[13]
+OFFENCE_MEMORY = tonumber(ARGV[14])
 local rule_name = name
 if family ~= '' then rule_name = family end
-local base = 14
+local base = 15
 local tiers = {}
 for i = 1, T do
-  local o = base + (i - 1) * 6
+  local o = base + (i - 1) * 9
   tiers[i] = {
     limit = tonumber(ARGV[o]), window = tonumber(ARGV[o + 1]), measure = tonumber(ARGV[o + 2]),
     effect = tonumber(ARGV[o + 3]), policy = tonumber(ARGV[o + 4]),
     duration = tonumber(ARGV[o + 5]), rule = rule_name,
+    factor = tonumber(ARGV[o + 6]), max = tonumber(ARGV[o + 7]), memory = tonumber(ARGV[o + 8]),
   }
 end
-base = base + T * 6
+base = base + T * 9
 local distincts = {}
 for j = 1, D do
   local o = base + (j - 1) * 3
@@ -300,6 +356,7 @@ end
 local ban_key, events_key, members_key = KEYS[1], KEYS[2], KEYS[3]
 local function distinct_key(j) return KEYS[3 + j] end
 local function decision_key(i) return KEYS[3 + D + i] end
+OFF_KEY = KEYS[3 + D + T + 1]
 local function measure_key(t)
   if t.measure > 0 then return distinct_key(t.measure) end
   return events_key
@@ -378,7 +435,7 @@ end
 -- 3. The tiers that hold now start or extend their decisions, in tier order.
 local ban_moved = false
 for i = 1, T do
-  local t = tiers[i]
+  local t = escalated(tiers[i], ban_key, now)
   local tier = i - 1
   local need = t.limit
   if t.effect == 2 then need = t.limit + 1 end

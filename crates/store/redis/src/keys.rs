@@ -27,6 +27,11 @@ pub(crate) fn ban(token: &str) -> String {
     key(token, "ban")
 }
 
+/// `bh:{TOKEN}:off`: when the token's recent bans started, for tiers that escalate.
+pub(crate) fn offences(token: &str) -> String {
+    key(token, "off")
+}
+
 /// The family members `token` counts, and when it was last seen (a hash; only kept when the
 /// rules have a family).
 pub(crate) fn members(token: &str) -> String {

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use banhammer_core::{
-    BanPolicy, Change, DecisionEvent, Effect, MeasureSlot, MetricRef, Rates, ResolvedEvent, RuleId,
-    Ruleset, Scope, Timestamp, Token, MAX_MEMBERS,
+    BanPolicy, Change, DecisionEvent, Effect, Escalation, MeasureSlot, MetricRef, Rates,
+    ResolvedEvent, RuleId, Ruleset, Scope, Timestamp, Token, MAX_MEMBERS,
 };
 use redis::{Script, ScriptInvocation, Value};
 
@@ -25,6 +25,13 @@ pub(crate) struct Tier {
     pub(crate) effect: Effect,
     pub(crate) policy: BanPolicy,
     pub(crate) duration: u64,
+    /// `escalate`: factor, max and memory in seconds (a factor of 0 when the tier does not).
+    pub(crate) escalate: (u32, u64, u64),
+}
+
+/// A tier's `escalate` as the script reads it: `(0, 0, 0)` when it has none.
+fn escalate_args(e: Option<Escalation>) -> (u32, u64, u64) {
+    e.map_or((0, 0, 0), |e| (e.factor, e.max.get(), e.memory.get()))
 }
 
 /// A `distinct(attr)` set an event updates.
@@ -64,6 +71,8 @@ pub(crate) enum ScriptCall<'a> {
         members_cap: usize,
         /// The rule's name when the metric is a family (then `name` is a member of it).
         family: Option<&'a str>,
+        /// How long a ban start is remembered as an offence (0: no tier escalates).
+        offence_memory: u64,
         tiers: Vec<Tier>,
         distincts: Vec<DistinctSet<'a>>,
     },
@@ -78,6 +87,8 @@ pub(crate) enum ScriptCall<'a> {
         limit: u64,
         effect: Effect,
         duration: u64,
+        escalate: (u32, u64, u64),
+        offence_memory: u64,
     },
     /// Ends a decision of the deadline index if its end has come (the sweep), or, with
     /// `finish`, where it would end with the clock stopped at `now`.
@@ -131,6 +142,7 @@ impl<'a> ScriptCall<'a> {
                 effect: t.effect,
                 policy: t.policy,
                 duration: t.action_duration.get(),
+                escalate: escalate_args(t.escalate),
             })
             .collect();
         let distincts = layout
@@ -159,6 +171,7 @@ impl<'a> ScriptCall<'a> {
             nonce,
             members_cap: if rules.has_families() { MAX_MEMBERS } else { 0 },
             family: event.metric.member.map(|_| &*rule.name),
+            offence_memory: rules.offence_memory().map_or(0, |m| m.get()),
             tiers,
             distincts,
         }
@@ -184,6 +197,8 @@ impl<'a> ScriptCall<'a> {
             limit: t.limit.get(),
             effect: t.effect,
             duration: t.action_duration.get(),
+            escalate: escalate_args(t.escalate),
+            offence_memory: rules.offence_memory().map_or(0, |m| m.get()),
         }
     }
 
@@ -246,6 +261,7 @@ impl<'a> ScriptCall<'a> {
                 nonce,
                 members_cap,
                 family,
+                offence_memory,
                 tiers,
                 distincts,
             } => {
@@ -258,6 +274,7 @@ impl<'a> ScriptCall<'a> {
                 for (i, t) in tiers.iter().enumerate() {
                     inv.key(keys::decision(t.effect, token, rule, i));
                 }
+                inv.key(keys::offences(token));
                 inv.arg("event")
                     .arg(now.as_unix())
                     .arg(at.as_unix())
@@ -270,14 +287,18 @@ impl<'a> ScriptCall<'a> {
                     .arg(tiers.len())
                     .arg(distincts.len())
                     .arg(*members_cap)
-                    .arg(family.map_or(Cow::Borrowed(""), enc).as_ref());
+                    .arg(family.map_or(Cow::Borrowed(""), enc).as_ref())
+                    .arg(*offence_memory);
                 for t in tiers {
                     inv.arg(t.limit)
                         .arg(t.window)
                         .arg(t.distinct.map_or(0, |j| j + 1))
                         .arg(keys::effect_code(t.effect))
                         .arg(policy_code(t.policy))
-                        .arg(t.duration);
+                        .arg(t.duration)
+                        .arg(t.escalate.0)
+                        .arg(t.escalate.1)
+                        .arg(t.escalate.2);
                 }
                 for d in distincts {
                     inv.arg(d.value).arg(d.horizon).arg(d.keep);
@@ -293,10 +314,13 @@ impl<'a> ScriptCall<'a> {
                 limit,
                 effect,
                 duration,
+                escalate,
+                offence_memory,
             } => {
                 inv.key(keys::ban(token))
                     .key(keys::decision(*effect, token, rule, *tier))
-                    .key(keys::events(token, name));
+                    .key(keys::events(token, name))
+                    .key(keys::offences(token));
                 inv.arg("fire")
                     .arg(now.as_unix())
                     .arg(u8::from(*want_rates))
@@ -306,7 +330,11 @@ impl<'a> ScriptCall<'a> {
                     .arg(*limit)
                     .arg(keys::effect_code(*effect))
                     .arg(*duration)
-                    .arg(enc(rule).as_ref());
+                    .arg(enc(rule).as_ref())
+                    .arg(escalate.0)
+                    .arg(escalate.1)
+                    .arg(escalate.2)
+                    .arg(*offence_memory);
             }
             ScriptCall::End {
                 now,

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    BanPolicy, DecisionEvent, DueAction, Effect, Engine, Event, EventError, ManualClock, Rates,
-    Ruleset, Threshold, Timestamp, Verdict,
+    BanPolicy, DecisionEvent, DueAction, Effect, Engine, Escalation, Event, EventError,
+    ManualClock, Rates, Ruleset, Seconds, Threshold, Timestamp, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_testkit::rules::{
@@ -592,21 +592,32 @@ fn random_tier(effects: &'static [Effect]) -> impl Strategy<Value = Threshold> {
         0..effects.len(),
         any::<bool>(),
         0u8..4,
+        proptest::option::of((1u32..4, 1u64..300, 1u64..200)),
     )
-        .prop_map(move |(limit, window, duration, e, violation, kind)| {
-            let policy = if violation {
-                BanPolicy::AfterViolation
-            } else {
-                BanPolicy::AfterTrigger
-            };
-            let th = threshold(limit, window, effects[e], duration).with_policy(policy);
-            // One tier in four measures distinct values.
-            if kind == 0 {
-                th.distinct("v")
-            } else {
-                th
-            }
-        })
+        .prop_map(
+            move |(limit, window, duration, e, violation, kind, escalate)| {
+                let policy = if violation {
+                    BanPolicy::AfterViolation
+                } else {
+                    BanPolicy::AfterTrigger
+                };
+                let mut th = threshold(limit, window, effects[e], duration).with_policy(policy);
+                // Bans may escalate for repeat offenders.
+                if effects[e] == Effect::Block {
+                    th.escalate = escalate.map(|(factor, max, memory)| Escalation {
+                        factor,
+                        max: Seconds::new(max),
+                        memory: Seconds::new(memory),
+                    });
+                }
+                // One tier in four measures distinct values.
+                if kind == 0 {
+                    th.distinct("v")
+                } else {
+                    th
+                }
+            },
+        )
 }
 
 /// Two token metrics, a family and a global alert, with random tiers.

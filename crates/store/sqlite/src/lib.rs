@@ -303,6 +303,18 @@ impl DecisionStore {
         Ok(expired)
     }
 
+    /// When each ban logged after `since` started, oldest first, with its token: what a
+    /// restart needs to escalate repeat offenders' next bans.
+    pub fn ban_starts(&self, since: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT token, at FROM decisions WHERE verb = 'BAN' AND at > ?1 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map([since.as_unix()], |r| {
+            Ok((r.get::<_, String>(0)?, Timestamp::from_unix(r.get(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// What a restart at `now` reads back: closes the bans that ended by `now` (as
     /// [`DecisionStore::close_expired`] does) and returns their `UNBAN`s with the bans still
     /// active. Give `now` as the engine's time: with line time that is the beginning of time,
