@@ -9,16 +9,17 @@ use serde_json::Value;
 
 use super::{start, Server, StatusCode};
 
-/// `request`: the 3rd within 60 s bans for 60 s; `login`: the 2nd. The service trusts
-/// 127.0.0.1 as a proxy and `extra` adds to `[serve]`.
-fn config(check: &str, extra: &str) -> String {
-    format!(
+/// The service with `check` in `[serve.check]` and `extra` in `[serve]`, which trusts
+/// 127.0.0.1 as a proxy. `request`: the 3rd within 60 s bans for 60 s; `login`: the 2nd.
+async fn checked(check: &str, extra: &str) -> Server {
+    let config = format!(
         "[metrics.request]\n[[metrics.request.thresholds]]\nlimit = 3\nwindow = 60\n\
          actions = [\"block_local\"]\naction_duration = 60\n\n\
          [metrics.login]\n[[metrics.login.thresholds]]\nlimit = 2\nwindow = 60\n\
          actions = [\"block_local\"]\naction_duration = 60\n\n\
          [serve]\ntrusted_proxies = [\"127.0.0.1\"]\n{extra}\n\n[serve.check]\n{check}\n"
-    )
+    );
+    start(&config, |_| {}).await
 }
 
 impl Server {
@@ -72,7 +73,7 @@ async fn without_the_section_the_check_is_a_json_404() {
 
 #[tokio::test]
 async fn the_forwarded_client_is_counted_and_refused_while_banned() {
-    let s = start(&config("", ""), |_| {}).await;
+    let s = checked("", "").await;
     assert_eq!(s.check("198.51.100.1").await, StatusCode::NO_CONTENT);
     assert_eq!(s.check("198.51.100.1").await, StatusCode::NO_CONTENT);
     assert_eq!(
@@ -101,7 +102,7 @@ async fn the_forwarded_client_is_counted_and_refused_while_banned() {
 
 #[tokio::test]
 async fn banned_status_429_says_what_a_rate_limiter_says() {
-    let s = start(&config("banned_status = 429", ""), |_| {}).await;
+    let s = checked("banned_status = 429", "").await;
     for _ in 0..2 {
         assert_eq!(s.check("203.0.113.9").await, StatusCode::NO_CONTENT);
     }
@@ -113,11 +114,7 @@ async fn banned_status_429_says_what_a_rate_limiter_says() {
 
 #[tokio::test]
 async fn a_stranger_cannot_choose_the_address_or_the_metric() {
-    let s = start(
-        &config("metrics = [\"login\"]\nmetric_header = true", ""),
-        |_| {},
-    )
-    .await;
+    let s = checked("metrics = [\"login\"]\nmetric_header = true", "").await;
     let stranger = reqwest::Client::builder()
         .local_address("127.0.0.2".parse::<std::net::IpAddr>().ok())
         .build()
@@ -151,7 +148,7 @@ async fn a_stranger_cannot_choose_the_address_or_the_metric() {
 
 #[tokio::test]
 async fn a_trusted_proxy_names_an_allowed_metric_only() {
-    let s = start(&config("metrics = [\"login\"]", ""), |_| {}).await;
+    let s = checked("metrics = [\"login\"]", "").await;
     let c = "192.0.2.20";
     assert_eq!(
         s.check_as(Method::GET, "?metric=login", c, &[]).await.0,
@@ -172,11 +169,7 @@ async fn a_trusted_proxy_names_an_allowed_metric_only() {
     assert_eq!(s.count("192.0.2.21", "request").await, 1);
     assert_eq!(s.count("192.0.2.21", "login").await, 0);
 
-    let s = start(
-        &config("metrics = [\"login\"]\nmetric_header = true", ""),
-        |_| {},
-    )
-    .await;
+    let s = checked("metrics = [\"login\"]\nmetric_header = true", "").await;
     s.check_as(Method::GET, "", "192.0.2.21", &h).await;
     s.check_as(Method::GET, "?metric=request", "192.0.2.21", &h)
         .await;
@@ -186,11 +179,7 @@ async fn a_trusted_proxy_names_an_allowed_metric_only() {
 
 #[tokio::test]
 async fn an_allowed_client_is_never_counted_and_always_passes() {
-    let s = start(
-        &config("", "allow = [\"10.0.0.0/8\", \"2001:db8:aa::/48\"]"),
-        |_| {},
-    )
-    .await;
+    let s = checked("", "allow = [\"10.0.0.0/8\", \"2001:db8:aa::/48\"]").await;
     for client in ["10.1.2.3", "::ffff:10.9.9.9", "2001:db8:aa:1::5"] {
         for _ in 0..5 {
             assert_eq!(s.check(client).await, StatusCode::NO_CONTENT, "{client}");
@@ -204,7 +193,7 @@ async fn an_allowed_client_is_never_counted_and_always_passes() {
 
 #[tokio::test]
 async fn an_ipv6_client_counts_by_its_64_and_a_mapped_one_as_ipv4() {
-    let s = start(&config("", ""), |_| {}).await;
+    let s = checked("", "").await;
     assert_eq!(s.check("2001:db8:1:2::1").await, StatusCode::NO_CONTENT);
     assert_eq!(
         s.check("2001:db8:1:2:ffff::2").await,
