@@ -111,14 +111,14 @@ struct RawCheck {
     /// defined in `[metrics]`. Default `"request"`.
     #[serde(default)]
     metric: Option<Spanned<String>>,
-    /// Further metrics a trusted proxy may name per request, with `?metric=NAME` in its check
-    /// URL (or the `X-Banhammer-Metric` header with `metric_header`). Each must be defined in
-    /// `[metrics]`. Default none: every check counts as `metric`.
+    /// Further metrics a trusted proxy may name per request, with `/v1/check/NAME` as its
+    /// check URL (or the `X-Banhammer-Metric` header with `metric_header`). Each must be
+    /// defined in `[metrics]`. Default none: every check counts as `metric`.
     #[serde(default)]
     metrics: Vec<Spanned<String>>,
     /// Also take the metric from the `X-Banhammer-Metric` header (from trusted proxies only;
-    /// `?metric=` wins). Default false: proxies pass the client's own headers on to the check
-    /// unless they set this one, so turn it on only where every proxy sets it.
+    /// the URL's name wins). Default false: proxies pass the client's own headers on to the
+    /// check unless they set this one, so turn it on only where every proxy sets it.
     #[serde(default)]
     metric_header: bool,
     /// The status a banned client is answered, with `Retry-After`: 403 (nginx `auth_request`

@@ -5,20 +5,20 @@
 //!
 //! Not an admin route, so nothing here may let a caller act for someone else: the client
 //! address comes from `X-Forwarded-For` only when the peer is a trusted proxy, and so does a
-//! metric named per request.
+//! metric named per request, in the check URL's path (`/v1/check/login`), which the proxy's
+//! configuration writes and its clients cannot change.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use banhammer_config::CheckSettings;
 use banhammer_core::Event;
-use serde::Deserialize;
 use serde_json::json;
-use utoipa::IntoParams;
 
 use crate::client_ip::{client_ip, is_trusted};
 use crate::conn::peer_key;
@@ -29,29 +29,64 @@ use crate::v1::cut;
 /// The header a trusted proxy may name the metric in, with `[serve.check] metric_header`.
 const METRIC_HEADER: &str = "x-banhammer-metric";
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub(crate) struct CheckQuery {
-    /// The metric to count the request as, one of `[serve.check] metrics`; believed from a
-    /// trusted proxy only (its check URL sets it, out of the client's reach).
-    metric: Option<String>,
+/// What both routes answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only read by utoipa's derive
+enum CheckAnswers {
+    /// Pass: counted, or the client is in `[serve] allow`.
+    #[response(status = 204)]
+    Pass,
+    /// Banned (`banned_status`, the default); `Retry-After`: seconds to the ban's end.
+    #[response(status = 403)]
+    Banned,
+    /// Banned, with `banned_status = 429`; `Retry-After` as for 403.
+    #[response(status = 429)]
+    BannedTooMany,
+    /// A trusted proxy named a metric that is neither `[serve.check] metric` nor one of its
+    /// `metrics`.
+    #[response(status = 400)]
+    NotAllowed,
+    /// `[serve.check]` is not configured.
+    #[response(status = 404)]
+    Off,
+    /// The decision could not be stored.
+    #[response(status = 503)]
+    Unavailable,
 }
 
-/// `GET /v1/check` (also `HEAD`): counts the request for its client and answers whether the
-/// proxy lets it through.
-#[utoipa::path(get, path = "/v1/check", tag = "forward-auth", params(CheckQuery),
-    responses(
-        (status = 204, description = "Pass: counted, or the client is in `[serve] allow`"),
-        (status = 403, description = "Banned (`banned_status`, default); `Retry-After`: seconds to the ban's end"),
-        (status = 429, description = "Banned, with `banned_status = 429`; `Retry-After` as for 403"),
-        (status = 400, description = "A trusted proxy named a metric not in `[serve.check] metrics`"),
-        (status = 404, description = "`[serve.check]` is not configured"),
-        (status = 503, description = "The decision could not be stored"),
-    ))]
+/// `GET /v1/check` (also `HEAD`): counts the request for its client as `[serve.check]
+/// metric` and answers whether the proxy lets it through.
+#[utoipa::path(get, path = "/v1/check", tag = "forward-auth", responses(CheckAnswers))]
 pub(crate) async fn check(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    uri: Uri,
+) -> Result<Response, ApiError> {
+    answer(&state, peer, &headers, None).await
+}
+
+/// `GET /v1/check/{metric}` (also `HEAD`): as `GET /v1/check`, counting as `metric` when a
+/// trusted proxy asks (its check URL names it, out of the client's reach) and it is one of
+/// `[serve.check] metrics`; anyone else counts as `[serve.check] metric`.
+#[utoipa::path(get, path = "/v1/check/{metric}", tag = "forward-auth",
+    params(("metric" = String, Path, description = "`[serve.check] metric` or one of its `metrics`")),
+    responses(CheckAnswers))]
+pub(crate) async fn check_named(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    metric: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(metric) = metric.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    answer(&state, peer, &headers, Some(&metric)).await
+}
+
+/// Both routes: the client, the allow list, the metric, the event, the answer.
+async fn answer(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    in_path: Option<&str>,
 ) -> Result<Response, ApiError> {
     let settings = state.settings();
     let Some(check) = &settings.check else {
@@ -60,14 +95,14 @@ pub(crate) async fn check(
         ));
     };
     let from_proxy = is_trusted(&settings.trusted_proxies, peer.ip());
-    warn_if_misconfigured(from_proxy, peer, &headers);
-    let client = client_ip(peer, &headers, &settings.trusted_proxies);
+    warn_if_misconfigured(from_proxy, peer, headers);
+    let client = client_ip(peer, headers, &settings.trusted_proxies);
     // The same match as for trusted proxies: an address and its IPv4-mapped form are one.
     if is_trusted(&settings.allow, client) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let metric = if from_proxy {
-        named_metric(check, &uri, &headers)?
+        named_metric(check, in_path, headers)?
     } else {
         // Anyone else counts as the configured metric, whatever it asks for.
         check.metric.as_str()
@@ -88,26 +123,22 @@ pub(crate) async fn check(
     Ok(refusal(check.banned_status, retry_after))
 }
 
-/// The metric a trusted proxy asks for: `?metric=`, else `X-Banhammer-Metric` when allowed,
-/// else the configured one. Naming one that is not allowed is the proxy's configuration
-/// error, answered 400 so that it shows.
+/// The metric a trusted proxy asks for: the one in the check URL's path, else
+/// `X-Banhammer-Metric` when `metric_header` allows it, else the configured one. The query
+/// string is never read: Caddy passes the client's own query on to the check when its `uri`
+/// has none. Naming one that is not allowed is the proxy's configuration error, answered 400
+/// so that it shows.
 fn named_metric<'a>(
     check: &'a CheckSettings,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
+    in_path: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<&'a str, ApiError> {
-    let query = Query::<CheckQuery>::try_from_uri(uri)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))?
-        .0
-        .metric;
     let header = headers
         .get(METRIC_HEADER)
         .filter(|_| check.metric_header)
         .map(|v| v.to_str().unwrap_or_default());
-    let named = match (query, header) {
-        (Some(q), _) => q,
-        (None, Some(h)) => h.to_owned(),
-        (None, None) => return Ok(check.metric.as_str()),
+    let Some(named) = in_path.or(header) else {
+        return Ok(check.metric.as_str());
     };
     check
         .metrics
@@ -117,8 +148,8 @@ fn named_metric<'a>(
         .map(String::as_str)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "metric `{}` is not one of [serve.check] metrics",
-                cut(&named)
+                "metric `{}` is neither [serve.check] metric nor one of its metrics",
+                cut(named)
             ))
         })
 }
@@ -197,31 +228,30 @@ mod tests {
     }
 
     #[test]
-    fn a_proxy_names_only_allowed_metrics_query_first() {
+    fn a_proxy_names_only_allowed_metrics_path_first() {
         let check = CheckSettings {
             metrics: vec!["login".to_owned()],
             metric_header: true,
             ..CheckSettings::default()
         };
-        let uri = |s: &str| s.parse::<Uri>().unwrap();
         let mut h = HeaderMap::new();
-        let plain = uri("/v1/check");
-        assert_eq!(named_metric(&check, &plain, &h).unwrap(), "request");
-        let named = uri("/v1/check?metric=login");
-        assert_eq!(named_metric(&check, &named, &h).unwrap(), "login");
+        assert_eq!(named_metric(&check, None, &h).unwrap(), "request");
+        assert_eq!(named_metric(&check, Some("login"), &h).unwrap(), "login");
         h.insert(METRIC_HEADER, HeaderValue::from_static("login"));
-        assert_eq!(named_metric(&check, &plain, &h).unwrap(), "login");
-        let other = uri("/v1/check?metric=request");
-        assert_eq!(named_metric(&check, &other, &h).unwrap(), "request");
-        let unknown = uri("/v1/check?metric=admin_auth_failed");
+        assert_eq!(named_metric(&check, None, &h).unwrap(), "login");
+        assert_eq!(
+            named_metric(&check, Some("request"), &h).unwrap(),
+            "request",
+            "the path wins"
+        );
         assert!(matches!(
-            named_metric(&check, &unknown, &h),
+            named_metric(&check, Some("admin_auth_failed"), &h),
             Err(ApiError::BadRequest(_))
         ));
         let off = CheckSettings {
             metric_header: false,
             ..check
         };
-        assert_eq!(named_metric(&off, &plain, &h).unwrap(), "request");
+        assert_eq!(named_metric(&off, None, &h).unwrap(), "request");
     }
 }

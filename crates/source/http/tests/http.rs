@@ -665,6 +665,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /v1/bans",
             "GET /v1/bans/{token}",
             "GET /v1/check",
+            "GET /v1/check/{metric}",
             "GET /v1/status",
             "GET /v1/status/{token}/{metric}",
             "POST /v1/incr",

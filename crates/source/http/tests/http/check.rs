@@ -1,4 +1,4 @@
-//! `GET /v1/check`, the forward-auth check ("Bans that block" issue, part 3), spoken to as a
+//! `GET /v1/check[/{metric}]`, the forward-auth check ("Bans that block" issue, part 3), spoken to as a
 //! reverse proxy speaks to it: the test client on 127.0.0.1 is the trusted proxy and writes
 //! `X-Forwarded-For`; a client bound to 127.0.0.2 is a stranger. The clock is the test's, so
 //! `Retry-After` is exact. The real nginx and Caddy in front: `crates/cli/tests/proxies.rs`.
@@ -23,18 +23,18 @@ async fn checked(check: &str, extra: &str) -> Server {
 }
 
 impl Server {
-    /// `method /v1/check{query}` as the trusted proxy for `client`: the status and
+    /// `method /v1/check{rest}` as the trusted proxy for `client`: the status and
     /// `Retry-After`.
     async fn check_as(
         &self,
         method: Method,
-        query: &str,
+        rest: &str,
         client: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Option<String>) {
         let mut req = self
             .http
-            .request(method, format!("{}/v1/check{query}", self.base))
+            .request(method, format!("{}/v1/check{rest}", self.base))
             .header("x-forwarded-for", client);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -121,7 +121,7 @@ async fn a_stranger_cannot_choose_the_address_or_the_metric() {
         .unwrap();
     for _ in 0..2 {
         let r = stranger
-            .get(format!("{}/v1/check?metric=login", s.base))
+            .get(format!("{}/v1/check/login", s.base))
             .header("x-forwarded-for", "198.51.100.50")
             .header("x-banhammer-metric", "login")
             .send()
@@ -151,19 +151,26 @@ async fn a_trusted_proxy_names_an_allowed_metric_only() {
     let s = checked("metrics = [\"login\"]", "").await;
     let c = "192.0.2.20";
     assert_eq!(
-        s.check_as(Method::GET, "?metric=login", c, &[]).await.0,
+        s.check_as(Method::GET, "/login", c, &[]).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        s.check_as(Method::GET, "?metric=login", c, &[]).await.0,
+        s.check_as(Method::HEAD, "/login", c, &[]).await.0,
         StatusCode::FORBIDDEN,
         "login's 2nd reaches its limit"
     );
     assert_eq!(s.count(c, "login").await, 2);
     assert_eq!(s.count(c, "request").await, 0);
-    let (status, _) = s.check_as(Method::GET, "?metric=other", c, &[]).await;
+    let (status, _) = s.check_as(Method::GET, "/other", c, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "not in metrics");
-    // The header is not read unless metric_header: this counts as `request`.
+    // The query is never read (Caddy passes the client's own on): this counts as `request`.
+    s.check_as(Method::GET, "?metric=login", "192.0.2.22", &[])
+        .await;
+    s.check_as(Method::GET, "?metric=a&metric=b", "192.0.2.22", &[])
+        .await;
+    assert_eq!(s.count("192.0.2.22", "request").await, 2);
+    assert_eq!(s.count("192.0.2.22", "login").await, 0);
+    // Nor is the header, unless metric_header.
     let h = [("x-banhammer-metric", "login")];
     s.check_as(Method::GET, "", "192.0.2.21", &h).await;
     assert_eq!(s.count("192.0.2.21", "request").await, 1);
@@ -171,10 +178,9 @@ async fn a_trusted_proxy_names_an_allowed_metric_only() {
 
     let s = checked("metrics = [\"login\"]\nmetric_header = true", "").await;
     s.check_as(Method::GET, "", "192.0.2.21", &h).await;
-    s.check_as(Method::GET, "?metric=request", "192.0.2.21", &h)
-        .await;
+    s.check_as(Method::GET, "/request", "192.0.2.21", &h).await;
     assert_eq!(s.count("192.0.2.21", "login").await, 1, "the header");
-    assert_eq!(s.count("192.0.2.21", "request").await, 1, "the query wins");
+    assert_eq!(s.count("192.0.2.21", "request").await, 1, "the path wins");
 }
 
 #[tokio::test]
