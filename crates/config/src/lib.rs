@@ -29,7 +29,7 @@ pub use engine::{ActionSettings, EngineSettings, BUILTIN_ACTIONS};
 pub use error::{ConfigError, ConfigErrors};
 use metrics::MetricPlaces;
 pub use metrics::{MetricSpec, ThresholdSpec};
-pub use serve::{DetectSettings, Env, ProcessEnv, ServeSettings, TokenFrom};
+pub use serve::{CheckSettings, DetectSettings, Env, ProcessEnv, ServeSettings, TokenFrom};
 pub use watch::{CommandTemplate, WatchSettings, PLACEHOLDERS};
 
 /// A validated configuration.

@@ -64,6 +64,15 @@ struct RawServe {
     /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR ranges.
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+    /// Clients `GET /v1/check` never counts and always passes (an allowlist), as addresses or
+    /// CIDR ranges, matched against the client address (after `trusted_proxies`). Default
+    /// none.
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    /// `[serve.check]`: `GET /v1/check`, the forward-auth check for reverse proxies. Without
+    /// this section the route answers 404.
+    #[serde(default)]
+    check: Option<Spanned<RawCheck>>,
     /// Largest request body accepted, in bytes. Default 16384.
     #[serde(default)]
     max_body_bytes: Option<Spanned<u64>>,
@@ -93,6 +102,63 @@ struct RawServe {
     store_timeout_ms: Option<Spanned<u64>>,
 }
 
+/// `[serve.check]`: how `GET /v1/check` counts and answers the requests a reverse proxy asks
+/// about.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    /// The metric each checked request counts as, unless the proxy names another. It must be
+    /// defined in `[metrics]`. Default `"request"`.
+    #[serde(default)]
+    metric: Option<Spanned<String>>,
+    /// Further metrics a trusted proxy may name per request, with `/v1/check/NAME` as its
+    /// check URL (or the `X-Banhammer-Metric` header with `metric_header`). Each must be
+    /// defined in `[metrics]`. Default none: every check counts as `metric`.
+    #[serde(default)]
+    metrics: Vec<Spanned<String>>,
+    /// Also take the metric from the `X-Banhammer-Metric` header (from trusted proxies only;
+    /// the URL's name wins). Default false: proxies pass the client's own headers on to the
+    /// check unless they set this one, so turn it on only where every proxy sets it.
+    #[serde(default)]
+    metric_header: bool,
+    /// The status a banned client is answered, with `Retry-After`: 403 (nginx `auth_request`
+    /// passes on only 401 and 403, and answers 500 for any other refusal) or 429 (Caddy and
+    /// Traefik pass it on, with `Retry-After`). Default 403.
+    #[serde(default)]
+    banned_status: Option<Spanned<u16>>,
+}
+
+/// `[serve.check]`, validated: the forward-auth check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSettings {
+    /// The metric a check counts as when the proxy names none.
+    pub metric: String,
+    /// The other metrics a trusted proxy may name.
+    pub metrics: Vec<String>,
+    /// Whether a trusted proxy may name the metric in `X-Banhammer-Metric`.
+    pub metric_header: bool,
+    /// The status of a refusal: 403 or 429.
+    pub banned_status: u16,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        CheckSettings {
+            metric: "request".to_owned(),
+            metrics: Vec::new(),
+            metric_header: false,
+            banned_status: 403,
+        }
+    }
+}
+
+impl CheckSettings {
+    /// Whether a trusted proxy may have a check count as `metric`.
+    pub fn may_name(&self, metric: &str) -> bool {
+        self.metric == metric || self.metrics.iter().any(|m| m == metric)
+    }
+}
+
 /// Where `POST /v1/incr` takes its token from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenFrom {
@@ -120,6 +186,10 @@ pub struct ServeSettings {
     pub token_from: TokenFrom,
     /// Trusted proxies.
     pub trusted_proxies: Vec<IpNet>,
+    /// Clients the forward-auth check never counts and always passes.
+    pub allow: Vec<IpNet>,
+    /// The forward-auth check (`GET /v1/check`), when configured.
+    pub check: Option<CheckSettings>,
     /// Body cap.
     pub max_body_bytes: usize,
     /// Request timeout.
@@ -147,6 +217,8 @@ impl Default for ServeSettings {
             insecure_open_admin: false,
             token_from: TokenFrom::Body,
             trusted_proxies: Vec::new(),
+            allow: Vec::new(),
+            check: None,
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             max_connections: 10_000,
@@ -254,15 +326,10 @@ impl Cx<'_> {
                 ),
             }
         }
-        for p in &raw.trusted_proxies {
-            match crate::accesslog::parse_net(p.get_ref()) {
-                Some(n) => s.trusted_proxies.push(n),
-                None => self.push(
-                    Some(p.span()),
-                    "serve.trusted_proxies",
-                    format!("`{}` is not an address or CIDR range", p.get_ref()),
-                ),
-            }
+        s.trusted_proxies = self.nets("serve.trusted_proxies", &raw.trusted_proxies);
+        s.allow = self.nets("serve.allow", &raw.allow);
+        if let Some(check) = raw.check {
+            s.check = Some(self.check(check));
         }
         let mut bounded = |field: &str, v: Option<Spanned<u64>>, lo: u64, hi: u64| {
             v.and_then(|v| {
@@ -332,6 +399,59 @@ impl Cx<'_> {
             }
         }
         Some(s)
+    }
+
+    /// Addresses or CIDR ranges; each other value is an error at its place.
+    fn nets(&mut self, field: &str, values: &[Spanned<String>]) -> Vec<IpNet> {
+        let mut nets = Vec::with_capacity(values.len());
+        for v in values {
+            match crate::accesslog::parse_net(v.get_ref()) {
+                Some(n) => nets.push(n),
+                None => self.push(
+                    Some(v.span()),
+                    field,
+                    format!("`{}` is not an address or CIDR range", v.get_ref()),
+                ),
+            }
+        }
+        nets
+    }
+
+    /// `[serve.check]`; its metrics are checked against `[metrics]` once all are read.
+    fn check(&mut self, raw: Spanned<RawCheck>) -> CheckSettings {
+        let section = raw.span();
+        let raw = raw.into_inner();
+        let mut c = CheckSettings {
+            metric_header: raw.metric_header,
+            ..CheckSettings::default()
+        };
+        // The default metric must exist too: it is placed at the section when not written.
+        let (metric, span) = match raw.metric {
+            Some(m) => (m.get_ref().clone(), m.span()),
+            None => (c.metric.clone(), section),
+        };
+        self.metric_refs
+            .push((metric.clone(), span, "serve.check.metric".to_owned()));
+        c.metric = metric;
+        for m in raw.metrics {
+            self.metric_refs.push((
+                m.get_ref().clone(),
+                m.span(),
+                "serve.check.metrics".to_owned(),
+            ));
+            c.metrics.push(m.into_inner());
+        }
+        if let Some(status) = raw.banned_status {
+            match *status.get_ref() {
+                n @ (403 | 429) => c.banned_status = n,
+                _ => self.push(
+                    Some(status.span()),
+                    "serve.check.banned_status",
+                    "must be 403 or 429",
+                ),
+            }
+        }
+        c
     }
 
     pub(crate) fn detect(
@@ -457,6 +577,81 @@ mod tests {
             errors("[serve]\nmax_connections_per_peer = 0\nidle_timeout_ms = 5\n"),
             "t.toml:2:28: serve.max_connections_per_peer: must be 1 to 1000000\n\
              t.toml:3:19: serve.idle_timeout_ms: must be 10 to 3600000"
+        );
+    }
+
+    /// A `request` metric, then `rest`.
+    fn with_request(rest: &str) -> String {
+        format!(
+            "[metrics.request]\n[[metrics.request.thresholds]]\nlimit = 5\nwindow = 60\n\
+             actions = [\"block_local\"]\naction_duration = 60\n\n{rest}"
+        )
+    }
+
+    #[test]
+    fn the_check_is_off_unless_configured_and_reads_with_defaults() {
+        let d = Config::parse("", "t.toml").unwrap().serve;
+        assert_eq!((d.check, d.allow), (None, Vec::new()));
+        let c = Config::parse(&with_request("[serve.check]\n"), "t.toml")
+            .unwrap()
+            .serve;
+        let check = c.check.unwrap();
+        assert_eq!(check, crate::CheckSettings::default());
+        assert_eq!(
+            (
+                check.metric.as_str(),
+                check.banned_status,
+                check.metric_header
+            ),
+            ("request", 403, false)
+        );
+        assert!(check.may_name("request") && !check.may_name("login_failed"));
+    }
+
+    #[test]
+    fn the_check_reads_its_metrics_status_and_the_allow_list() {
+        let text = with_request(
+            "[metrics.login]\n[[metrics.login.thresholds]]\nlimit = 3\nwindow = 60\n\
+             actions = [\"block_local\"]\naction_duration = 60\n\n\
+             [serve]\nallow = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\"]\n\n\
+             [serve.check]\nmetric = \"login\"\nmetrics = [\"request\"]\n\
+             metric_header = true\nbanned_status = 429\n",
+        );
+        let s = Config::parse(&text, "t.toml").unwrap().serve;
+        let allow: Vec<String> = s.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        let check = s.check.unwrap();
+        assert_eq!(
+            (check.metric.as_str(), check.metrics.as_slice()),
+            ("login", ["request".to_owned()].as_slice())
+        );
+        assert!(check.metric_header && check.banned_status == 429);
+        assert!(check.may_name("request") && check.may_name("login") && !check.may_name("x"));
+    }
+
+    #[test]
+    fn check_errors_are_placed_where_they_were_written() {
+        // The default metric is missing: the error is at the section.
+        assert_eq!(
+            errors("[serve.check]\nbanned_status = 429\n"),
+            "t.toml:1:1: serve.check.metric: metric `request` is not defined in [metrics]"
+        );
+        let text = with_request(
+            "[serve]\nallow = [\"10.0.0.0/33\"]\n[serve.check]\nmetrics = [\"nope\"]\n\
+             banned_status = 500\n",
+        );
+        let errs = errors(&text);
+        for want in [
+            "t.toml:9:10: serve.allow: `10.0.0.0/33` is not an address or CIDR range",
+            "t.toml:11:12: serve.check.metrics: metric `nope` is not defined in [metrics]",
+            "t.toml:12:17: serve.check.banned_status: must be 403 or 429",
+        ] {
+            assert!(errs.contains(want), "{want} in:\n{errs}");
+        }
+        let errs = errors(&with_request("[serve.check]\ncolour = 1\n"));
+        assert!(
+            errs.starts_with("t.toml:9:1: serve: unknown field `colour`, expected one of `metric`"),
+            "{errs}"
         );
     }
 }

@@ -5,9 +5,11 @@
 //! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
+//! `GET /v1/check[/{metric}]` is the forward-auth check for reverse proxies (`check.rs`).
 
 mod auth;
 mod auth_limit;
+mod check;
 mod client_ip;
 mod conn;
 mod detect;
@@ -66,6 +68,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         ));
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(v1::incr))
+        .routes(routes!(check::check))
+        .routes(routes!(check::check_named))
         .routes(routes!(detect::detect))
         .routes(routes!(metrics::scrape))
         .routes(routes!(v1::healthz))

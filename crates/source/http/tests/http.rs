@@ -5,7 +5,8 @@
 //! X-Forwarded-For · metrics · the OpenAPI document against the routes · connections
 //! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts ·
 //! `/detect` bodies as the original service reads them (`http/detect_input.rs`): no form
-//! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`).
+//! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`) ·
+//! the forward-auth check (`http/check.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -19,6 +20,8 @@ use banhammer_store_sqlite::DecisionStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+#[path = "http/check.rs"]
+mod check;
 #[path = "http/connections.rs"]
 mod connections;
 #[path = "http/detect_input.rs"]
@@ -661,6 +664,8 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /openapi.json",
             "GET /v1/bans",
             "GET /v1/bans/{token}",
+            "GET /v1/check",
+            "GET /v1/check/{metric}",
             "GET /v1/status",
             "GET /v1/status/{token}/{metric}",
             "POST /v1/incr",
