@@ -5,11 +5,13 @@
 //! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
+//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`.
 
 mod auth;
 mod auth_limit;
 mod client_ip;
 mod conn;
+mod crowdsec;
 mod detect;
 mod error;
 mod metrics;
@@ -71,6 +73,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::healthz))
         .routes(routes!(v1::openapi_json))
         .merge(admin)
+        .merge(crowdsec::routes(&state))
         .split_for_parts();
     let router = router
         .layer(axum::middleware::from_fn_with_state(
