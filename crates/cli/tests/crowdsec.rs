@@ -8,6 +8,9 @@
 //! the test fails). Needs root, `ip` (iproute2), `nft` (nftables) and the bouncer, as
 //! scripts/test installs them: without them the test fails rather than skips.
 //!
+//! On Redis (no namespaces needed), a bouncer pulling from one node gets the bans made on
+//! another, with the id that node gives them too.
+//!
 //! The test process stays in the machine's namespace; what must happen inside one (listen,
 //! connect from a client address, call banhammer on the namespace's loopback) is done by an
 //! agent: this same test binary started under `ip netns exec`, see [`namespace_agent`].
@@ -23,6 +26,8 @@ use std::time::Duration;
 
 use banhammer_testkit::wait;
 use serde_json::Value;
+
+mod common;
 
 /// Set in an agent's environment.
 const AGENT: &str = "BANHAMMER_CROWDSEC_AGENT";
@@ -412,6 +417,82 @@ fn a_ban_blocks_the_address_in_the_kernel_through_the_firewall_bouncer() {
     });
     assert!(client.reaches(BYSTANDER));
     assert_eq!(lab.blacklist(), []);
+}
+
+/// The stream on Redis, where bans are shared: a ban made on one node reaches a bouncer that
+/// pulls from another, with the same id, and so does its unban.
+#[test]
+fn on_redis_a_bouncer_gets_the_bans_of_every_node_with_one_id() {
+    let redis = banhammer_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("banhammer.toml");
+    std::fs::write(&config, banhammer_config()).unwrap();
+    let node = |name: &str| {
+        let db = dir.path().join(format!("{name}.sqlite"));
+        let (child, base) = common::start_serve(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--db".as_ref(),
+            db.as_os_str(),
+            "--store".as_ref(),
+            redis.url().as_ref(),
+        ]);
+        Killed(child, base)
+    };
+    let (a, b) = (node("a"), node("b"));
+    let http = reqwest::blocking::Client::new();
+    let admin = |method: reqwest::Method, path: &str, body: &str| {
+        let r = http
+            .request(method, format!("{}{path}", a.1))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    };
+    let pull = |startup: bool| {
+        let r = http
+            .get(format!("{}/v1/decisions/stream?startup={startup}", b.1))
+            .header("x-api-key", BOUNCER_KEY)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().unwrap()
+    };
+    assert_eq!(pull(true), serde_json::json!({"new": [], "deleted": []}));
+    let fire = format!(r#"{{"token": "{BANNED}", "metric": "login_failed", "threshold": 1}}"#);
+    admin(reqwest::Method::POST, "/v1/now", &fire);
+    let given = wait::for_some("node b's stream gives node a's ban", || {
+        let v = pull(false);
+        v["new"].as_array().filter(|n| !n.is_empty()).cloned()
+    });
+    assert_eq!(given.len(), 1);
+    assert_eq!(given[0]["value"], BANNED);
+    assert_eq!(given[0]["scenario"], "login_failed/tier-1");
+    // Node a tells the same id to a bouncer of its own.
+    let r = http
+        .get(format!("{}/v1/decisions?ip={BANNED}", a.1))
+        .header("x-api-key", BOUNCER_KEY)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()[0]["id"], given[0]["id"]);
+    admin(reqwest::Method::DELETE, &format!("/v1/bans/{BANNED}"), "");
+    let gone = wait::for_some("node b's stream deletes it", || {
+        let v = pull(false);
+        v["deleted"].as_array().filter(|d| !d.is_empty()).cloned()
+    });
+    assert_eq!(gone[0]["id"], given[0]["id"]);
+}
+
+/// A `banhammer serve` process and its base URL; killed when dropped.
+struct Killed(Child, String);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Not a test: the agent that [`Lab::agent`] starts inside a namespace (this binary, with
