@@ -57,6 +57,11 @@ struct RawServe {
     /// refuses to start there without a token. `--insecure-open-admin` sets it.
     #[serde(default)]
     insecure_open_admin: bool,
+    /// Keys CrowdSec bouncers send in `X-Api-Key` to read bans from `/v1/decisions` and
+    /// `/v1/decisions/stream`, one per bouncer. Default: none (those routes answer 403). An
+    /// empty or blank key is an error.
+    #[serde(default)]
+    bouncer_api_keys: Vec<Spanned<String>>,
     /// Where `POST /v1/incr` takes the token from: `"body"` (what the caller sends; default)
     /// or `"peer"` (the client address, from `X-Forwarded-For` only behind trusted proxies).
     #[serde(default)]
@@ -182,6 +187,8 @@ pub struct ServeSettings {
     pub admin_token: Option<String>,
     /// Admin routes may be open (no token) on a non-loopback address.
     pub insecure_open_admin: bool,
+    /// Keys accepted from CrowdSec bouncers (`X-Api-Key`), none empty or blank.
+    pub bouncer_api_keys: Vec<String>,
     /// Token source for incr.
     pub token_from: TokenFrom,
     /// Trusted proxies.
@@ -215,6 +222,7 @@ impl Default for ServeSettings {
             return_rates: false,
             admin_token: None,
             insecure_open_admin: false,
+            bouncer_api_keys: Vec::new(),
             token_from: TokenFrom::Body,
             trusted_proxies: Vec::new(),
             allow: Vec::new(),
@@ -315,6 +323,18 @@ impl Cx<'_> {
             }
         }
         s.insecure_open_admin = raw.insecure_open_admin;
+        for k in raw.bouncer_api_keys {
+            if k.get_ref().trim().is_empty() {
+                // As with admin_token: a blank key would let any bouncer read the bans.
+                self.push(
+                    Some(k.span()),
+                    "serve.bouncer_api_keys",
+                    "an empty key protects nothing: give each bouncer a secret",
+                );
+            } else {
+                s.bouncer_api_keys.push(k.into_inner());
+            }
+        }
         if let Some(t) = raw.token_from {
             match t.get_ref().as_str() {
                 "body" => s.token_from = TokenFrom::Body,
@@ -544,6 +564,22 @@ mod tests {
         let c = Config::parse("[serve]\nadmin_token = \"s3cret\"\n", "t.toml").unwrap();
         assert_eq!(c.serve.admin_token.as_deref(), Some("s3cret"));
         assert!(!c.serve.insecure_open_admin);
+    }
+
+    #[test]
+    fn bouncer_api_keys_are_read_and_a_blank_one_is_an_error_at_its_place() {
+        let c = Config::parse("[serve]\nbouncer_api_keys = [\"k1\", \"k2\"]\n", "t.toml").unwrap();
+        assert_eq!(c.serve.bouncer_api_keys, ["k1", "k2"]);
+        assert!(Config::parse("", "t.toml")
+            .unwrap()
+            .serve
+            .bouncer_api_keys
+            .is_empty());
+        assert_eq!(
+            errors("[serve]\nbouncer_api_keys = [\"k1\", \" \"]\n"),
+            "t.toml:2:27: serve.bouncer_api_keys: an empty key protects nothing: give each \
+             bouncer a secret"
+        );
     }
 
     #[test]

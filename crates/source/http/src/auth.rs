@@ -2,7 +2,7 @@
 //! limited per client address, and whether running without a token is allowed on the
 //! listening address.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header;
@@ -75,6 +75,16 @@ pub(crate) fn log_access(access: AdminAccess, listen: SocketAddr) {
     }
 }
 
+/// The client address of `req`, as the failed-authentication limiters count it: the socket
+/// peer, or `X-Forwarded-For` behind `trusted_proxies`.
+pub(crate) fn request_client(state: &AppState, req: &Request) -> IpAddr {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+    client_ip(peer, req.headers(), &state.settings().trusted_proxies)
+}
+
 /// Refuses admin routes without the configured bearer token (open when none is configured).
 /// A client address with too many failed attempts is answered 429 whatever it sends; an
 /// attempt fails when it sends an `Authorization` header without the token (a request with
@@ -85,11 +95,7 @@ pub(crate) async fn require_admin(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(expected) = &state.settings().admin_token {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
-        let client = client_ip(peer, req.headers(), &state.settings().trusted_proxies);
+        let client = request_client(&state, &req);
         let limiter = state.auth_limiter();
         if let Some(retry_after) = limiter.blocked(client) {
             return Err(ApiError::TooManyRequests { retry_after });

@@ -6,12 +6,14 @@
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
 //! `GET /v1/check[/{metric}]` is the forward-auth check for reverse proxies (`check.rs`).
+//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`.
 
 mod auth;
 mod auth_limit;
 mod check;
 mod client_ip;
 mod conn;
+mod crowdsec;
 mod detect;
 mod error;
 mod metrics;
@@ -75,6 +77,7 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::healthz))
         .routes(routes!(v1::openapi_json))
         .merge(admin)
+        .merge(crowdsec::routes(&state))
         .split_for_parts();
     let router = router
         .layer(axum::middleware::from_fn_with_state(

@@ -7,6 +7,7 @@ use banhammer_runtime::{ActionQueue, Runtime};
 
 use crate::auth_limit::AuthLimiter;
 use crate::conn::ConnStats;
+use crate::crowdsec::Bouncers;
 use crate::metrics::Metrics;
 
 /// Shared state of the service; a cheap `Clone` handle.
@@ -24,6 +25,8 @@ struct Inner {
     connections: Arc<ConnStats>,
     /// Failed admin authentications per client address.
     auth_limiter: AuthLimiter,
+    /// CrowdSec bouncers: what each key was last given, and failed key attempts.
+    bouncers: Bouncers,
     openapi: OnceLock<String>,
     actions: OnceLock<Arc<ActionQueue>>,
 }
@@ -34,6 +37,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 auth_limiter: AuthLimiter::new(Arc::clone(&runtime)),
+                bouncers: Bouncers::new(Arc::clone(&runtime)),
                 runtime,
                 settings,
                 metrics: Metrics::new(),
@@ -71,6 +75,10 @@ impl AppState {
 
     pub(crate) fn auth_limiter(&self) -> &AuthLimiter {
         &self.inner.auth_limiter
+    }
+
+    pub(crate) fn bouncers(&self) -> &Bouncers {
+        &self.inner.bouncers
     }
 
     pub(crate) fn conn_stats(&self) -> &Arc<ConnStats> {

@@ -6,7 +6,8 @@
 //! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts ·
 //! `/detect` bodies as the original service reads them (`http/detect_input.rs`): no form
 //! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`) ·
-//! the forward-auth check (`http/check.rs`).
+//! the forward-auth check (`http/check.rs`) ·
+//! CrowdSec's bouncer routes (`http/crowdsec.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -24,6 +25,8 @@ use serde_json::{json, Value};
 mod check;
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/crowdsec.rs"]
+mod crowdsec;
 #[path = "http/detect_input.rs"]
 mod detect_input;
 #[path = "http/mapped.rs"]
@@ -666,6 +669,8 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /v1/bans/{token}",
             "GET /v1/check",
             "GET /v1/check/{metric}",
+            "GET /v1/decisions",
+            "GET /v1/decisions/stream",
             "GET /v1/status",
             "GET /v1/status/{token}/{metric}",
             "POST /v1/incr",
