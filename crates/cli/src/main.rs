@@ -2,6 +2,7 @@
 
 mod check;
 mod eval;
+mod manual;
 mod monitor;
 mod replay;
 mod script;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use banhammer_config::AccessLogSettings;
 use banhammer_core::Seconds;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: the service allocates per request, and glibc's malloc showed up at 12% of a
 /// loaded server's profile (docs/benchmarks.md).
@@ -195,6 +196,18 @@ enum Command {
         #[arg(long)]
         jsonl: Option<PathBuf>,
     },
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell) to standard
+    /// output, e.g. `banhammer completions bash > /etc/bash_completion.d/banhammer`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Writes man pages (banhammer.1 and one per subcommand, banhammer-serve.1 …) into a
+    /// directory, e.g. `banhammer man /usr/local/share/man/man1`.
+    Man {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// `--max-delay`'s value, read as `[accesslog] max_delay` is.
@@ -268,6 +281,8 @@ fn main() -> ExitCode {
             })
         }
         Command::Bans { db, all, limit } => serve::list(&db, all, limit),
+        Command::Completions { shell } => manual::completions(Cli::command(), shell),
+        Command::Man { dir } => manual::man_pages(Cli::command(), &dir),
         Command::Monitor {
             interface,
             filter,
