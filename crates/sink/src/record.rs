@@ -1,7 +1,6 @@
 //! Decision records: the challenge's CSV line, or one JSON object per line. Either way one
 //! record is one line, whatever the token holds.
 
-use std::borrow::Cow;
 use std::io::{self, Write};
 
 use banhammer_core::DecisionEvent;
@@ -48,7 +47,16 @@ pub fn write_decision(
     }
     match format {
         DecisionFormat::Csv => {
-            writeln!(out, "{},{},{}", d.at, d.verb(), csv_field(d.token.as_str()))
+            // Control characters escaped first, so that a record is one line; the csv crate
+            // then quotes what needs quoting (RFC 4180).
+            let token = escape(d.token.as_str());
+            let at = d.at.as_unix().to_string();
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(&mut *out);
+            w.write_record([at.as_str(), d.verb(), &token])?;
+            w.flush()
         }
         DecisionFormat::Jsonl => {
             let json = DecisionJson {
@@ -64,17 +72,6 @@ pub fn write_decision(
             write_json(&mut *out, &json)?;
             out.write_all(b"\n")
         }
-    }
-}
-
-/// A CSV field on one line: control characters escaped; quoted, with its quotes doubled, if it
-/// holds a comma or a double quote.
-fn csv_field(text: &str) -> Cow<'_, str> {
-    let text = escape(text);
-    if text.contains([',', '"']) {
-        Cow::Owned(format!("\"{}\"", text.replace('"', "\"\"")))
-    } else {
-        text
     }
 }
 
@@ -114,9 +111,16 @@ mod tests {
         let mut out = Vec::new();
         write_decision(&mut out, &d, DecisionFormat::Csv).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            String::from_utf8(out.clone()).unwrap(),
             "2,BAN,\"a\\u{1b}]0;x\\u{7}\\u{a}3,UNBAN,\"\"1.2.3.4\"\"\\u{2028}\"\n"
         );
+        // Read back by a CSV reader: three fields, the token whole.
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(out.as_slice());
+        let record = r.records().next().unwrap().unwrap();
+        assert_eq!(record.len(), 3);
+        assert_eq!(&record[2], escape(d.token.as_str()));
     }
 
     #[test]
