@@ -20,6 +20,10 @@ pub trait Enforcer: Send {
     /// Makes the firewall hold `bans`, every ban active at `now` (each until its `until`).
     fn reconcile(&mut self, bans: &[(Token, DecisionView)], now: Timestamp);
 
+    /// Collects the work that has finished since (a command's exit), so that its failure is
+    /// logged and counted without waiting for the next change.
+    fn poll(&mut self) {}
+
     /// Waits for the work it still has running (at shutdown, or to count its failures).
     fn wait(&mut self) {}
 
@@ -207,6 +211,10 @@ impl Enforcer for CommandSink {
             };
             self.run(Change::Start, &change);
         }
+        self.runner.reap();
+    }
+
+    fn poll(&mut self) {
         self.runner.reap();
     }
 

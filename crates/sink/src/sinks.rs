@@ -48,8 +48,10 @@ impl DecisionSinks {
         for f in &mut self.files {
             f.flush()?;
         }
-        if !decisions.is_empty() {
-            for e in &mut self.enforcers {
+        for e in &mut self.enforcers {
+            if decisions.is_empty() {
+                e.poll();
+            } else {
                 e.apply(decisions);
             }
         }
