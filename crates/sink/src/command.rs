@@ -18,6 +18,11 @@ const MAX_STDERR: usize = 2048;
 /// process it left holding the pipe makes this wait at all.
 const STDERR_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a command is waited for when the caller must wait (16 running, an earlier command
+/// for the same address, shutdown) before it is killed: a hung firewall command must not stop
+/// banhammer from enforcing the rest.
+const COMMAND_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Failures logged in full before they are only counted, ...
 const LOGGED_IN_FULL: u64 = 10;
 /// ... and then one line, with the count, every this many.
@@ -102,12 +107,6 @@ impl Captured {
             Ok(None) => None,
             Err(e) => Some(self.outcome(Err(e))),
         }
-    }
-
-    /// Waits for the program to exit.
-    fn finish(mut self) -> Outcome {
-        let status = self.child.wait();
-        self.outcome(status)
     }
 
     /// Waits for the program for at most `patience` (its stderr closing marks its end), then
@@ -243,13 +242,13 @@ impl CommandRunner {
                 .position(|r| r.key.as_deref() == Some(key))
             {
                 if let Some(r) = self.running.remove(i) {
-                    self.end(r.key, &r.program, r.process.finish());
+                    self.end(r.key, &r.program, r.process.finish_within(COMMAND_PATIENCE));
                 }
             }
         }
         while self.running.len() >= self.max_running {
             if let Some(r) = self.running.pop_front() {
-                self.end(r.key, &r.program, r.process.finish());
+                self.end(r.key, &r.program, r.process.finish_within(COMMAND_PATIENCE));
             }
         }
         let spawned = Captured::spawn(
@@ -292,7 +291,7 @@ impl CommandRunner {
     /// Waits for every running command.
     pub fn wait_all(&mut self) {
         while let Some(r) = self.running.pop_front() {
-            self.end(r.key, &r.program, r.process.finish());
+            self.end(r.key, &r.program, r.process.finish_within(COMMAND_PATIENCE));
         }
     }
 
@@ -380,7 +379,7 @@ mod tests {
                 .stdout(Stdio::null()),
         )
         .unwrap();
-        let outcome = process.finish();
+        let outcome = process.finish_within(COMMAND_PATIENCE);
         assert!(!outcome.success());
         assert_eq!(outcome.status.as_ref().unwrap().code(), Some(3));
         assert!(
