@@ -4,15 +4,20 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use banhammer_config::{Config, ProcessEnv};
-use banhammer_core::{Action, NamedNoop};
+use banhammer_core::{Action, DecisionEvent, Effect, Escaped, NamedNoop};
 use banhammer_http::AppState;
 use banhammer_runtime::{
     ActionQueue, ActionTarget, Backend, MemoryBackend, RedisBackend, Runtime, StoreUrl, TokioClock,
 };
+use banhammer_sink::Enforcer;
 use banhammer_store_sqlite::DecisionStore;
 
 /// Command-line choices for `serve`.
@@ -115,6 +120,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let guard = Runtime::start(rules, clock, store, backend)?;
     let rt = Arc::clone(guard.runtime());
+    let enforcers = crate::setup::enforcers(
+        &config,
+        &config.serve.ban_command,
+        &config.serve.extend_command,
+        &config.serve.unban_command,
+    )?;
+    let firewall = Firewall::start(&rt, enforcers)?;
     let listener = tokio::net::TcpListener::bind(config.serve.listen)
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
@@ -130,8 +142,142 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     banhammer_http::run(listener, state, signals).await?;
     drop(rt);
     guard.shutdown().await;
+    if let Some(f) = firewall {
+        // The last changes (the shutdown's own commits among them) reach the firewall.
+        let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+    }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Bursts of ban changes waiting for the firewall thread; past this (a firewall far slower
+/// than the bans) changes are dropped and the thread reconciles with every active ban instead.
+const FIREWALL_QUEUE: usize = 4096;
+
+/// The thread that keeps the firewall in step with the service's bans: it reconciles at start
+/// (every active ban, with its time left), then applies each burst of committed changes, all
+/// that waited at once (one nftables transaction). Firewall calls never run on the async
+/// workers, and a slow firewall never holds an answer up.
+struct Firewall {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Firewall {
+    /// Starts the thread if anything enforces (commands or `[nftables]`).
+    fn start(rt: &Arc<Runtime>, enforcers: Vec<Box<dyn Enforcer>>) -> anyhow::Result<Option<Self>> {
+        if enforcers.is_empty() {
+            return Ok(None);
+        }
+        let (tx, rx) = mpsc::sync_channel::<Vec<DecisionEvent>>(FIREWALL_QUEUE);
+        let missed = Arc::new(AtomicBool::new(false));
+        let missed_here = Arc::clone(&missed);
+        rt.on_committed(Box::new(move |decisions| {
+            let bans: Vec<DecisionEvent> = decisions
+                .iter()
+                .filter(|d| d.effect == Effect::Block)
+                .cloned()
+                .collect();
+            if !bans.is_empty() {
+                if let Err(TrySendError::Full(_)) = tx.try_send(bans) {
+                    missed_here.store(true, Ordering::Relaxed);
+                }
+            }
+        }))
+        .map_err(|_| anyhow!("the runtime is enforced already"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let work = FirewallWork {
+            rt: Arc::clone(rt),
+            handle: tokio::runtime::Handle::current(),
+            enforcers,
+            missed,
+            stop: Arc::clone(&stop),
+        };
+        let thread = std::thread::Builder::new()
+            .name("banhammer-firewall".to_owned())
+            .spawn(move || work.run(&rx))
+            .context("starting the firewall thread")?;
+        Ok(Some(Firewall { stop, thread }))
+    }
+
+    /// Applies what is queued, waits for the commands still running, and ends the thread.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// What the firewall thread owns.
+struct FirewallWork {
+    rt: Arc<Runtime>,
+    handle: tokio::runtime::Handle,
+    enforcers: Vec<Box<dyn Enforcer>>,
+    missed: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FirewallWork {
+    fn run(mut self, rx: &Receiver<Vec<DecisionEvent>>) {
+        // Changes committed while the bans are read are applied after them: applying a change
+        // the reconcile already holds changes nothing.
+        self.reconcile();
+        loop {
+            let mut burst = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => {
+                    // Commands that ended since are logged and counted now.
+                    for e in &mut self.enforcers {
+                        e.poll();
+                    }
+                    self.count();
+                    continue;
+                }
+                Err(_) => break,
+            };
+            while let Ok(more) = rx.try_recv() {
+                burst.extend(more);
+            }
+            for e in &mut self.enforcers {
+                e.apply(&burst);
+            }
+            if self.missed.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "The firewall fell behind the bans; reconciling it with every active ban."
+                );
+                self.reconcile();
+            }
+            self.count();
+        }
+        for e in &mut self.enforcers {
+            e.wait();
+        }
+        self.count();
+    }
+
+    /// Makes every enforcer hold the active bans, each with its time left.
+    fn reconcile(&mut self) {
+        match self.handle.block_on(self.rt.bans()) {
+            Ok(bans) => {
+                let now = self.rt.now();
+                for e in &mut self.enforcers {
+                    e.reconcile(&bans, now);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %Escaped(&e), "Cannot list the active bans; the firewall is not reconciled.");
+            }
+        }
+        self.count();
+    }
+
+    /// Publishes the failures for `/metrics`.
+    fn count(&self) {
+        let failures = self.enforcers.iter().map(|e| e.failures()).sum();
+        self.rt
+            .counters()
+            .firewall_failures
+            .store(failures, Ordering::Relaxed);
+    }
 }
 
 /// Warns when `max_connections` cannot all be open within the process's descriptor limit

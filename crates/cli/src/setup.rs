@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use banhammer_accesslog::{LinePipeline, LogFormat, Reorder, ReportPolicy};
-use banhammer_config::{Config, ConfigError};
+use banhammer_config::{CommandTemplate, Config, ConfigError};
 use banhammer_core::{Action, NamedNoop, Ruleset, Seconds};
-use banhammer_sink::builtin_action;
+use banhammer_sink::{builtin_action, CommandLine, CommandSink, Enforcer, NftSettings, Nftables};
 
 /// Loads and validates the configuration at `path`; the error lists every located problem.
 pub(crate) fn load_config(path: &Path) -> anyhow::Result<Config> {
@@ -107,6 +107,40 @@ pub(crate) fn ruleset(config: &Config) -> anyhow::Result<Ruleset> {
     config
         .ruleset(&builtin_actions(config)?)
         .map_err(|e| invalid_rules(e.0))
+}
+
+/// The enforcers that keep the firewall in step with the bans: the section's ban, extend and
+/// unban commands (`[watch]` or `[serve]`), and `[nftables]` if it is there.
+pub(crate) fn enforcers(
+    config: &Config,
+    ban: &Option<CommandTemplate>,
+    extend: &Option<CommandTemplate>,
+    unban: &Option<CommandTemplate>,
+) -> anyhow::Result<Vec<Box<dyn Enforcer>>> {
+    let mut out: Vec<Box<dyn Enforcer>> = Vec::new();
+    if ban.is_some() || extend.is_some() || unban.is_some() {
+        let line = |t: &Option<CommandTemplate>| {
+            t.clone()
+                .map(|t| -> CommandLine { Box::new(move |vars| t.render(vars)) })
+        };
+        out.push(Box::new(CommandSink::new(
+            line(ban),
+            line(extend),
+            line(unban),
+        )));
+    }
+    if let Some(n) = &config.nftables {
+        let nft = Nftables::new(NftSettings {
+            program: n.nft.clone(),
+            table: n.table.clone(),
+            ipv4_set: n.ipv4_set.clone(),
+            ipv6_set: n.ipv6_set.clone(),
+            drop_chain: n.drop.then(|| n.chain.clone()),
+        })
+        .map_err(|e| anyhow!("[nftables]: {e}"))?;
+        out.push(Box::new(nft));
+    }
+    Ok(out)
 }
 
 /// Rule-set problems as one error, each problem on its own line in words (their Debug form

@@ -6,7 +6,7 @@
 //!
 //! This file is the public face: [`Config`] and what it is made of. `load` reads a file and
 //! walks its sections, `context` collects located errors along the way, and each section has
-//! its own module (`engine`, `metrics`, `accesslog`, `watch`, `serve`).
+//! its own module (`engine`, `metrics`, `accesslog`, `watch`, `serve`, `nftables`).
 
 mod accesslog;
 mod context;
@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod load;
 mod metrics;
+mod nftables;
 mod raw;
 mod serve;
 mod watch;
@@ -29,6 +30,7 @@ pub use engine::{ActionSettings, EngineSettings, BUILTIN_ACTIONS};
 pub use error::{ConfigError, ConfigErrors};
 use metrics::MetricPlaces;
 pub use metrics::{MetricSpec, ThresholdSpec};
+pub use nftables::NftablesSettings;
 pub use serve::{CheckSettings, DetectSettings, Env, ProcessEnv, ServeSettings, TokenFrom};
 pub use watch::{CommandTemplate, WatchSettings, PLACEHOLDERS};
 
@@ -47,6 +49,9 @@ pub struct Config {
     pub watch: WatchSettings,
     /// `[serve]`: the HTTP service.
     pub serve: ServeSettings,
+    /// `[nftables]`: the built-in nftables enforcement of `watch` and `serve`, if the section
+    /// is there.
+    pub nftables: Option<NftablesSettings>,
     /// `[detect]`: the credential-stuffing detector (with environment overrides).
     pub detect: DetectSettings,
     /// Where each metric was written, to place what the core refuses in [`Config::ruleset`].

@@ -69,6 +69,7 @@ impl Config {
         let mut accesslog = AccessLogSettings::default();
         let mut watch = WatchSettings::default();
         let mut serve = ServeSettings::default();
+        let mut nftables = None;
         let mut detect_value = None;
         for (key, value) in root.get_ref() {
             match key.get_ref().as_ref() {
@@ -99,11 +100,12 @@ impl Config {
                         watch = w;
                     }
                 }
+                "nftables" => nftables = cx.nftables(value),
                 other => cx.push(
                     Some(key.span()),
                     other,
                     "unknown section, expected one of `engine`, `actions`, `metrics`, `accesslog`, \
-                     `watch`, `serve`, `detect`",
+                     `watch`, `serve`, `nftables`, `detect`",
                 ),
             }
         }
@@ -179,6 +181,7 @@ impl Config {
             accesslog,
             watch,
             serve,
+            nftables,
             detect,
             places,
         };

@@ -10,6 +10,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use crate::context::Cx;
+use crate::CommandTemplate;
 
 /// Where settings may also come from: the process environment, or a map in tests (tests never
 /// change the real environment).
@@ -105,6 +106,17 @@ struct RawServe {
     /// Time allowed per call to the shared store, in milliseconds. Default 50.
     #[serde(default)]
     store_timeout_ms: Option<Spanned<u64>>,
+    /// Run this command on each ban this node makes (and for each active ban at start),
+    /// without a shell; the placeholders of `[watch] ban_command`.
+    #[serde(default)]
+    ban_command: Option<Spanned<String>>,
+    /// Run this command when a ban is extended (`{duration}`: the time now left). Default:
+    /// `ban_command`.
+    #[serde(default)]
+    extend_command: Option<Spanned<String>>,
+    /// Run this command on each unban this node makes or sees end.
+    #[serde(default)]
+    unban_command: Option<Spanned<String>>,
 }
 
 /// `[serve.check]`: how `GET /v1/check` counts and answers the requests a reverse proxy asks
@@ -212,6 +224,12 @@ pub struct ServeSettings {
     pub store: Option<String>,
     /// Per-call timeout to the shared store.
     pub store_timeout: Duration,
+    /// Command run on each ban, and for each active ban at start.
+    pub ban_command: Option<CommandTemplate>,
+    /// Command run on each extension (`ban_command` unless set).
+    pub extend_command: Option<CommandTemplate>,
+    /// Command run on each unban.
+    pub unban_command: Option<CommandTemplate>,
 }
 
 impl Default for ServeSettings {
@@ -234,6 +252,9 @@ impl Default for ServeSettings {
             idle_timeout: Duration::from_secs(10),
             store: None,
             store_timeout: Duration::from_millis(50),
+            ban_command: None,
+            extend_command: None,
+            unban_command: None,
         }
     }
 }
@@ -418,6 +439,12 @@ impl Cx<'_> {
                 );
             }
         }
+        (s.ban_command, s.extend_command, s.unban_command) = self.ban_commands(
+            "serve",
+            raw.ban_command,
+            raw.extend_command,
+            raw.unban_command,
+        );
         Some(s)
     }
 

@@ -23,12 +23,18 @@ struct RawWatch {
     /// Append one JSON object per decision to this file.
     #[serde(default)]
     jsonl: Option<String>,
-    /// Run this command on each ban, without a shell, e.g.
-    /// `"nft add element inet filter banned { {ip} timeout {duration}s }"`.
-    /// Placeholders: `{ip}` (= `{token}`), `{duration}`, `{until}`, `{at}`, `{rule}`, `{tier}`,
-    /// `{value}`, `{verb}`.
+    /// Run this command on each ban (and for each active ban at start), without a shell, e.g.
+    /// `"nft add element inet filter banned_{family} { {ip}/{prefix} timeout {duration}s }"`.
+    /// Only bans of addresses and prefixes run it. Placeholders: `{ip}` (the address, host
+    /// bits cleared), `{prefix}` (its length: the token's /N, or 32 / 128), `{family}` (`ip`
+    /// or `ip6`), `{token}`, `{duration}` (seconds left), `{until}`, `{at}`, `{rule}`,
+    /// `{tier}`, `{value}`, `{verb}`.
     #[serde(default)]
     ban_command: Option<Spanned<String>>,
+    /// Run this command when a ban is extended, `{duration}` being the time now left (same
+    /// placeholders). Default: `ban_command`.
+    #[serde(default)]
+    extend_command: Option<Spanned<String>>,
     /// Run this command on each unban (same placeholders).
     #[serde(default)]
     unban_command: Option<Spanned<String>>,
@@ -46,8 +52,10 @@ pub struct WatchSettings {
     pub csv: Option<PathBuf>,
     /// JSON-lines record file.
     pub jsonl: Option<PathBuf>,
-    /// Command run on each ban.
+    /// Command run on each ban, and for each active ban at start.
     pub ban_command: Option<CommandTemplate>,
+    /// Command run on each extension (`ban_command` unless set).
+    pub extend_command: Option<CommandTemplate>,
     /// Command run on each unban.
     pub unban_command: Option<CommandTemplate>,
     /// Poll interval.
@@ -61,6 +69,7 @@ impl Default for WatchSettings {
             csv: None,
             jsonl: None,
             ban_command: None,
+            extend_command: None,
             unban_command: None,
             poll_interval: Duration::from_millis(250),
         }
@@ -75,8 +84,8 @@ pub struct CommandTemplate {
 }
 
 /// The placeholders a command template may use.
-pub const PLACEHOLDERS: [&str; 9] = [
-    "ip", "token", "duration", "until", "at", "rule", "tier", "value", "verb",
+pub const PLACEHOLDERS: [&str; 11] = [
+    "ip", "prefix", "family", "token", "duration", "until", "at", "rule", "tier", "value", "verb",
 ];
 
 impl CommandTemplate {
@@ -123,7 +132,39 @@ fn placeholders(word: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// The ban, extend and unban commands of a section, in that order.
+pub(crate) type BanCommands = (
+    Option<CommandTemplate>,
+    Option<CommandTemplate>,
+    Option<CommandTemplate>,
+);
+
 impl Cx<'_> {
+    /// The ban, extend and unban commands of `section` (`[watch]` and `[serve]` have the
+    /// same three), each checked at its place; the extend command defaults to the ban
+    /// command (run again with the time now left).
+    pub(crate) fn ban_commands(
+        &mut self,
+        section: &str,
+        ban: Option<Spanned<String>>,
+        extend: Option<Spanned<String>>,
+        unban: Option<Spanned<String>>,
+    ) -> BanCommands {
+        let mut command = |field: &str, v: Option<Spanned<String>>| {
+            v.and_then(|v| match CommandTemplate::parse(v.get_ref()) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    self.push(Some(v.span()), &format!("{section}.{field}"), why);
+                    None
+                }
+            })
+        };
+        let ban = command("ban_command", ban);
+        let extend = command("extend_command", extend).or_else(|| ban.clone());
+        let unban = command("unban_command", unban);
+        (ban, extend, unban)
+    }
+
     pub(crate) fn watch(&mut self, value: &Spanned<DeValue<'_>>) -> Option<WatchSettings> {
         let raw = self.de::<RawWatch>("watch", value)?;
         let mut s = WatchSettings::default();
@@ -132,17 +173,12 @@ impl Cx<'_> {
         }
         s.csv = raw.csv.map(PathBuf::from);
         s.jsonl = raw.jsonl.map(PathBuf::from);
-        let mut command = |field: &str, v: Option<Spanned<String>>| {
-            v.and_then(|v| match CommandTemplate::parse(v.get_ref()) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    self.push(Some(v.span()), field, why);
-                    None
-                }
-            })
-        };
-        s.ban_command = command("watch.ban_command", raw.ban_command);
-        s.unban_command = command("watch.unban_command", raw.unban_command);
+        (s.ban_command, s.extend_command, s.unban_command) = self.ban_commands(
+            "watch",
+            raw.ban_command,
+            raw.extend_command,
+            raw.unban_command,
+        );
         if let Some(ms) = raw.poll_interval_ms {
             if *ms.get_ref() == 0 || *ms.get_ref() > 60_000 {
                 self.push(
@@ -187,9 +223,40 @@ mod tests {
         assert!(CommandTemplate::parse("echo {address}")
             .unwrap_err()
             .contains("unknown placeholder `{address}`"));
+        assert!(CommandTemplate::parse("echo {ip}/{prefix} {family}").is_ok());
         assert!(CommandTemplate::parse("echo 'unterminated")
             .unwrap_err()
             .starts_with("cannot split"));
         assert_eq!(CommandTemplate::parse("  ").unwrap_err(), "is empty");
+    }
+
+    #[test]
+    fn the_extend_command_defaults_to_the_ban_command() {
+        let c = crate::Config::parse(
+            "[watch]\nban_command = \"nft add element inet t s_{family} { {ip}/{prefix} timeout {duration}s }\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.watch.extend_command, c.watch.ban_command);
+        assert!(c.watch.unban_command.is_none());
+        let c = crate::Config::parse(
+            "[watch]\nban_command = \"ban {ip}\"\nextend_command = \"extend {ip} {duration}\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.watch
+                .extend_command
+                .unwrap()
+                .render(&[("ip", "1.2.3.4"), ("duration", "60")]),
+            ["extend", "1.2.3.4", "60"]
+        );
+        let errs = crate::Config::parse("[watch]\nextend_command = \"x {addr}\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errs.starts_with("t.toml:2:18: watch.extend_command: unknown placeholder `{addr}`"),
+            "{errs}"
+        );
     }
 }

@@ -19,5 +19,7 @@ pub use backend::{
 };
 pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;
-pub use runtime::{Runtime, RuntimeCounters, RuntimeError, RuntimeGuard, SAVE_WINDOWS_EVERY};
+pub use runtime::{
+    CommittedListener, Runtime, RuntimeCounters, RuntimeError, RuntimeGuard, SAVE_WINDOWS_EVERY,
+};
 pub use writer::{DecisionWriter, PersistError, WriterHealth, MAX_PENDING};

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use banhammer_core::{
@@ -75,7 +75,14 @@ pub struct RuntimeCounters {
     pub action_panics: AtomicU64,
     /// Events of known-banned tokens answered but not counted: too many were counting already.
     pub background_dropped: AtomicU64,
+    /// Ban changes a firewall refused or could not be given (a command's failure, a refused
+    /// nftables transaction): kept by the enforcement the front end attaches.
+    pub firewall_failures: AtomicU64,
 }
+
+/// Told of every decision once the decision log has it, on the task that made it: it must
+/// not block (hand the work to a thread of its own).
+pub type CommittedListener = Box<dyn Fn(&[DecisionEvent]) + Send + Sync>;
 
 /// The backend with its decision log, its clock and its counters. Share it in an `Arc`; its
 /// background work belongs to the [`RuntimeGuard`] that [`Runtime::start`] returns.
@@ -89,6 +96,8 @@ pub struct Runtime {
     counters: RuntimeCounters,
     /// Bounds the events of known-banned tokens counting in the background.
     background: Arc<Semaphore>,
+    /// Told of each decision once it is committed (the firewall enforcement of `serve`).
+    committed: OnceLock<CommittedListener>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -186,6 +195,7 @@ impl Runtime {
             wake: Notify::new(),
             counters: RuntimeCounters::default(),
             background: Arc::new(Semaphore::new(BACKGROUND_COUNTS)),
+            committed: OnceLock::new(),
         });
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(
@@ -205,6 +215,12 @@ impl Runtime {
             stop,
             tasks,
         })
+    }
+
+    /// Tells `listener` of every decision from now on, once the decision log has it (stored,
+    /// or held until its disk takes it). One listener per runtime: a second one is refused.
+    pub fn on_committed(&self, listener: CommittedListener) -> Result<(), CommittedListener> {
+        self.committed.set(listener)
     }
 
     /// The rules.
@@ -367,7 +383,14 @@ impl Runtime {
         if decisions.iter().any(|d| d.change == Change::Start) {
             self.wake.notify_one();
         }
-        self.writer.write(decisions.to_vec()).await
+        let stored = self.writer.write(decisions.to_vec()).await;
+        // Told even if the disk refused it: the writer keeps it and stores it later, and the
+        // engine holds the ban meanwhile, so the firewall follows the engine (a restart's
+        // reconcile removes what was never stored).
+        if let Some(listener) = self.committed.get() {
+            listener(decisions);
+        }
+        stored
     }
 
     /// `status(token, metric)` (in-memory state only).

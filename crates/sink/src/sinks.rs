@@ -1,62 +1,39 @@
 //! `DecisionSinks`: everywhere a decision goes besides the store — the log, record files, and
-//! the ban and unban commands.
+//! the enforcers that keep a firewall in step (commands, nftables).
 
 use std::fmt;
 use std::io;
 
-use banhammer_core::{Change, DecisionEvent, Effect};
+use banhammer_core::{DecisionEvent, DecisionView, Timestamp, Token};
 
-use crate::{CommandRunner, DecisionFile, Escaped};
+use crate::{DecisionFile, Enforcer, Escaped};
 
-/// The words of a command for one decision, given the values of its placeholders (`ip`,
-/// `token`, `duration`, `until`, `at`, `rule`, `tier`, `value`, `verb`). The configuration
-/// owns the template and checks its placeholders; the sink only fills it, so that it depends
-/// on no configuration format.
-pub type CommandLine = Box<dyn Fn(&[(&str, &str)]) -> Vec<String> + Send + Sync>;
-
-/// Commands run at once at most: a slow firewall command slows the caller down instead of
-/// piling up processes.
-const MAX_RUNNING: usize = 16;
-
-/// Sends each decision, in order, to the log, to the record files and to the command of its
-/// kind (ban or unban).
+/// Sends each decision, in order, to the log and to the record files, and each burst to the
+/// enforcers (`watch` calls it once per step, after the step's SQLite commit).
 pub struct DecisionSinks {
     files: Vec<DecisionFile>,
-    ban_command: Option<CommandLine>,
-    unban_command: Option<CommandLine>,
-    commands: CommandRunner,
+    enforcers: Vec<Box<dyn Enforcer>>,
 }
 
 impl fmt::Debug for DecisionSinks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DecisionSinks")
             .field("files", &self.files)
-            .field("ban_command", &self.ban_command.is_some())
-            .field("unban_command", &self.unban_command.is_some())
-            .field("commands", &self.commands)
+            .field("enforcers", &self.enforcers.len())
             .finish()
     }
 }
 
 impl DecisionSinks {
-    /// Sinks writing to `files` (each decision to each file, in order), running
-    /// `ban_command` when a ban starts and `unban_command` when it ends.
-    pub fn new(
-        files: Vec<DecisionFile>,
-        ban_command: Option<CommandLine>,
-        unban_command: Option<CommandLine>,
-    ) -> Self {
-        DecisionSinks {
-            files,
-            ban_command,
-            unban_command,
-            commands: CommandRunner::new(MAX_RUNNING),
-        }
+    /// Sinks writing to `files` (each decision to each file, in order) and telling
+    /// `enforcers` of every ban change.
+    pub fn new(files: Vec<DecisionFile>, enforcers: Vec<Box<dyn Enforcer>>) -> Self {
+        DecisionSinks { files, enforcers }
     }
 
-    /// Logs, records and runs the commands of `decisions`. The files are flushed once, at
-    /// the end of the batch. A command that cannot start is logged, not returned: the
-    /// decision stands whatever the firewall says.
+    /// Logs, records and enforces `decisions`. The files are flushed once, at the end of the
+    /// batch. A firewall that refuses a change is logged, not returned: the decision stands
+    /// whatever the firewall says.
     pub fn emit(&mut self, decisions: &[DecisionEvent]) -> io::Result<()> {
         for d in decisions {
             if d.is_record() {
@@ -67,55 +44,37 @@ impl DecisionSinks {
             for f in &mut self.files {
                 f.write(d)?;
             }
-            self.run_command(d);
         }
         for f in &mut self.files {
             f.flush()?;
         }
-        self.commands.reap();
+        for e in &mut self.enforcers {
+            if decisions.is_empty() {
+                e.poll();
+            } else {
+                e.apply(decisions);
+            }
+        }
         Ok(())
     }
 
-    /// Runs the command for `d`, if its kind has one.
-    fn run_command(&mut self, d: &DecisionEvent) {
-        let command = match (d.effect, d.change) {
-            (Effect::Block, Change::Start) => self.ban_command.as_ref(),
-            (Effect::Block, Change::End) => self.unban_command.as_ref(),
-            _ => None,
-        };
-        let Some(command) = command else { return };
-        let duration = d.until.since(d.at).get().to_string();
-        let (until, at, tier, value) = (
-            d.until.to_string(),
-            d.at.to_string(),
-            d.tier.to_string(),
-            d.value.to_string(),
-        );
-        let argv = command(&[
-            ("ip", d.token.as_str()),
-            ("token", d.token.as_str()),
-            ("duration", &duration),
-            ("until", &until),
-            ("at", &at),
-            ("rule", &d.metric),
-            ("tier", &tier),
-            ("value", &value),
-            ("verb", d.verb()),
-        ]);
-        if let Err(e) = self.commands.run(&argv) {
-            let program = argv.first().map_or("", String::as_str);
-            tracing::warn!(command = %Escaped(program), error = %e, "Command failed to start.");
+    /// Reconciles every enforcer with `bans`, the bans active at `now` (at start).
+    pub fn reconcile(&mut self, bans: &[(Token, DecisionView)], now: Timestamp) {
+        for e in &mut self.enforcers {
+            e.reconcile(bans, now);
         }
     }
 
-    /// Waits for the commands still running (at shutdown, so that none is cut off).
+    /// Waits for the work still running (at shutdown, so that no command is cut off).
     pub fn wait(&mut self) {
-        self.commands.wait_all();
+        for e in &mut self.enforcers {
+            e.wait();
+        }
     }
 
-    /// The commands run so far, with their failures.
-    pub fn commands(&self) -> &CommandRunner {
-        &self.commands
+    /// Firewall changes that failed so far, over every enforcer.
+    pub fn failures(&self) -> u64 {
+        self.enforcers.iter().map(|e| e.failures()).sum()
     }
 }
 
@@ -123,10 +82,10 @@ impl DecisionSinks {
 mod tests {
     use std::sync::Arc;
 
-    use banhammer_core::{Timestamp, Token};
+    use banhammer_core::{Change, Effect};
 
     use super::*;
-    use crate::DecisionFormat;
+    use crate::{CommandLine, CommandSink, DecisionFormat};
 
     fn decision(at: i64, change: Change) -> DecisionEvent {
         DecisionEvent {
@@ -142,26 +101,8 @@ mod tests {
         }
     }
 
-    /// `sh -c` appending the command's arguments as one line to `out`.
-    fn appending(out: &std::path::Path, names: &'static [&'static str]) -> CommandLine {
-        let script = format!("printf '%s\\n' \"$*\" >> {}", out.display());
-        Box::new(move |vars| {
-            let mut argv = vec![
-                "sh".to_owned(),
-                "-c".to_owned(),
-                script.clone(),
-                "sh".into(),
-            ];
-            for name in names {
-                let value = vars.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-                argv.push(value.unwrap_or("?").to_owned());
-            }
-            argv
-        })
-    }
-
     #[test]
-    fn each_decision_goes_to_every_file_and_bans_to_their_commands() {
+    fn each_decision_goes_to_every_file_and_each_burst_to_the_enforcers() {
         let dir = tempfile::tempdir().unwrap();
         let (csv, jsonl, out) = (
             dir.path().join("record.csv"),
@@ -172,12 +113,25 @@ mod tests {
             DecisionFile::append(&csv, DecisionFormat::Csv).unwrap(),
             DecisionFile::append(&jsonl, DecisionFormat::Jsonl).unwrap(),
         ];
-        let mut sinks = DecisionSinks::new(
-            files,
-            Some(appending(&out, &["verb", "ip", "duration", "rule"])),
-            Some(appending(&out, &["verb", "token", "at"])),
+        let script = format!("printf '%s\\n' \"$*\" >> {}", out.display());
+        let appending = move |words: &'static [&'static str]| -> CommandLine {
+            let script = script.clone();
+            Box::new(move |vars| {
+                let mut argv = vec!["sh".into(), "-c".into(), script.clone(), "sh".into()];
+                for w in words {
+                    let v = vars.iter().find(|(n, _)| n == w).map_or("?", |(_, v)| *v);
+                    argv.push(v.to_owned());
+                }
+                argv
+            })
+        };
+        let commands = CommandSink::new(
+            Some(appending(&["verb", "ip", "duration", "rule"])),
+            None,
+            Some(appending(&["verb", "token", "at"])),
         );
-        // The extension is neither recorded nor commanded; the end is.
+        let mut sinks = DecisionSinks::new(files, vec![Box::new(commands)]);
+        // The extension is not recorded (and has no command here); the end is.
         sinks
             .emit(&[
                 decision(1000, Change::Start),
@@ -201,10 +155,7 @@ mod tests {
             std::fs::read_to_string(&out).unwrap(),
             "BAN 1.2.3.4 600 request\nUNBAN 1.2.3.4 1600\n"
         );
-        assert_eq!(
-            (sinks.commands().started(), sinks.commands().failed()),
-            (2, 0)
-        );
+        assert_eq!(sinks.failures(), 0);
     }
 
     #[test]
@@ -213,9 +164,10 @@ mod tests {
         let csv = dir.path().join("record.csv");
         let files = vec![DecisionFile::append(&csv, DecisionFormat::Csv).unwrap()];
         let missing: CommandLine = Box::new(|_| vec!["/nonexistent/command".to_owned()]);
-        let mut sinks = DecisionSinks::new(files, Some(missing), None);
+        let commands = CommandSink::new(Some(missing), None, None);
+        let mut sinks = DecisionSinks::new(files, vec![Box::new(commands)]);
         sinks.emit(&[decision(1000, Change::Start)]).unwrap();
         assert_eq!(std::fs::read_to_string(&csv).unwrap(), "1000,BAN,1.2.3.4\n");
-        assert_eq!(sinks.commands().failed(), 1);
+        assert_eq!(sinks.failures(), 1);
     }
 }

@@ -11,9 +11,12 @@ use banhammer_accesslog::{
     input, Fingerprint, Follower, LineEvents, LinePipeline, LogFormat, Note, Position, Reorder,
     ReportPolicy, TokenLine, MAX_LINE,
 };
-use banhammer_config::{CommandTemplate, Config, WatchSettings};
-use banhammer_core::{Clock, DecisionEvent, Engine, ManualClock, Seconds, SystemClock, Timestamp};
-use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks, Escaped};
+use banhammer_config::Config;
+use banhammer_core::{
+    Clock, DecisionEvent, DecisionView, Effect, Engine, ManualClock, Seconds, SystemClock,
+    Timestamp, Token,
+};
+use banhammer_sink::{DecisionFile, DecisionFormat, DecisionSinks, Escaped};
 use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
 use crate::setup;
@@ -82,8 +85,10 @@ pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban and unban commands.
-fn open_sinks(settings: &WatchSettings) -> anyhow::Result<DecisionSinks> {
+/// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban, extend and unban
+/// commands, and `[nftables]`.
+fn open_sinks(config: &Config) -> anyhow::Result<DecisionSinks> {
+    let settings = &config.watch;
     let mut files = Vec::new();
     for (path, format) in [
         (&settings.csv, DecisionFormat::Csv),
@@ -95,16 +100,13 @@ fn open_sinks(settings: &WatchSettings) -> anyhow::Result<DecisionSinks> {
             files.push(file);
         }
     }
-    let command = |template: &Option<CommandTemplate>| {
-        template
-            .clone()
-            .map(|t| -> CommandLine { Box::new(move |vars| t.render(vars)) })
-    };
-    Ok(DecisionSinks::new(
-        files,
-        command(&settings.ban_command),
-        command(&settings.unban_command),
-    ))
+    let enforcers = setup::enforcers(
+        config,
+        &settings.ban_command,
+        &settings.extend_command,
+        &settings.unban_command,
+    )?;
+    Ok(DecisionSinks::new(files, enforcers))
 }
 
 /// The watch loop's state: one followed file, one engine, the state file and the sinks.
@@ -142,7 +144,7 @@ impl<C: Clock> Watcher<C> {
             let state = Escaped(config.watch.state.display());
             format!("opening the state file {state}")
         })?;
-        let mut sinks = open_sinks(&config.watch)?;
+        let mut sinks = open_sinks(&config)?;
         let key = std::fs::canonicalize(&opts.file)
             .unwrap_or_else(|_| opts.file.clone())
             .display()
@@ -161,6 +163,17 @@ impl<C: Clock> Watcher<C> {
         back.restore(|token, metric, tier, value, from, until| {
             engine.restore_ban(token, metric, tier, value, from, until)
         });
+        // The firewall may have lost what it held while watch was stopped (a reboot, a
+        // reload): every active ban goes back with its time left. On line time there is no
+        // "now" the kernel shares, so only the changes themselves are applied.
+        if event_clock.is_none() {
+            let bans: Vec<(Token, DecisionView)> = engine
+                .decisions()
+                .filter(|(_, v)| v.effect == Effect::Block)
+                .map(|(t, v)| (t.clone(), v))
+                .collect();
+            sinks.reconcile(&bans, engine.time());
+        }
         // And the counts, saved with the read position: a restart neither counts a line twice
         // nor forgets what the lines it read counted.
         let horizon = engine.rules().horizon();

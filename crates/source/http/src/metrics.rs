@@ -65,6 +65,7 @@ pub(crate) struct Metrics {
     windows_saved: Counter,
     windows_save_failures: Counter,
     store_protocol_errors: Counter,
+    firewall_failures: Counter,
     connections: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
 }
@@ -197,6 +198,14 @@ impl Metrics {
                 "Answers of the shared store this node could not understand (not outages)",
                 Counter::default(),
             ),
+            firewall_failures: registered(
+                &mut r,
+                "firewall_failures",
+                "Ban changes the firewall refused or was not given (a ban, extend or unban \
+                 command that failed, a refused nftables transaction); each is logged, the \
+                 first ones with exit status and stderr",
+                Counter::default(),
+            ),
             connections: registered(
                 &mut r,
                 "http_connections",
@@ -287,6 +296,10 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
     catch_up(
         &m.fail_policy,
         d.fail_policy_answers.load(Ordering::Relaxed),
+    );
+    catch_up(
+        &m.firewall_failures,
+        d.firewall_failures.load(Ordering::Relaxed),
     );
     catch_up(&m.evictions, c.evictions);
     catch_up(&m.evictions_at_stake, c.evictions_at_stake);
