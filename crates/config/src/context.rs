@@ -57,14 +57,16 @@ impl Cx<'_> {
                 Err(e) => e,
             };
             let span = e.span().unwrap_or_else(|| value.span());
-            let key = value
+            let keys = value
                 .get_ref()
                 .as_table()
-                .and_then(|t| key_at(t, &span))
-                .map(str::to_owned);
-            let path = key
-                .as_ref()
-                .map_or_else(|| field.to_owned(), |k| format!("{field}.{k}"));
+                .map(|t| keys_at(t, &span))
+                .unwrap_or_default();
+            let key = keys.first().map(|k| (*k).to_owned());
+            let path = std::iter::once(field)
+                .chain(keys.iter().copied())
+                .collect::<Vec<_>>()
+                .join(".");
             self.push(Some(span), &path, e.message().to_owned());
             let table_span = value.span();
             let (Some(key), DeValue::Table(table)) = (key, value.get_mut()) else {
@@ -93,10 +95,25 @@ impl Cx<'_> {
     }
 }
 
-/// The key whose key or value text contains `span`, to name the field of a serde error.
-fn key_at<'a>(table: &'a DeTable<'_>, span: &Range<usize>) -> Option<&'a str> {
-    table.iter().find_map(|(k, v)| {
-        let inside = |r: Range<usize>| r.start <= span.start && span.start < r.end.max(r.start + 1);
-        (inside(k.span()) || inside(v.span())).then(|| k.get_ref().as_ref())
-    })
+/// The keys down to the one whose text holds `span`, to name the field of a serde error:
+/// `["check", "zz"]` for an unknown `zz` in `[serve.check]`. A sub-table written under its own
+/// header (`[serve.check]`) does not span its fields, so sub-tables are searched by their keys.
+fn keys_at<'a>(table: &'a DeTable<'_>, span: &Range<usize>) -> Vec<&'a str> {
+    let inside = |r: Range<usize>| r.start <= span.start && span.start < r.end.max(r.start + 1);
+    for (k, v) in table {
+        let key = k.get_ref().as_ref();
+        if inside(k.span()) {
+            return vec![key];
+        }
+        if let DeValue::Table(sub) = v.get_ref() {
+            let below = keys_at(sub, span);
+            if !below.is_empty() {
+                return std::iter::once(key).chain(below).collect();
+            }
+        }
+        if inside(v.span()) {
+            return vec![key];
+        }
+    }
+    Vec::new()
 }

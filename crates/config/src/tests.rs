@@ -541,3 +541,18 @@ fn an_empty_admin_token_in_the_environment_is_an_error_not_no_token() {
         );
     }
 }
+
+#[test]
+fn an_unknown_field_of_a_sub_table_is_named_with_its_whole_path() {
+    let errs = errors("[serve.check]\nzz = 1\n\n[actions.record_local]\nqq = 2\n");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    for want in [
+        "t.toml:2:1: serve.check.zz: unknown field `zz`",
+        "t.toml:5:1: actions.record_local.qq: unknown field `qq`",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{want}: {errs:#?}"
+        );
+    }
+}

@@ -450,8 +450,56 @@ fn latency_percentiles() {
     );
 }
 
+/// One rule over 1k, 100k and 1M tokens round-robin, banhammer and governor, each built
+/// from nothing: `bench/incr.sh` runs every contender of this group in a process of its own
+/// (criterion's filter), in alternating order, so that neither inherits the other's heap
+/// (governor built after the engine measured 2× slower, in the holes the engine left).
+fn scale(c: &mut Criterion) {
+    let filter = std::env::args().collect::<Vec<_>>().join(" ");
+    let scaled = filter.contains("incr_scale");
+    for (label, n) in [("1k", 1_000usize), ("100k", 100_000), ("1M", 1_000_000)] {
+        if scaled && !filter.contains(&format!("incr_scale_{label}/")) {
+            continue;
+        }
+        let mut group = c.benchmark_group(format!("incr_scale_{label}"));
+        configure(&mut group);
+        let keys: Vec<String> = (0..n)
+            .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        // Each contender only when asked for, or when nothing is filtered (a test run).
+        let wanted = |who: &str| !scaled || filter.contains(who);
+        if wanted("banhammer") {
+            let clock = ManualClock::new(Timestamp::from_unix(START));
+            let mut engine: Engine<_> = Engine::new(one_rule(), clock.clone());
+            let mut i = 0usize;
+            group.bench_function(BenchmarkId::new("banhammer", "Engine"), |b| {
+                b.iter(|| {
+                    i += 1;
+                    if i == n {
+                        i = 0;
+                        clock.advance(Seconds::new(1));
+                    }
+                    engine.incr(&keys[i], "request").unwrap().passed
+                });
+            });
+        }
+        if wanted("governor") {
+            let gov = governor_limiter();
+            let mut i = 0usize;
+            group.bench_function(BenchmarkId::new("governor", "keyed"), |b| {
+                b.iter(|| {
+                    i = (i + 1) % n;
+                    gov.check_key(&keys[i]).is_ok()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 criterion_group!(
     benches,
+    scale,
     single_thread,
     single_thread_skewed,
     two_thread,
