@@ -49,9 +49,44 @@ pub(crate) struct WatchOptions {
     pub(crate) jsonl: Option<PathBuf>,
 }
 
-/// Runs until SIGTERM or SIGINT.
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration (see [`reload`]).
 pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
-    let (mut config, format) = setup::load_accesslog(config, opts.max_delay)?;
+    let path = config;
+    let (config, format) = load(path, opts)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("installing signal handlers")?;
+    let signals = Signals {
+        stop: &stop,
+        hangup: &hangup,
+    };
+    match opts.clock {
+        ClockKind::Wall => follow(path, (config, format), opts, SystemClock, None, &signals)?,
+        ClockKind::Event => {
+            let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+            let loaded = (config, format);
+            follow(path, loaded, opts, clock.clone(), Some(clock), &signals)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flags the signal handlers set.
+struct Signals<'a> {
+    /// SIGTERM or SIGINT.
+    stop: &'a AtomicBool,
+    /// SIGHUP.
+    hangup: &'a AtomicBool,
+}
+
+/// The configuration file with the command line's overrides, as `watch` runs it.
+fn load(path: &Path, opts: &WatchOptions) -> anyhow::Result<(Config, LogFormat)> {
+    let (mut config, format) = setup::load_accesslog(path, opts.max_delay)?;
     if let Some(s) = &opts.state {
         config.watch.state.clone_from(s);
     }
@@ -61,25 +96,67 @@ pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode
     if opts.jsonl.is_some() {
         config.watch.jsonl.clone_from(&opts.jsonl);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    Ok((config, format))
+}
+
+/// Follows the file until stopped, reloading the configuration on each SIGHUP.
+fn follow<C: Clock + Clone>(
+    path: &Path,
+    (config, format): (Config, LogFormat),
+    opts: &WatchOptions,
+    clock: C,
+    event_clock: Option<ManualClock>,
+    signals: &Signals<'_>,
+) -> anyhow::Result<()> {
     let poll = config.watch.poll_interval;
     let sleep = |d: Duration| std::thread::sleep(d);
-    match opts.clock {
-        ClockKind::Wall => {
-            let mut w = Watcher::new(config, format, opts, SystemClock, None)?;
-            w.run(&stop, poll, sleep)?;
+    let mut w = Watcher::new(config, format, opts, clock.clone(), event_clock.clone())?;
+    loop {
+        w.run(signals.stop, signals.hangup, poll, sleep)?;
+        if signals.stop.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        ClockKind::Event => {
-            let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
-            let mut w = Watcher::new(config, format, opts, clock.clone(), Some(clock))?;
-            w.run(&stop, poll, sleep)?;
+        signals.hangup.store(false, Ordering::Relaxed);
+        if let Some(new) = reload(&mut w, path, opts, &clock, event_clock.as_ref())? {
+            w = new;
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reads the configuration again and, if it is valid, follows on with it.
+///
+/// Like a restart without missing a line: the running watcher counts the lines waiting to be
+/// put in order, commits, and lets its commands finish; a new one built from the file reads
+/// back the bans, counts and read position from the state file, and opens the sinks again
+/// (so a record file that logrotate moved away is created anew). A file with problems changes
+/// nothing: each problem is logged, and the running watcher goes on.
+fn reload<C: Clock + Clone>(
+    w: &mut Watcher<C>,
+    path: &Path,
+    opts: &WatchOptions,
+    clock: &C,
+    event_clock: Option<&ManualClock>,
+) -> anyhow::Result<Option<Watcher<C>>> {
+    tracing::info!("Reloading the configuration.");
+    let (config, format) = match load(path, opts) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            setup::not_reloaded(&e);
+            return Ok(None);
+        }
+    };
+    w.finish()?;
+    w.sinks.wait();
+    match Watcher::new(config, format, opts, clock.clone(), event_clock.cloned()) {
+        Ok(new) => {
+            tracing::info!("Configuration reloaded.");
+            Ok(Some(new))
+        }
+        Err(e) => {
+            setup::not_reloaded(&e);
+            Ok(None)
+        }
+    }
 }
 
 /// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban and unban commands.
@@ -327,14 +404,19 @@ impl<C: Clock> Watcher<C> {
         Ok(())
     }
 
-    /// Steps until `stop` is set, waiting `poll` between steps when nothing is waiting.
+    /// Steps until `stop` (then finishes: counts what waits, lets commands end) or `hangup`
+    /// is set, waiting `poll` between steps when nothing is waiting.
     pub(crate) fn run(
         &mut self,
         stop: &AtomicBool,
+        hangup: &AtomicBool,
         poll: Duration,
         sleep: impl Fn(Duration),
     ) -> anyhow::Result<()> {
         while !stop.load(Ordering::Relaxed) {
+            if hangup.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if !self.step()? {
                 sleep(poll);
             }

@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use banhammer_runtime::{Runtime, RuntimeError};
+use banhammer_runtime::RuntimeError;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -39,10 +39,10 @@ pub(crate) struct Bouncers {
 }
 
 impl Bouncers {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+    pub(crate) fn new(clock: Arc<dyn banhammer_core::Clock>) -> Self {
         Bouncers {
             pulls: Pulls::default(),
-            limiter: AuthLimiter::new(runtime),
+            limiter: AuthLimiter::new(clock),
         }
     }
 }
