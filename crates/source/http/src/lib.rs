@@ -80,6 +80,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(crowdsec::routes(&state))
         .split_for_parts();
     let router = router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::client_ip::client_ip;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The seed API's `stats_dict`: events of the metric for the token in the last 1, 10 and 60
@@ -80,7 +80,7 @@ pub(crate) async fn incr(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<RatesQuery>,
+    ApiQuery(q): ApiQuery<RatesQuery>,
     ApiJson(req): ApiJson<IncrRequest>,
 ) -> Result<Json<IncrResponse>, ApiError> {
     let token = match state.settings().token_from {
@@ -191,7 +191,7 @@ pub(crate) struct StatusResponse {
     responses((status = 200, body = StatusResponse), (status = 401), (status = 429), (status = 422), (status = 501)))]
 pub(crate) async fn status_one(
     State(state): State<AppState>,
-    Path((token, metric)): Path<(String, String)>,
+    ApiPath((token, metric)): ApiPath<(String, String)>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let rt = state.runtime();
     // An unknown metric is 422; the Redis store's missing status is 501.
@@ -250,9 +250,14 @@ pub(crate) struct StatusPageResponse {
     responses((status = 200, body = StatusPageResponse), (status = 401), (status = 429)))]
 pub(crate) async fn status_all(
     State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<StatusPageResponse>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` is {limit}: it must be 1 to 1000"
+        )));
+    }
     let page = state.runtime().status_page(q.cursor.as_deref(), limit)?;
     Ok(Json(StatusPageResponse {
         items: page
@@ -293,7 +298,7 @@ pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansRespo
     responses((status = 200, body = Ban), (status = 401), (status = 429), (status = 404)))]
 pub(crate) async fn ban(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<Ban>, ApiError> {
     state
         .runtime()
@@ -315,7 +320,7 @@ pub(crate) struct UnbanResponse {
     responses((status = 200, body = UnbanResponse), (status = 401), (status = 429), (status = 404)))]
 pub(crate) async fn unban(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<UnbanResponse>, ApiError> {
     match state.runtime().unban(&token).await? {
         Some(end) => Ok(Json(UnbanResponse {
