@@ -81,3 +81,68 @@ fn every_error_is_the_documented_json() {
         .unwrap();
     assert!(ok["items"].is_array(), "{ok}");
 }
+
+/// The Python venv `scripts/test` keeps under `target/` (`BANHAMMER_PYVENV` elsewhere), with
+/// `openapi-spec-validator` installed in it.
+fn validator() -> std::path::PathBuf {
+    let venv = std::env::var_os("BANHAMMER_PYVENV").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyvenv"),
+        std::path::PathBuf::from,
+    );
+    let bin = venv.join("bin/openapi-spec-validator");
+    assert!(
+        bin.exists(),
+        "{} is missing: scripts/test installs openapi-spec-validator into that venv",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs the validator on `doc`: whether it passed, and what it said.
+fn validate(doc: &Value, dir: &std::path::Path) -> (bool, String) {
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    let out = std::process::Command::new(validator())
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+#[test]
+fn the_served_openapi_document_passes_openapi_spec_validator() {
+    let serve = Serve::start();
+    let doc: Value = reqwest::blocking::get(format!("{}/openapi.json", serve.base))
+        .unwrap()
+        .json()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (valid, said) = validate(&doc, dir.path());
+    assert!(valid, "{said}");
+    // The validator does refuse what the issue found: a response without a description, a
+    // query parameter declared in the path.
+    let mut broken = doc.clone();
+    broken["paths"]["/healthz"]["get"]["responses"]["200"]
+        .as_object_mut()
+        .unwrap()
+        .remove("description");
+    assert!(
+        !validate(&broken, dir.path()).0,
+        "a response needs a description"
+    );
+    let mut broken = doc;
+    let params = broken["paths"]["/v1/status"]["get"]["parameters"]
+        .as_array_mut()
+        .unwrap();
+    assert!(params.iter().any(|p| p["in"] == "query"));
+    for p in params.iter_mut() {
+        p["in"] = "path".into();
+        p["required"] = true.into();
+    }
+    assert!(
+        !validate(&broken, dir.path()).0,
+        "cursor is not in the path"
+    );
+}

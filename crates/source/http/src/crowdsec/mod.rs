@@ -209,8 +209,8 @@ pub(crate) struct DecisionStream {
     ),
     security(("api_key" = [])),
     responses(
-        (status = 200, body = DecisionStream),
-        (status = 400, body = Message),
+        (status = 200, body = DecisionStream, description = "The decisions new and deleted since this key's last pull (all active ones with `startup=true`)"),
+        (status = 400, body = Message, description = "A malformed query string"),
         (status = 403, body = Message, description = "No key, or a wrong one"),
         (status = 429, body = Message, description = "Too many wrong keys from this address"),
         (status = 503, body = Message, description = "The shared store is unavailable"),
