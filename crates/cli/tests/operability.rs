@@ -146,3 +146,63 @@ fn the_served_openapi_document_passes_openapi_spec_validator() {
         "cursor is not in the path"
     );
 }
+
+/// `serve` on a port already taken, with `args`: it logs its start (bans and counts read
+/// back) and stops; what it wrote to stderr. `through_terminal` runs it under `script`, whose
+/// pseudo-terminal is its stderr.
+fn serve_logs(args: &[&str], env: &[(&str, &str)], through_terminal: bool) -> String {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut line = vec![
+        env!("CARGO_BIN_EXE_banhammer").to_owned(),
+        "serve".into(),
+        "--listen".into(),
+        taken.local_addr().unwrap().to_string(),
+        "--db".into(),
+        dir.path().join("d.sqlite").display().to_string(),
+    ];
+    line.extend(args.iter().map(|a| (*a).to_owned()));
+    let mut cmd = if through_terminal {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &line.join(" "), "/dev/null"]);
+        c
+    } else {
+        let mut c = std::process::Command::new(&line[0]);
+        c.args(&line[1..]);
+        c
+    };
+    cmd.env("RUST_LOG", "info").env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "the port is taken");
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+#[test]
+fn logs_are_coloured_only_on_a_terminal_and_json_when_asked() {
+    const ESC: char = '\u{1b}';
+    let piped = serve_logs(&[], &[], false);
+    assert!(piped.contains("Bans read back."), "{piped}");
+    assert!(!piped.contains(ESC), "no colour codes in a pipe: {piped:?}");
+    let terminal = serve_logs(&[], &[], true);
+    assert!(terminal.contains(ESC), "colour on a terminal: {terminal:?}");
+    let no_color = serve_logs(&[], &[("NO_COLOR", "1")], true);
+    assert!(no_color.contains("Bans read back."), "{no_color}");
+    assert!(!no_color.contains(ESC), "NO_COLOR: {no_color:?}");
+    let json = serve_logs(&["--log-format", "json"], &[], false);
+    let events: Vec<Value> = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "Bans read back."
+                && e["level"] == "INFO"
+                && e["fields"]["restored"] == 0),
+        "{json}"
+    );
+}
