@@ -197,6 +197,9 @@ enum Command {
         /// Append JSON-lines records here (overrides `[watch] jsonl`).
         #[arg(long)]
         jsonl: Option<PathBuf>,
+        /// Serve Prometheus metrics (decisions, bans, tokens) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// How logs are written to stderr.
         #[arg(long, value_enum, default_value_t = LogOutput::Text)]
         log_format: LogOutput,
@@ -333,6 +336,7 @@ fn main() -> ExitCode {
             state,
             csv,
             jsonl,
+            metrics_listen,
             log_format,
         } => {
             init_logging(log_format);
@@ -344,6 +348,7 @@ fn main() -> ExitCode {
                 state,
                 csv,
                 jsonl,
+                metrics_listen,
             };
             watch::run(&config, &opts)
         }

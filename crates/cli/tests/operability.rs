@@ -8,6 +8,7 @@ use std::process::Child;
 use serde_json::Value;
 
 mod common;
+mod logs;
 
 /// A `serve` on the default configuration, killed when dropped.
 struct Serve {
@@ -205,4 +206,152 @@ fn logs_are_coloured_only_on_a_terminal_and_json_when_asked() {
                 && e["fields"]["restored"] == 0),
         "{json}"
     );
+}
+
+/// `text` parsed by the Python `prometheus_client` parser of `format` (`classic`, or
+/// `openmetrics`, which is strict): each family's name and type, or the parser's error.
+fn parse_metrics(text: &str, format: &str) -> Result<Vec<(String, String)>, String> {
+    let python = validator().with_file_name("python");
+    let module = match format {
+        "classic" => "prometheus_client.parser",
+        _ => "prometheus_client.openmetrics.parser",
+    };
+    let script = format!(
+        "import sys, json\nfrom {module} import text_string_to_metric_families as parse\n\
+         print(json.dumps([[f.name, f.type] for f in parse(sys.stdin.read())]))"
+    );
+    let mut child = std::process::Command::new(python)
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `GET url` with `accept`: the content type and the body.
+fn scrape(url: &str, accept: Option<&str>) -> (String, String) {
+    let mut request = reqwest::blocking::Client::new().get(url);
+    if let Some(a) = accept {
+        request = request.header("accept", a);
+    }
+    let r = request.send().unwrap();
+    assert_eq!(r.status(), 200);
+    let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+    (kind, r.text().unwrap())
+}
+
+/// What Prometheus 2.x sends.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Checks a classic scrape: every family typed (a counter's samples under its own name), the
+/// counters among them, and each family's series in label order.
+fn check_classic(text: &str, counters: &[&str]) {
+    let families = parse_metrics(text, "classic").unwrap();
+    for (name, kind) in &families {
+        assert_ne!(kind, "unknown", "{name} is untyped:\n{text}");
+    }
+    for c in counters {
+        assert!(
+            families.iter().any(|(n, k)| n == c && k == "counter"),
+            "{c} is a counter: {families:?}"
+        );
+    }
+    let decisions: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("banhammer_decisions_total{"))
+        .collect();
+    assert_eq!(decisions.len(), 4, "{text}");
+    let mut sorted = decisions.clone();
+    sorted.sort_unstable();
+    assert_eq!(decisions, sorted, "series in a stable order");
+}
+
+#[test]
+fn serve_metrics_are_classic_text_unless_openmetrics_is_asked_for() {
+    let serve = Serve::start();
+    let url = format!("{}/metrics", serve.base);
+    let _ = scrape(&format!("{}/healthz", serve.base), None);
+    let (kind, text) = scrape(&url, None);
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    check_classic(&text, &["banhammer_http_requests", "banhammer_decisions"]);
+    assert!(
+        !text.contains("banhammer_store_up"),
+        "no shared store, no store_up:\n{text}"
+    );
+    let (kind, text) = scrape(&url, Some(PROMETHEUS_ACCEPT));
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let families = parse_metrics(&text, "openmetrics").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(families.contains(&("banhammer_http_requests".into(), "counter".into())));
+    // The strict parser does refuse classic text as OpenMetrics (no `# EOF`).
+    let (_, classic) = scrape(&url, Some("text/plain"));
+    assert!(parse_metrics(&classic, "openmetrics").is_err());
+}
+
+#[test]
+fn watch_serves_the_same_metrics_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, log, csv) = (
+        dir.path().join("w.toml"),
+        dir.path().join("access.log"),
+        dir.path().join("record.csv"),
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[watch]\nstate = \"{}\"\ncsv = \"{}\"\npoll_interval_ms = 20\n\
+             [metrics.request]\n[[metrics.request.thresholds]]\nlimit = 2\nwindow = 600\n\
+             actions = [\"block_local\"]\naction_duration = 600\n",
+            dir.path().join("state.sqlite").display(),
+            csv.display()
+        ),
+    )
+    .unwrap();
+    let lines: String = (1..=2)
+        .map(|s| {
+            format!(
+                "10.0.0.9 - - [01/Jan/2019:00:00:0{s} +0800] \"GET / HTTP/1.1\" 200 1 \"\" \"\"\n"
+            )
+        })
+        .collect();
+    std::fs::write(&log, lines).unwrap();
+    let watch = logs::Watch::start(
+        &config,
+        &log,
+        &[
+            "--clock",
+            "event",
+            "--max-delay",
+            "0",
+            "--from-start",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    logs::wait_for_lines(&csv, 1);
+    let said = watch.wait_for_log("Metrics at ");
+    let url = said
+        .split("Metrics at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches('.')
+        .to_owned();
+    let text = banhammer_testkit::wait::for_some("watch's metrics counting the ban", || {
+        let (_, text) = scrape(&url, None);
+        text.contains("banhammer_decisions_total{decision=\"ban\"} 1")
+            .then_some(text)
+    });
+    check_classic(&text, &["banhammer_decisions", "banhammer_evictions"]);
+    assert!(text.contains("banhammer_active_bans 1"), "{text}");
+    let (kind, text) = scrape(&url, Some(PROMETHEUS_ACCEPT));
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    parse_metrics(&text, "openmetrics").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    watch.stop();
 }

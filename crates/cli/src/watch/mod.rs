@@ -18,6 +18,9 @@ use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
 use crate::setup;
 
+mod metrics;
+use metrics::WatchMetrics;
+
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
 /// Malformed (and late) lines logged in full; after that only counted, ...
@@ -47,6 +50,8 @@ pub(crate) struct WatchOptions {
     pub(crate) state: Option<PathBuf>,
     pub(crate) csv: Option<PathBuf>,
     pub(crate) jsonl: Option<PathBuf>,
+    /// Serve the metrics on this address.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration (see [`reload`]).
@@ -110,7 +115,9 @@ fn follow<C: Clock + Clone>(
 ) -> anyhow::Result<()> {
     let poll = config.watch.poll_interval;
     let sleep = |d: Duration| std::thread::sleep(d);
+    let metrics = opts.metrics_listen.map(WatchMetrics::serve).transpose()?;
     let mut w = Watcher::new(config, format, opts, clock.clone(), event_clock.clone())?;
+    w.metrics.clone_from(&metrics);
     loop {
         w.run(signals.stop, signals.hangup, poll, sleep)?;
         if signals.stop.load(Ordering::Relaxed) {
@@ -119,6 +126,7 @@ fn follow<C: Clock + Clone>(
         signals.hangup.store(false, Ordering::Relaxed);
         if let Some(new) = reload(&mut w, path, opts, &clock, event_clock.as_ref())? {
             w = new;
+            w.metrics.clone_from(&metrics);
         }
     }
 }
@@ -201,6 +209,8 @@ pub(crate) struct Watcher<C: Clock> {
     key: String,
     store: DecisionStore,
     sinks: DecisionSinks,
+    /// With `--metrics-listen`.
+    metrics: Option<WatchMetrics>,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -294,6 +304,7 @@ impl<C: Clock> Watcher<C> {
             key,
             store,
             sinks,
+            metrics: None,
         })
     }
 
@@ -401,6 +412,9 @@ impl<C: Clock> Watcher<C> {
                 .record_step(&decisions, position, &windows, Some(forget))?;
         }
         self.sinks.emit(&decisions)?;
+        if let Some(m) = &mut self.metrics {
+            m.record(&decisions, &self.engine.counters());
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod conn;
 mod crowdsec;
 mod detect;
 mod error;
+pub mod exposition;
 mod metrics;
 mod server;
 mod state;

@@ -42,10 +42,10 @@ impl AppState {
             inner: Arc::new(Inner {
                 auth_limiter: AuthLimiter::new(Arc::clone(runtime.clock())),
                 bouncers: Bouncers::new(Arc::clone(runtime.clock())),
+                metrics: Metrics::new(runtime.store_health().is_some()),
                 runtime: RwLock::new(runtime),
                 gate: tokio::sync::RwLock::new(()),
                 settings,
-                metrics: Metrics::new(),
                 connections: Arc::default(),
                 openapi: OnceLock::new(),
                 actions: OnceLock::new(),
