@@ -355,3 +355,33 @@ fn watch_serves_the_same_metrics_when_asked() {
     parse_metrics(&text, "openmetrics").unwrap_or_else(|e| panic!("{e}\n{text}"));
     watch.stop();
 }
+
+#[test]
+fn a_missing_log_is_said_to_be_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.log");
+    let config = dir.path().join("w.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[watch]\nstate = \"{}\"\n[metrics.request]\n[[metrics.request.thresholds]]\n\
+             limit = 2\nwindow = 60\nactions = [\"block_local\"]\naction_duration = 60\n",
+            dir.path().join("state.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let watch = logs::Watch::start(&config, &missing, &[]);
+    let said = watch.wait_for_log("waiting for it to appear");
+    assert!(said.contains("missing.log"), "{said}");
+    watch.stop();
+    let monitor = logs::bin()
+        .args(["monitor", "--plain", "--duration", "1", "--log"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&monitor.stderr);
+    assert!(
+        said.contains("missing.log: no such file yet: waiting for it to appear."),
+        "{said}"
+    );
+}

@@ -293,6 +293,10 @@ impl<C: Clock> Watcher<C> {
         let reorder = event_clock.as_ref().map(|_| setup::reorder(&config));
         // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
         tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
+        if !opts.file.exists() {
+            // Else "Watching." is all a mistyped name would get.
+            tracing::warn!(file = %Escaped(opts.file.display()), "No such file yet: waiting for it to appear.");
+        }
         Ok(Watcher {
             config,
             pipeline,
