@@ -100,6 +100,9 @@ enum Command {
         /// `[serve] insecure_open_admin`). Without it, serve refuses to start there.
         #[arg(long)]
         insecure_open_admin: bool,
+        /// How logs are written to stderr.
+        #[arg(long, value_enum, default_value_t = LogOutput::Text)]
+        log_format: LogOutput,
     },
     /// Watches HTTP traffic: busiest sections and statistics every interval, and an alert when
     /// traffic stays high.
@@ -195,6 +198,12 @@ enum Command {
         /// Append JSON-lines records here (overrides `[watch] jsonl`).
         #[arg(long)]
         jsonl: Option<PathBuf>,
+        /// Serve Prometheus metrics (decisions, bans, tokens) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// How logs are written to stderr.
+        #[arg(long, value_enum, default_value_t = LogOutput::Text)]
+        log_format: LogOutput,
     },
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell) to standard
     /// output, e.g. `banhammer completions bash > /etc/bash_completion.d/banhammer`.
@@ -233,14 +242,34 @@ impl From<Format> for banhammer_sink::DecisionFormat {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
-fn init_logging() {
+/// How `serve` and `watch` write their logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogOutput {
+    /// One line of text per event; coloured only on a terminal, and never with `NO_COLOR`.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log shippers.
+    Json,
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`). Colour codes only reach a
+/// terminal: a file, a pipe or journald gets plain text.
+fn init_logging(output: LogOutput) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match output {
+        LogOutput::Json => builder.json().init(),
+        LogOutput::Text => {
+            // no-color.org: set and not empty.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init();
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -270,8 +299,9 @@ fn main() -> ExitCode {
             db,
             store,
             insecure_open_admin,
+            log_format,
         } => {
-            init_logging();
+            init_logging(log_format);
             serve::run(&serve::ServeOptions {
                 config,
                 listen,
@@ -321,8 +351,10 @@ fn main() -> ExitCode {
             state,
             csv,
             jsonl,
+            metrics_listen,
+            log_format,
         } => {
-            init_logging();
+            init_logging(log_format);
             let opts = watch::WatchOptions {
                 file,
                 clock,
@@ -331,6 +363,7 @@ fn main() -> ExitCode {
                 state,
                 csv,
                 jsonl,
+                metrics_listen,
             };
             watch::run(&config, &opts)
         }

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use banhammer_config::{Config, ProcessEnv};
-use banhammer_core::{Action, DecisionEvent, Effect, Escaped, NamedNoop};
+use banhammer_core::{Action, DecisionEvent, Effect, Escaped, NamedNoop, Ruleset};
 use banhammer_http::AppState;
 use banhammer_runtime::{
-    ActionQueue, ActionTarget, Backend, MemoryBackend, RedisBackend, Runtime, StoreUrl, TokioClock,
+    ActionQueue, ActionTarget, Backend, MemoryBackend, RedisBackend, Runtime, RuntimeCounters,
+    RuntimeGuard, StoreUrl, TokioClock,
 };
 use banhammer_sink::Enforcer;
 use banhammer_store_sqlite::DecisionStore;
@@ -54,8 +55,22 @@ fn resolver(config: &Config, queue: &Arc<ActionQueue>) -> impl Fn(&str) -> Arc<d
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then drains connections and flushes the store.
+/// Runs until SIGTERM or SIGINT, then drains connections and flushes the store. SIGHUP
+/// reloads the configuration (see [`Live::reload`]).
 pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
+    let config = load(opts)?;
+    // Before anything starts: open admin routes on a reachable address are refused.
+    banhammer_http::admin_access(&config.serve, config.serve.listen).map_err(admin_refusal)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, opts.clone()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration file with the command line's overrides, as `serve` runs it.
+fn load(opts: &ServeOptions) -> anyhow::Result<Config> {
     let mut config = match &opts.config {
         Some(path) => Config::load_with_env(path, &ProcessEnv).map_err(|e| anyhow!("{e}"))?,
         None => Config::parse_with_env("", "<default>", &ProcessEnv).map_err(|e| anyhow!("{e}"))?,
@@ -70,8 +85,6 @@ pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
         config.serve.store.clone_from(&opts.store);
     }
     config.serve.insecure_open_admin |= opts.insecure_open_admin;
-    // Before anything starts: open admin routes on a reachable address are refused.
-    banhammer_http::admin_access(&config.serve, config.serve.listen).map_err(admin_refusal)?;
     config.add_detector();
     // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates. On a shared
     // store only when asked for (`[engine] rates` or `[serve] return_rates`): they keep every
@@ -79,29 +92,37 @@ pub(crate) fn run(opts: &ServeOptions) -> anyhow::Result<ExitCode> {
     if config.serve.store.is_none() || config.serve.return_rates {
         config.engine.rates = true;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(config)
 }
 
-#[allow(clippy::print_stdout)] // the listening address is the command's output
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let queue = ActionQueue::start();
+/// What a running `serve` was started from, and what it replaces on a reload.
+struct Live {
+    config: Config,
+    /// Always there, but for the moment a reload swaps it.
+    guard: Option<RuntimeGuard>,
+    /// The thread keeping the firewall in step with `guard`'s runtime; a reload starts a new
+    /// one on the new runtime (which reconciles the firewall with its bans).
+    firewall: Option<Firewall>,
+    queue: Arc<ActionQueue>,
+    clock: Arc<dyn banhammer_core::Clock>,
+}
+
+/// The rules and the backend of `config`, ready to start: connected to the shared store if
+/// there is one.
+async fn prepare(
+    config: &Config,
+    queue: &Arc<ActionQueue>,
+    clock: &Arc<dyn banhammer_core::Clock>,
+) -> anyhow::Result<(Arc<Ruleset>, Box<dyn Backend>)> {
     let rules = config
-        .ruleset(&resolver(&config, &queue))
+        .ruleset(&resolver(config, queue))
         .map_err(|e| crate::setup::invalid_rules(e.0))?;
-    let store = DecisionStore::open(&config.serve.db)
-        .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
-    let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;
-    let clock: Arc<dyn banhammer_core::Clock> = Arc::new(TokioClock::new());
     let rules = Arc::new(rules);
+    let shards = std::thread::available_parallelism().map_or(4, NonZeroUsize::get) * 8;
     let backend: Box<dyn Backend> = match &config.serve.store {
         None => Box::new(MemoryBackend::new(
             Arc::clone(&rules),
-            Arc::clone(&clock),
+            Arc::clone(clock),
             NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
         )),
         Some(url) => {
@@ -110,7 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 RedisBackend::connect(
                     &url,
                     Arc::clone(&rules),
-                    Arc::clone(&clock),
+                    Arc::clone(clock),
                     config.serve.store_timeout,
                 )
                 .await
@@ -118,36 +139,168 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         }
     };
-    let guard = Runtime::start(rules, clock, store, backend)?;
+    Ok((rules, backend))
+}
+
+/// Starts a runtime on `backend`: the decision store is opened, its bans and counts read
+/// back into the backend.
+fn start(
+    config: &Config,
+    clock: &Arc<dyn banhammer_core::Clock>,
+    (rules, backend): (Arc<Ruleset>, Box<dyn Backend>),
+    counters: Arc<RuntimeCounters>,
+) -> anyhow::Result<RuntimeGuard> {
+    let store = DecisionStore::open(&config.serve.db)
+        .with_context(|| format!("opening the decision store {}", config.serve.db.display()))?;
+    Ok(Runtime::start_counting(
+        rules,
+        Arc::clone(clock),
+        store,
+        backend,
+        counters,
+    )?)
+}
+
+impl Live {
+    /// SIGHUP: reads the configuration again and, if it is valid, puts its rules in place.
+    ///
+    /// A reload is a restart without the downtime: the requests in flight are answered, new
+    /// ones wait, the running runtime saves its counts and stops, and one built from the new
+    /// rules reads back the bans and counts from the decision store, as a restart would (so a
+    /// metric keeps its counts and bans when it is still defined and its windows still fit).
+    /// A file with problems changes nothing: each problem is logged. `[serve]` (the address,
+    /// the store, limits, keys) takes a restart; a change there is logged and not applied.
+    async fn reload(&mut self, state: &AppState, opts: &ServeOptions) -> anyhow::Result<()> {
+        tracing::info!("Reloading the configuration.");
+        let opts_for_load = opts.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&opts_for_load))
+            .await
+            .context("reading the configuration")?;
+        let mut new = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                crate::setup::not_reloaded(&e);
+                return Ok(());
+            }
+        };
+        if new.serve != self.config.serve {
+            tracing::warn!(
+                "[serve] changed: its settings take a restart; the running ones are kept."
+            );
+            new.serve.clone_from(&self.config.serve);
+        }
+        let prepared = match prepare(&new, &self.queue, &self.clock).await {
+            Ok(p) => p,
+            Err(e) => {
+                crate::setup::not_reloaded(&e);
+                return Ok(());
+            }
+        };
+        let held = state.hold_requests().await;
+        let counters = held.runtime().shared_counters();
+        if let Some(old) = self.guard.take() {
+            old.shutdown().await;
+        }
+        if let Some(f) = self.firewall.take() {
+            let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+        }
+        let guard = match start(&new, &self.clock, prepared, Arc::clone(&counters)) {
+            Ok(guard) => {
+                tracing::info!(
+                    metrics = guard.runtime().rules().metrics().count(),
+                    "Configuration reloaded."
+                );
+                self.config = new;
+                guard
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(error = %banhammer_core::Escaped(&error), "The new configuration did not start; back to the running one.");
+                let again = prepare(&self.config, &self.queue, &self.clock).await?;
+                start(&self.config, &self.clock, again, counters)?
+            }
+        };
+        held.replace_runtime(Arc::clone(guard.runtime()));
+        self.firewall = Firewall::start(guard.runtime(), serve_enforcers(&self.config)?)?;
+        self.guard = Some(guard);
+        Ok(())
+    }
+}
+
+#[allow(clippy::print_stdout)] // the listening address is the command's output
+async fn serve(config: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before anything can send it: SIGHUP's default action ends the process.
+    let mut hangups = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let queue = ActionQueue::start();
+    let clock: Arc<dyn banhammer_core::Clock> = Arc::new(TokioClock::new());
+    let prepared = prepare(&config, &queue, &clock).await?;
+    let guard = start(&config, &clock, prepared, Arc::default())?;
     let rt = Arc::clone(guard.runtime());
-    let enforcers = crate::setup::enforcers(
-        &config,
-        &config.serve.ban_command,
-        &config.serve.extend_command,
-        &config.serve.unban_command,
-    )?;
-    let firewall = Firewall::start(&rt, enforcers)?;
+    let firewall = Firewall::start(&rt, serve_enforcers(&config)?)?;
     let listener = tokio::net::TcpListener::bind(config.serve.listen)
         .await
         .with_context(|| format!("listening on {}", config.serve.listen))?;
     let addr = listener.local_addr()?;
     warn_if_descriptors_short(config.serve.max_connections);
-    let state = AppState::new(Arc::clone(&rt), config.serve.clone()).with_action_queue(queue);
+    let state = AppState::new(rt, config.serve.clone()).with_action_queue(Arc::clone(&queue));
     println!("banhammer serve: listening on http://{addr}");
     tracing::info!(%addr, db = %config.serve.db.display(), "Serving.");
+    let mut live = Live {
+        config,
+        guard: Some(guard),
+        firewall,
+        queue,
+        clock,
+    };
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    // A reload that could start neither configuration stops the service.
+    let failed = Arc::new(tokio::sync::Notify::new());
+    let reloads = {
+        let (state, failed) = (state.clone(), Arc::clone(&failed));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hangups.recv() => {
+                        if let Err(e) = live.reload(&state, &opts).await {
+                            failed.notify_one();
+                            return Err(e);
+                        }
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+            anyhow::Ok(live)
+        })
+    };
     let signals = async move {
-        shutdown_signal().await;
-        tracing::info!("Shutting down.");
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("Shutting down."),
+            () = failed.notified() => tracing::error!("No configuration could start; shutting down."),
+        }
     };
     banhammer_http::run(listener, state, signals).await?;
-    drop(rt);
-    guard.shutdown().await;
-    if let Some(f) = firewall {
+    let _ = stop.send(());
+    let live = reloads.await.context("the reload task")??;
+    if let Some(guard) = live.guard {
+        guard.shutdown().await;
+    }
+    if let Some(f) = live.firewall {
         // The last changes (the shutdown's own commits among them) reach the firewall.
         let _ = tokio::task::spawn_blocking(move || f.stop()).await;
     }
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// What keeps the firewall in step for `serve`: its commands and `[nftables]`.
+fn serve_enforcers(config: &Config) -> anyhow::Result<Vec<Box<dyn Enforcer>>> {
+    crate::setup::enforcers(
+        config,
+        &config.serve.ban_command,
+        &config.serve.extend_command,
+        &config.serve.unban_command,
+    )
 }
 
 /// Bursts of ban changes waiting for the firewall thread; past this (a firewall far slower

@@ -153,6 +153,15 @@ pub(crate) fn invalid_rules<E: Display>(problems: impl IntoIterator<Item = E>) -
     anyhow!(text)
 }
 
+/// Logs why a configuration reload (SIGHUP) was refused, one problem a line (a
+/// configuration error lists each problem with its place); the running one goes on.
+pub(crate) fn not_reloaded(e: &anyhow::Error) {
+    for problem in format!("{e:#}").lines() {
+        tracing::error!(problem = %banhammer_core::Escaped(problem), "Configuration problem.");
+    }
+    tracing::error!("Configuration not reloaded: the running one is kept.");
+}
+
 #[cfg(test)]
 mod tests {
     use banhammer_core::RuleError;

@@ -93,7 +93,8 @@ pub struct Runtime {
     writer: DecisionWriter,
     /// Wakes the ticker when a decision starts (its end may be the next deadline).
     wake: Notify,
-    counters: RuntimeCounters,
+    /// Shared with the runtime a reload replaces this one with, so `/metrics` counters go on.
+    counters: Arc<RuntimeCounters>,
     /// Bounds the events of known-banned tokens counting in the background.
     background: Arc<Semaphore>,
     /// Told of each decision once it is committed (the firewall enforcement of `serve`).
@@ -151,8 +152,20 @@ impl Runtime {
     pub fn start(
         rules: Arc<Ruleset>,
         clock: Arc<dyn Clock>,
+        store: DecisionStore,
+        backend: Box<dyn Backend>,
+    ) -> Result<RuntimeGuard, PersistError> {
+        Self::start_counting(rules, clock, store, backend, Arc::default())
+    }
+
+    /// [`Runtime::start`] adding to `counters` (those of the runtime it replaces, on a
+    /// configuration reload, so that `/metrics` counters do not go back to zero).
+    pub fn start_counting(
+        rules: Arc<Ruleset>,
+        clock: Arc<dyn Clock>,
         mut store: DecisionStore,
         backend: Box<dyn Backend>,
+        counters: Arc<RuntimeCounters>,
     ) -> Result<RuntimeGuard, PersistError> {
         // Repeat offenders first: a restored ban keeps the offences before it.
         if let Some(memory) = rules.offence_memory() {
@@ -193,7 +206,7 @@ impl Runtime {
             clock,
             writer: DecisionWriter::start(store),
             wake: Notify::new(),
-            counters: RuntimeCounters::default(),
+            counters,
             background: Arc::new(Semaphore::new(BACKGROUND_COUNTS)),
             committed: OnceLock::new(),
         });
@@ -228,9 +241,14 @@ impl Runtime {
         &self.rules
     }
 
-    /// The clock.
+    /// The clock's time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// One event now; its decisions are stored before this returns.
@@ -440,6 +458,11 @@ impl Runtime {
     /// The decision counters.
     pub fn counters(&self) -> &RuntimeCounters {
         &self.counters
+    }
+
+    /// The decision counters, to hand on to the runtime a reload starts.
+    pub fn shared_counters(&self) -> Arc<RuntimeCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Ends decisions when their time comes, until `shutdown`: sleeps until the next deadline

@@ -225,7 +225,15 @@ struct LogFollow {
 }
 
 impl LogFollow {
+    #[allow(clippy::print_stderr)] // said before the dashboard starts, as notices are
     fn open(path: &Path, mut pipeline: LinePipeline) -> Self {
+        if !path.exists() {
+            // Else an empty dashboard is all a mistyped name would show.
+            eprintln!(
+                "{}: no such file yet: waiting for it to appear.",
+                Escaped(path.display())
+            );
+        }
         // Following starts at the end: the format is chosen from the file's first lines. A
         // file that cannot be read now is the follower's to report.
         let _ = input::head_lines(path, |number, line| {

@@ -21,6 +21,9 @@ use banhammer_store_sqlite::{DecisionStore, FilePosition};
 
 use crate::setup;
 
+mod metrics;
+use metrics::WatchMetrics;
+
 /// Bytes read from the log per step, so ticks and persistence interleave with a long backlog.
 const STEP_BUDGET: usize = 4 * 1024 * 1024;
 /// Malformed (and late) lines logged in full; after that only counted, ...
@@ -50,11 +53,48 @@ pub(crate) struct WatchOptions {
     pub(crate) state: Option<PathBuf>,
     pub(crate) csv: Option<PathBuf>,
     pub(crate) jsonl: Option<PathBuf>,
+    /// Serve the metrics on this address.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
-/// Runs until SIGTERM or SIGINT.
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration (see [`reload`]).
 pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode> {
-    let (mut config, format) = setup::load_accesslog(config, opts.max_delay)?;
+    let path = config;
+    let (config, format) = load(path, opts)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("installing signal handlers")?;
+    let signals = Signals {
+        stop: &stop,
+        hangup: &hangup,
+    };
+    match opts.clock {
+        ClockKind::Wall => follow(path, (config, format), opts, SystemClock, None, &signals)?,
+        ClockKind::Event => {
+            let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
+            let loaded = (config, format);
+            follow(path, loaded, opts, clock.clone(), Some(clock), &signals)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flags the signal handlers set.
+struct Signals<'a> {
+    /// SIGTERM or SIGINT.
+    stop: &'a AtomicBool,
+    /// SIGHUP.
+    hangup: &'a AtomicBool,
+}
+
+/// The configuration file with the command line's overrides, as `watch` runs it.
+fn load(path: &Path, opts: &WatchOptions) -> anyhow::Result<(Config, LogFormat)> {
+    let (mut config, format) = setup::load_accesslog(path, opts.max_delay)?;
     if let Some(s) = &opts.state {
         config.watch.state.clone_from(s);
     }
@@ -64,25 +104,70 @@ pub(crate) fn run(config: &Path, opts: &WatchOptions) -> anyhow::Result<ExitCode
     if opts.jsonl.is_some() {
         config.watch.jsonl.clone_from(&opts.jsonl);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    Ok((config, format))
+}
+
+/// Follows the file until stopped, reloading the configuration on each SIGHUP.
+fn follow<C: Clock + Clone>(
+    path: &Path,
+    (config, format): (Config, LogFormat),
+    opts: &WatchOptions,
+    clock: C,
+    event_clock: Option<ManualClock>,
+    signals: &Signals<'_>,
+) -> anyhow::Result<()> {
     let poll = config.watch.poll_interval;
     let sleep = |d: Duration| std::thread::sleep(d);
-    match opts.clock {
-        ClockKind::Wall => {
-            let mut w = Watcher::new(config, format, opts, SystemClock, None)?;
-            w.run(&stop, poll, sleep)?;
+    let metrics = opts.metrics_listen.map(WatchMetrics::serve).transpose()?;
+    let mut w = Watcher::new(config, format, opts, clock.clone(), event_clock.clone())?;
+    w.metrics.clone_from(&metrics);
+    loop {
+        w.run(signals.stop, signals.hangup, poll, sleep)?;
+        if signals.stop.load(Ordering::Relaxed) {
+            return Ok(());
         }
-        ClockKind::Event => {
-            let clock = ManualClock::new(Timestamp::from_unix(i64::MIN));
-            let mut w = Watcher::new(config, format, opts, clock.clone(), Some(clock))?;
-            w.run(&stop, poll, sleep)?;
+        signals.hangup.store(false, Ordering::Relaxed);
+        if let Some(new) = reload(&mut w, path, opts, &clock, event_clock.as_ref())? {
+            w = new;
+            w.metrics.clone_from(&metrics);
         }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: reads the configuration again and, if it is valid, follows on with it.
+///
+/// Like a restart without missing a line: the running watcher counts the lines waiting to be
+/// put in order, commits, and lets its commands finish; a new one built from the file reads
+/// back the bans, counts and read position from the state file, and opens the sinks again
+/// (so a record file that logrotate moved away is created anew). A file with problems changes
+/// nothing: each problem is logged, and the running watcher goes on.
+fn reload<C: Clock + Clone>(
+    w: &mut Watcher<C>,
+    path: &Path,
+    opts: &WatchOptions,
+    clock: &C,
+    event_clock: Option<&ManualClock>,
+) -> anyhow::Result<Option<Watcher<C>>> {
+    tracing::info!("Reloading the configuration.");
+    let (config, format) = match load(path, opts) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            setup::not_reloaded(&e);
+            return Ok(None);
+        }
+    };
+    w.finish()?;
+    w.sinks.wait();
+    match Watcher::new(config, format, opts, clock.clone(), event_clock.cloned()) {
+        Ok(new) => {
+            tracing::info!("Configuration reloaded.");
+            Ok(Some(new))
+        }
+        Err(e) => {
+            setup::not_reloaded(&e);
+            Ok(None)
+        }
+    }
 }
 
 /// The sinks `[watch]` configures: the CSV and JSON-lines records, the ban, extend and unban
@@ -126,6 +211,8 @@ pub(crate) struct Watcher<C: Clock> {
     key: String,
     store: DecisionStore,
     sinks: DecisionSinks,
+    /// With `--metrics-listen`.
+    metrics: Option<WatchMetrics>,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -219,6 +306,10 @@ impl<C: Clock> Watcher<C> {
         let reorder = event_clock.as_ref().map(|_| setup::reorder(&config));
         // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
         tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
+        if !opts.file.exists() {
+            // Else "Watching." is all a mistyped name would get.
+            tracing::warn!(file = %Escaped(opts.file.display()), "No such file yet: waiting for it to appear.");
+        }
         Ok(Watcher {
             config,
             pipeline,
@@ -230,6 +321,7 @@ impl<C: Clock> Watcher<C> {
             key,
             store,
             sinks,
+            metrics: None,
         })
     }
 
@@ -337,17 +429,25 @@ impl<C: Clock> Watcher<C> {
                 .record_step(&decisions, position, &windows, Some(forget))?;
         }
         self.sinks.emit(&decisions)?;
+        if let Some(m) = &mut self.metrics {
+            m.record(&decisions, &self.engine.counters());
+        }
         Ok(())
     }
 
-    /// Steps until `stop` is set, waiting `poll` between steps when nothing is waiting.
+    /// Steps until `stop` (then finishes: counts what waits, lets commands end) or `hangup`
+    /// is set, waiting `poll` between steps when nothing is waiting.
     pub(crate) fn run(
         &mut self,
         stop: &AtomicBool,
+        hangup: &AtomicBool,
         poll: Duration,
         sleep: impl Fn(Duration),
     ) -> anyhow::Result<()> {
         while !stop.load(Ordering::Relaxed) {
+            if hangup.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if !self.step()? {
                 sleep(poll);
             }

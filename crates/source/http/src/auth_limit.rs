@@ -7,9 +7,8 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use banhammer_core::{
-    Clock, Effect, Engine, MetricRule, Ruleset, Scope, Seconds, Threshold, Timestamp, Window,
+    Clock, Effect, Engine, MetricRule, Ruleset, Scope, Seconds, Threshold, Window,
 };
-use banhammer_runtime::Runtime;
 
 use crate::conn::peer_key;
 
@@ -25,20 +24,11 @@ pub(crate) const BLOCK: u64 = 300;
 /// forgotten (its block, if any, is kept: blocks live apart from counts).
 const MAX_TRACKED: usize = 65_536;
 
-/// The service's time, so that the limiter follows the runtime's clock (and a test's).
-struct RuntimeTime(Arc<Runtime>);
-
-impl Clock for RuntimeTime {
-    fn now(&self) -> Timestamp {
-        self.0.now()
-    }
-}
-
 /// The failed-authentication limiter: one small engine of its own, apart from the service's
 /// rules, decision log and `/v1/bans`.
 pub(crate) struct AuthLimiter {
     /// A std mutex: held for one engine call, never across an await; admin requests are few.
-    engine: Mutex<Engine<RuntimeTime>>,
+    engine: Mutex<Engine<Arc<dyn Clock>>>,
 }
 
 impl std::fmt::Debug for AuthLimiter {
@@ -48,7 +38,9 @@ impl std::fmt::Debug for AuthLimiter {
 }
 
 impl AuthLimiter {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+    /// A limiter on the service's clock (so that it follows a test's), not on the runtime
+    /// itself: a configuration reload replaces the runtime.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         let rule = MetricRule {
             name: METRIC.into(),
             scope: Scope::Token,
@@ -65,11 +57,11 @@ impl AuthLimiter {
             .build()
             .expect("the built-in rule is valid");
         AuthLimiter {
-            engine: Mutex::new(Engine::new(Arc::new(rules), RuntimeTime(runtime))),
+            engine: Mutex::new(Engine::new(Arc::new(rules), clock)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Engine<RuntimeTime>> {
+    fn lock(&self) -> MutexGuard<'_, Engine<Arc<dyn Clock>>> {
         // The engine finishes each call before the lock is released; a panic inside one is a
         // bug the next call would meet anyway, so a poisoned lock is used as it is.
         self.engine

@@ -122,7 +122,7 @@ const MAX_PARTS: usize = 16;
     request_body(content = DetectForm, content_type = "multipart/form-data",
         description = "Also application/x-www-form-urlencoded and application/json"),
     responses(
-        (status = 200, body = DetectResponse),
+        (status = 200, body = DetectResponse, description = "Whether this request is part of an attack"),
         (status = 422, description = "{\"errors\": {\"email\": [\"can't be blank\"], …}} naming every blank field (all three for a body without form fields, whatever its content type), or {\"errors\": {\"ip\": [\"is invalid\"]}}"),
         (status = 400, description = "A malformed form or JSON body"),
         (status = 413, description = "A body over max_body_bytes, whatever its content type"),

@@ -16,6 +16,7 @@ mod conn;
 mod crowdsec;
 mod detect;
 mod error;
+pub mod exposition;
 mod metrics;
 mod server;
 mod state;
@@ -29,7 +30,7 @@ use utoipa_axum::routes;
 pub use auth::{admin_access, AdminAccess, AdminSetupError};
 pub use error::ApiError;
 pub use server::run;
-pub use state::AppState;
+pub use state::{AppState, HeldRequests};
 
 /// Declares the `bearer` scheme that admin routes require.
 struct BearerScheme;
@@ -80,6 +81,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(crowdsec::routes(&state))
         .split_for_parts();
     let router = router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -94,6 +98,16 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state.clone());
     state.set_openapi(doc.clone());
     (router, doc)
+}
+
+/// Each request is answered by one runtime: a configuration reload waits for it to finish.
+async fn gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let _held = state.enter().await;
+    next.run(request).await
 }
 
 /// The router.

@@ -2,9 +2,9 @@
 //! connections. No label ever holds a token or an address (unbounded cardinality).
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -78,8 +78,40 @@ fn registered<M: Metric + Clone>(r: &mut Registry, name: &str, help: &str, metri
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    /// The metrics of a service; the shared store's (`store_up`, its errors) only when
+    /// `shared_store`: a node without one has no store to be up or down.
+    pub(crate) fn new(shared_store: bool) -> Self {
         let mut r = Registry::with_prefix("banhammer");
+        let mut store_registry = Registry::default();
+        let store = if shared_store {
+            &mut r
+        } else {
+            &mut store_registry
+        };
+        let store_up = registered(
+            store,
+            "store_up",
+            "1 while the shared store (Redis) answers, 0 during an outage",
+            Gauge::default(),
+        );
+        let store_errors = registered(
+            store,
+            "store_errors",
+            "Calls to the shared store that failed or timed out",
+            Counter::default(),
+        );
+        let store_short_circuited = registered(
+            store,
+            "store_short_circuited",
+            "Calls to the shared store skipped by the open circuit breaker",
+            Counter::default(),
+        );
+        let store_protocol_errors = registered(
+            store,
+            "store_protocol_errors",
+            "Answers of the shared store this node could not understand (not outages)",
+            Counter::default(),
+        );
         let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
         });
@@ -121,24 +153,9 @@ impl Metrics {
                 "Action records (files, webhooks) delivered, dropped (queue full) or failed",
                 Family::default(),
             ),
-            store_up: registered(
-                &mut r,
-                "store_up",
-                "1 while the shared store (Redis) answers, 0 during an outage",
-                Gauge::default(),
-            ),
-            store_errors: registered(
-                &mut r,
-                "store_errors",
-                "Calls to the shared store that failed or timed out",
-                Counter::default(),
-            ),
-            store_short_circuited: registered(
-                &mut r,
-                "store_short_circuited",
-                "Calls to the shared store skipped by the open circuit breaker",
-                Counter::default(),
-            ),
+            store_up,
+            store_errors,
+            store_short_circuited,
             fail_policy: registered(
                 &mut r,
                 "fail_policy_answers",
@@ -192,12 +209,7 @@ impl Metrics {
                 "Saves of token windows the decision log refused",
                 Counter::default(),
             ),
-            store_protocol_errors: registered(
-                &mut r,
-                "store_protocol_errors",
-                "Answers of the shared store this node could not understand (not outages)",
-                Counter::default(),
-            ),
+            store_protocol_errors,
             firewall_failures: registered(
                 &mut r,
                 "firewall_failures",
@@ -267,10 +279,11 @@ fn catch_up_each<'a, L: Clone + std::hash::Hash + Eq>(
     }
 }
 
-/// `GET /metrics`: Prometheus text exposition.
+/// `GET /metrics`: Prometheus' classic text format, or OpenMetrics when `Accept` asks for it.
 #[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
+    responses((status = 200, description = "Prometheus' text format 0.0.4, or OpenMetrics 1.0.0 when the Accept header asks for it",
+        content(("text/plain"), ("application/openmetrics-text")))))]
+pub(crate) async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let m = state.metrics();
     let rt = state.runtime();
     let c = rt.engine_counters();
@@ -342,16 +355,5 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
             |outcome| OutcomeLabels { outcome },
         );
     }
-    let mut body = String::new();
-    if prometheus_client::encoding::text::encode(&mut body, &m.registry).is_err() {
-        body.clear();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    crate::exposition::respond(&m.registry, &headers)
 }

@@ -1,6 +1,6 @@
 //! `AppState`: what every handler shares — the runtime, the settings, the metrics.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use banhammer_config::ServeSettings;
 use banhammer_runtime::{ActionQueue, Runtime};
@@ -18,7 +18,11 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    runtime: Arc<Runtime>,
+    /// Replaced by a configuration reload, while [`Inner::gate`] holds requests back.
+    runtime: RwLock<Arc<Runtime>>,
+    /// Every request holds it shared; a reload holds it alone while it swaps the runtime, so
+    /// that no event is counted by a runtime that has already saved its windows.
+    gate: tokio::sync::RwLock<()>,
     settings: ServeSettings,
     metrics: Metrics,
     /// Written by the accept loop ([`crate::run`]), read by `/metrics`.
@@ -36,11 +40,12 @@ impl AppState {
     pub fn new(runtime: Arc<Runtime>, settings: ServeSettings) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                auth_limiter: AuthLimiter::new(Arc::clone(&runtime)),
-                bouncers: Bouncers::new(Arc::clone(&runtime)),
-                runtime,
+                auth_limiter: AuthLimiter::new(Arc::clone(runtime.clock())),
+                bouncers: Bouncers::new(Arc::clone(runtime.clock())),
+                metrics: Metrics::new(runtime.store_health().is_some()),
+                runtime: RwLock::new(runtime),
+                gate: tokio::sync::RwLock::new(()),
                 settings,
-                metrics: Metrics::new(),
                 connections: Arc::default(),
                 openapi: OnceLock::new(),
                 actions: OnceLock::new(),
@@ -59,9 +64,30 @@ impl AppState {
         self.inner.actions.get()
     }
 
-    /// The runtime.
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.inner.runtime
+    /// The runtime (the one in place when the request started: a reload waits for the
+    /// requests in flight).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        Arc::clone(
+            &self
+                .inner
+                .runtime
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Waits for the requests in flight to be answered and holds new ones back until the
+    /// returned guard is dropped: a configuration reload swaps the runtime meanwhile.
+    pub async fn hold_requests(&self) -> HeldRequests<'_> {
+        HeldRequests {
+            state: self,
+            _gate: self.inner.gate.write().await,
+        }
+    }
+
+    /// Holds the gate for one request (the middleware of [`crate::app`]).
+    pub(crate) async fn enter(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.gate.read().await
     }
 
     /// The `[serve]` settings.
@@ -94,5 +120,30 @@ impl AppState {
 
     pub(crate) fn openapi(&self) -> &str {
         self.inner.openapi.get().map_or("{}", String::as_str)
+    }
+}
+
+/// Requests held back (see [`AppState::hold_requests`]); they go on when this is dropped.
+#[derive(Debug)]
+pub struct HeldRequests<'a> {
+    state: &'a AppState,
+    _gate: tokio::sync::RwLockWriteGuard<'a, ()>,
+}
+
+impl HeldRequests<'_> {
+    /// The runtime being replaced.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.state.runtime()
+    }
+
+    /// Puts `runtime` in place of the current one: the held requests, and all later ones,
+    /// are answered by it.
+    pub fn replace_runtime(&self, runtime: Arc<Runtime>) {
+        *self
+            .state
+            .inner
+            .runtime
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = runtime;
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::client_ip::client_ip;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The seed API's `stats_dict`: events of the metric for the token in the last 1, 10 and 60
@@ -62,6 +62,7 @@ pub(crate) struct IncrResponse {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RatesQuery {
     /// Return the token's rates for the metric.
     #[serde(default)]
@@ -71,8 +72,8 @@ pub(crate) struct RatesQuery {
 /// `POST /v1/incr`: one event; answers whether the token passes.
 #[utoipa::path(post, path = "/v1/incr", tag = "engine", request_body = IncrRequest, params(RatesQuery),
     responses(
-        (status = 200, body = IncrResponse),
-        (status = 400, description = "Malformed JSON"),
+        (status = 200, body = IncrResponse, description = "The verdict, with the stats when asked"),
+        (status = 400, description = "Malformed JSON or query string"),
         (status = 422, description = "Unknown metric, bad token or missing attribute"),
         (status = 503, description = "The decision could not be stored"),
     ))]
@@ -80,7 +81,7 @@ pub(crate) async fn incr(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<RatesQuery>,
+    ApiQuery(q): ApiQuery<RatesQuery>,
     ApiJson(req): ApiJson<IncrRequest>,
 ) -> Result<Json<IncrResponse>, ApiError> {
     let token = match state.settings().token_from {
@@ -123,7 +124,7 @@ pub(crate) struct NowRequest {
 /// token's stats.
 #[utoipa::path(post, path = "/v1/now", tag = "engine", request_body = NowRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = Stats), (status = 401), (status = 429), (status = 422)))]
+    responses((status = 200, body = Stats, description = "The token's stats once the tier fired"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 422, description = "Unknown metric or tier, or a bad token")))]
 pub(crate) async fn now(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NowRequest>,
@@ -188,10 +189,10 @@ pub(crate) struct StatusResponse {
 #[utoipa::path(get, path = "/v1/status/{token}/{metric}", tag = "engine",
     params(("token" = String, Path), ("metric" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = StatusResponse), (status = 401), (status = 429), (status = 422), (status = 501)))]
+    responses((status = 200, body = StatusResponse, description = "The token's rates, tiers and ban"), (status = 400, description = "A malformed path"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 422, description = "Unknown metric or bad token"), (status = 501, description = "Not available with the Redis store")))]
 pub(crate) async fn status_one(
     State(state): State<AppState>,
-    Path((token, metric)): Path<(String, String)>,
+    ApiPath((token, metric)): ApiPath<(String, String)>,
 ) -> Result<Json<StatusResponse>, ApiError> {
     let rt = state.runtime();
     // An unknown metric is 422; the Redis store's missing status is 501.
@@ -222,6 +223,7 @@ pub(crate) async fn status_one(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Where to continue, from a previous page's `next`.
     cursor: Option<String>,
@@ -247,12 +249,17 @@ pub(crate) struct StatusPageResponse {
 /// `GET /v1/status` (admin): the seed API's `status_all`, paged.
 #[utoipa::path(get, path = "/v1/status", tag = "engine", params(PageQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = StatusPageResponse), (status = 401), (status = 429)))]
+    responses((status = 200, body = StatusPageResponse, description = "A page of tokens' rates"), (status = 400, description = "`limit` or `cursor` does not parse, or `limit` is outside 1 to 1000"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 501, description = "Not available with the Redis store")))]
 pub(crate) async fn status_all(
     State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<StatusPageResponse>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` is {limit}: it must be 1 to 1000"
+        )));
+    }
     let page = state.runtime().status_page(q.cursor.as_deref(), limit)?;
     Ok(Json(StatusPageResponse {
         items: page
@@ -275,7 +282,7 @@ pub(crate) struct BansResponse {
 
 /// `GET /v1/bans` (admin): every active ban, oldest first.
 #[utoipa::path(get, path = "/v1/bans", tag = "bans", security(("bearer" = [])),
-    responses((status = 200, body = BansResponse), (status = 401), (status = 429)))]
+    responses((status = 200, body = BansResponse, description = "Every active ban, oldest first"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)")))]
 pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansResponse>, ApiError> {
     let bans = state
         .runtime()
@@ -290,10 +297,10 @@ pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansRespo
 /// `GET /v1/bans/{token}` (admin): the token's ban, and why.
 #[utoipa::path(get, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = Ban), (status = 401), (status = 429), (status = 404)))]
+    responses((status = 200, body = Ban, description = "The token's ban"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 404, description = "The token is not banned")))]
 pub(crate) async fn ban(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<Ban>, ApiError> {
     state
         .runtime()
@@ -312,10 +319,10 @@ pub(crate) struct UnbanResponse {
 /// `DELETE /v1/bans/{token}` (admin): ends the ban now (the UNBAN is stored first).
 #[utoipa::path(delete, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
     security(("bearer" = [])),
-    responses((status = 200, body = UnbanResponse), (status = 401), (status = 429), (status = 404)))]
+    responses((status = 200, body = UnbanResponse, description = "The ban ended; its UNBAN is stored"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 404, description = "The token is not banned")))]
 pub(crate) async fn unban(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Json<UnbanResponse>, ApiError> {
     match state.runtime().unban(&token).await? {
         Some(end) => Ok(Json(UnbanResponse {
@@ -341,7 +348,7 @@ pub(crate) struct Health {
 /// `GET /healthz`: answers while the service runs (also the load test's no-op baseline). Says
 /// `degraded`, still with 200 (the node keeps answering; taking it out of a load balancer
 /// would not help), while the decision log refuses writes or the shared store is down.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health, description = "The service answers")))]
 pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let rt = state.runtime();
     let mut problems = Vec::new();

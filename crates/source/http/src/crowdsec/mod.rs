@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use banhammer_runtime::{Runtime, RuntimeError};
+use banhammer_runtime::RuntimeError;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -39,10 +39,10 @@ pub(crate) struct Bouncers {
 }
 
 impl Bouncers {
-    pub(crate) fn new(runtime: Arc<Runtime>) -> Self {
+    pub(crate) fn new(clock: Arc<dyn banhammer_core::Clock>) -> Self {
         Bouncers {
             pulls: Pulls::default(),
-            limiter: AuthLimiter::new(runtime),
+            limiter: AuthLimiter::new(clock),
         }
     }
 }
@@ -209,8 +209,8 @@ pub(crate) struct DecisionStream {
     ),
     security(("api_key" = [])),
     responses(
-        (status = 200, body = DecisionStream),
-        (status = 400, body = Message),
+        (status = 200, body = DecisionStream, description = "The decisions new and deleted since this key's last pull (all active ones with `startup=true`)"),
+        (status = 400, body = Message, description = "A malformed query string"),
         (status = 403, body = Message, description = "No key, or a wrong one"),
         (status = 429, body = Message, description = "Too many wrong keys from this address"),
         (status = 503, body = Message, description = "The shared store is unavailable"),
