@@ -400,3 +400,87 @@ fn a_path_with_control_characters_reaches_no_view_raw() {
         }
     }
 }
+
+/// Runs `banhammer monitor` as a TUI on a pseudo-terminal (util-linux `script`, 100×30),
+/// presses `q` once `ready` is on screen, and returns every byte it wrote to the terminal.
+fn tui_on_a_terminal(dir: &Path, args: &str, ready: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    let bin = env!("CARGO_BIN_EXE_banhammer");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("stty cols 100 rows 30; '{bin}' monitor {args}"))
+        .arg("/dev/null")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    banhammer_testkit::wait::until("the TUI drew what it waits for", || {
+        contains(&seen.lock().unwrap(), ready)
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"q").unwrap();
+    stdin.flush().unwrap();
+    banhammer_testkit::wait::until("the monitor quit on q", || {
+        child.try_wait().unwrap().is_some()
+    });
+    drop(stdin);
+    reader.join().unwrap();
+    let bytes = seen.lock().unwrap().clone();
+    bytes
+}
+
+// Issue 16: a malformed line's report, written to stderr under the TUI, was drawn over its
+// panels and left there. Now it is in the status line while the TUI runs, and printed once
+// the terminal is given back (after the switch back from the alternate screen).
+#[test]
+fn a_malformed_line_under_the_tui_is_kept_off_the_screen_and_printed_after_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    for s in 0..30 {
+        writeln!(
+            log,
+            "10.0.0.{} - - [07/Feb/2019:21:11:{s:02} +0000] \"GET /api/user HTTP/1.1\" 200 2048 \"-\" \"curl\"",
+            s % 3 + 1
+        )
+        .unwrap();
+        if s == 12 {
+            log.push_str("this is not a log line\n");
+        }
+    }
+    std::fs::write(dir.path().join("access.log"), log).unwrap();
+    let report = b"access.log:14: expected `[` before the time at column 13";
+    let out = tui_on_a_terminal(
+        dir.path(),
+        "--log access.log --replay --log-format combined",
+        &report[..],
+    );
+    let leave = b"\x1b[?1049l";
+    let at = out
+        .windows(leave.len())
+        .position(|w| w == leave)
+        .expect("the TUI left the alternate screen");
+    // As a line of its own: ended by `\n` (raw mode, under the TUI) or `\r\n` (after it);
+    // drawn in the status line, it is followed by the line's padding or escape codes.
+    let lines = |hay: &[u8]| {
+        hay.windows(report.len() + 1)
+            .filter(|w| w.starts_with(report) && matches!(w[report.len()], b'\n' | b'\r'))
+            .count()
+    };
+    assert_eq!(lines(&out[..at]), 0, "said under the TUI");
+    assert_eq!(lines(&out[at..]), 1, "not printed after exit");
+}

@@ -16,19 +16,23 @@
 #![allow(clippy::must_use_candidate, clippy::module_name_repetitions)]
 
 mod app;
+mod messages;
 mod rate;
 mod stats;
 mod text;
 pub mod tui;
+mod view;
 
 use std::net::IpAddr;
 
 use banhammer_core::Timestamp;
 
 pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
+pub use messages::Messages;
 pub use rate::PerSecond;
 pub use stats::{Counter, Stats};
 pub use text::{alert_line, no_traffic_line, render_plain, to_json};
+pub use view::{Key, Outcome, Panel, Sort, ViewState};
 
 /// An HTTP request seen on the wire or in a log. Its text is shown as it is by every view: the
 /// source hands it over printable (the binary escapes control characters with

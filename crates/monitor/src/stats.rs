@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::view::Sort;
 use crate::{Hit, Reply};
 
 /// Counts per key, bounded: past `cap` distinct keys, new keys are counted under `(other)`.
@@ -42,6 +43,25 @@ impl Counter {
             v.push(("(other)".to_owned(), self.other));
         }
         v
+    }
+
+    /// Every count in `sort` order, with `(other)` last if any.
+    pub fn sorted(&self, sort: Sort) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self.map.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        match sort {
+            Sort::MostHits => v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))),
+            Sort::FewestHits => v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0))),
+            Sort::Name => v.sort_by(|a, b| a.0.cmp(&b.0)),
+        }
+        if self.other > 0 {
+            v.push(("(other)".to_owned(), self.other));
+        }
+        v
+    }
+
+    /// The sum of every count.
+    pub fn sum(&self) -> u64 {
+        self.map.values().sum::<u64>() + self.other
     }
 
     /// Distinct keys counted (a floor once the cap is reached).

@@ -40,19 +40,9 @@ pub fn no_traffic_line(q: &NoTraffic) -> String {
     format!("no traffic from {} to {}", time(q.from), time(q.to))
 }
 
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+/// A byte count for people, in SI units (`512 B`, `11.6 kB`), the same in every view.
+pub(crate) fn human_bytes(n: u64) -> String {
+    bytesize::ByteSize::b(n).display().si().to_string()
 }
 
 fn list(items: &[(String, u64)]) -> String {

@@ -1,7 +1,9 @@
 //! `banhammer monitor`: HTTP traffic from packets or logs, shown every interval, with alerts.
 
 mod capture;
+mod say;
 mod sources;
+mod tui;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -73,7 +75,9 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
             opts.threshold
         );
     }
-    let mut source = sources::open(opts)?;
+    let say = say::Say::default();
+    say::init_logging(&say);
+    let mut source = sources::open(opts, &say)?;
     let view = if opts.json {
         View::Json
     } else if opts.plain || !io::stdout().is_terminal() {
@@ -87,7 +91,7 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     match view {
-        View::Tui => tui::run(&mut *source, config, opts, &stop),
+        View::Tui => tui::run(&mut *source, config, opts, &stop, &say),
         View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),
     }
 }
@@ -260,69 +264,5 @@ fn print_loop(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(e),
-    }
-}
-
-mod tui {
-    //! The ratatui loop: draws every second, quits on `q`, Esc or Ctrl-C.
-
-    use std::time::Duration;
-
-    use crossterm::event::{self, Event, KeyCode, KeyModifiers};
-    use ratatui::DefaultTerminal;
-
-    use super::{drive, Ended, MonitorConfig, MonitorOptions, Source};
-
-    pub(super) fn run(
-        source: &mut dyn Source,
-        config: MonitorConfig,
-        opts: &MonitorOptions,
-        stop: &std::sync::atomic::AtomicBool,
-    ) -> anyhow::Result<std::process::ExitCode> {
-        let mut terminal: DefaultTerminal = ratatui::init();
-        let mut quit = false;
-        let result = drive(
-            source,
-            config,
-            opts,
-            stop,
-            |app| {
-                terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
-                while event::poll(Duration::from_millis(0))? {
-                    if let Event::Key(k) = event::read()? {
-                        let ctrl_c = k.code == KeyCode::Char('c')
-                            && k.modifiers.contains(KeyModifiers::CONTROL);
-                        if matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
-                            quit = true;
-                            return Ok(false);
-                        }
-                    }
-                }
-                Ok(true)
-            },
-            |_| Ok(()),
-        );
-        // A replay has ended (or its file failed): keep showing what it found until the user
-        // quits; the error, if any, is printed once the terminal is restored.
-        if let (Ok(Ended { app: Some(app), .. }), false) = (&result, quit) {
-            loop {
-                terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
-                if event::poll(Duration::from_millis(250))? {
-                    if let Event::Key(k) = event::read()? {
-                        if matches!(
-                            k.code,
-                            KeyCode::Char('q') | KeyCode::Esc | KeyCode::Char('c')
-                        ) {
-                            break;
-                        }
-                    }
-                }
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-            }
-        }
-        ratatui::restore();
-        result.and_then(Ended::result)
     }
 }

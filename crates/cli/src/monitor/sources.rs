@@ -12,6 +12,7 @@ use banhammer_core::Seconds;
 use banhammer_monitor::{Hit, Observation, Reply};
 use banhammer_sink::{escape, Escaped};
 
+use super::say::Say;
 use super::MonitorOptions;
 
 /// What a poll found.
@@ -37,14 +38,15 @@ pub(super) trait Source {
     }
 }
 
-pub(super) fn open(opts: &MonitorOptions) -> anyhow::Result<Box<dyn Source>> {
+/// Opens the source `opts` name; what it has to say (malformed lines, notices) goes to `say`.
+pub(super) fn open(opts: &MonitorOptions, say: &Say) -> anyhow::Result<Box<dyn Source>> {
     if let Some(log) = &opts.log {
         let pipeline = log_pipeline(log, &opts.log_format)?;
         return if opts.replay {
             let max_delay = opts.max_delay.unwrap_or(DEFAULT_MAX_DELAY);
-            Ok(Box::new(LogReplay::open(log, pipeline, max_delay)?))
+            Ok(Box::new(LogReplay::open(log, pipeline, max_delay, say)?))
         } else {
-            Ok(Box::new(LogFollow::open(log, pipeline)))
+            Ok(Box::new(LogFollow::open(log, pipeline, say)))
         };
     }
     super::capture::open(opts)
@@ -89,18 +91,24 @@ struct HostNames {
 }
 
 impl HostNames {
-    /// What the monitor sees of line `number`, or `None` (counted) if its client is a name.
-    #[allow(clippy::print_stderr)] // said on stderr, as malformed lines are
-    fn seen(&mut self, origin: &str, number: u64, l: &AccessLogLine<'_>) -> Option<Seen> {
+    /// What the monitor sees of line `number`, or `None` (counted) if its client is a name
+    /// (said, for the first, as malformed lines are).
+    fn seen(
+        &mut self,
+        origin: &str,
+        number: u64,
+        l: &AccessLogLine<'_>,
+        say: &Say,
+    ) -> Option<Seen> {
         let Some(client) = l.client.ip() else {
             self.skipped += 1;
             if self.skipped == 1 {
-                eprintln!(
+                say.line(format_args!(
                     "{}:{number}: `{}` is a host name: the monitor counts clients by address, \
                      so lines that name their client are skipped",
                     Escaped(origin),
                     Escaped(&l.client)
-                );
+                ));
             }
             return None;
         };
@@ -124,9 +132,9 @@ impl HostNames {
 /// Malformed and late lines reported in full; after that only counted.
 const MAX_REPORTED: u64 = 10;
 
-#[allow(clippy::print_stderr)] // malformed and late lines, and the format chosen, on stderr
-fn report(note: &Note<'_>) {
-    eprintln!("{}", Escaped(note));
+/// Malformed and late lines, and the format chosen, said escaped.
+fn report(say: &Say) -> impl FnMut(&Note<'_>) + '_ {
+    move |note| say.line(Escaped(note))
 }
 
 /// A log read from its start, in event time, its lines put in time order within
@@ -138,10 +146,16 @@ struct LogReplay {
     number: u64,
     reorder: Reorder<Seen>,
     names: HostNames,
+    say: Say,
 }
 
 impl LogReplay {
-    fn open(path: &Path, pipeline: LinePipeline, max_delay: Seconds) -> anyhow::Result<Self> {
+    fn open(
+        path: &Path,
+        pipeline: LinePipeline,
+        max_delay: Seconds,
+        say: &Say,
+    ) -> anyhow::Result<Self> {
         let input = input::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(LogReplay {
             origin: path.display().to_string(),
@@ -150,11 +164,11 @@ impl LogReplay {
             number: 0,
             reorder: Reorder::new(max_delay, DEFAULT_MAX_BUFFERED),
             names: HostNames::default(),
+            say: say.clone(),
         })
     }
 
     /// The end of input: every line still waiting, in order, and what was only counted.
-    #[allow(clippy::print_stderr)]
     fn finish(&mut self, out: &mut Vec<Observation>) {
         self.reorder.flush();
         while let Some((_, seen)) = self.reorder.pop() {
@@ -162,21 +176,22 @@ impl LogReplay {
         }
         let late = self.pipeline.unreported_late();
         if late > 0 {
-            eprintln!("… and {late} more late line(s)");
+            self.say
+                .line(format_args!("… and {late} more late line(s)"));
         }
         if self.reorder.early() > 0 {
-            eprintln!(
+            self.say.line(format_args!(
                 "{} line(s) counted before {} had passed: more than {DEFAULT_MAX_BUFFERED} \
                  lines waited to be put in order",
                 self.reorder.early(),
                 self.reorder.max_delay(),
-            );
+            ));
         }
         if self.names.skipped > 1 {
-            eprintln!(
+            self.say.line(format_args!(
                 "… and {} more line(s) with a host name for client",
                 self.names.skipped - 1
-            );
+            ));
         }
     }
 }
@@ -194,14 +209,15 @@ impl Source for LogReplay {
             };
             self.number += 1;
             let number = self.number;
-            let Some(l) = self.pipeline.parse(number, line, report) else {
+            let Some(l) = self.pipeline.parse(number, line, report(&self.say)) else {
                 continue;
             };
-            let Some(seen) = self.names.seen(&self.origin, number, &l) else {
+            let Some(seen) = self.names.seen(&self.origin, number, &l, &self.say) else {
                 continue;
             };
             let reorder = &mut self.reorder;
-            if let Some(late) = self.pipeline.order(reorder, number, l.time, seen, report) {
+            let said = report(&self.say);
+            if let Some(late) = self.pipeline.order(reorder, number, l.time, seen, said) {
                 late.push_to(out);
             }
             while let Some((_, seen)) = self.reorder.pop() {
@@ -222,45 +238,46 @@ struct LogFollow {
     follower: Follower,
     pipeline: LinePipeline,
     names: HostNames,
+    say: Say,
 }
 
 impl LogFollow {
-    #[allow(clippy::print_stderr)] // said before the dashboard starts, as notices are
-    fn open(path: &Path, mut pipeline: LinePipeline) -> Self {
+    fn open(path: &Path, mut pipeline: LinePipeline, say: &Say) -> Self {
         if !path.exists() {
             // Else an empty dashboard is all a mistyped name would show.
-            eprintln!(
+            say.line(format_args!(
                 "{}: no such file yet: waiting for it to appear.",
                 Escaped(path.display())
-            );
+            ));
         }
         // Following starts at the end: the format is chosen from the file's first lines. A
         // file that cannot be read now is the follower's to report.
         let _ = input::head_lines(path, |number, line| {
-            pipeline.detect_format(number, line, &mut report)
+            pipeline.detect_format(number, line, &mut report(say))
         });
         LogFollow {
             follower: Follower::new(path, MAX_LINE).from_end(),
             pipeline,
             names: HostNames::default(),
+            say: say.clone(),
         }
     }
 }
 
 impl Source for LogFollow {
-    #[allow(clippy::print_stderr)]
     fn poll(&mut self, out: &mut Vec<Observation>) -> anyhow::Result<SourceState> {
         let mut lines = Vec::new();
         let more = self.follower.poll(&mut lines, 1 << 20)?;
         for notice in self.follower.take_notices() {
             let file = self.follower.path().display();
-            eprintln!("{}: {}", Escaped(file), Escaped(&notice));
+            self.say
+                .line(format_args!("{}: {}", Escaped(file), Escaped(&notice)));
         }
         let origin = self.follower.path().display().to_string();
         for line in &lines {
             let (number, line) = line.numbered();
-            if let Some(l) = self.pipeline.parse(number, line, report) {
-                if let Some(seen) = self.names.seen(&origin, number, &l) {
+            if let Some(l) = self.pipeline.parse(number, line, report(&self.say)) {
+                if let Some(seen) = self.names.seen(&origin, number, &l, &self.say) {
                     seen.push_to(out);
                 }
             }
