@@ -158,9 +158,9 @@ impl<C: Clock> Watcher<C> {
         }
         let back = store.read_back(engine.time())?;
         sinks.emit(&back.ended)?;
-        back.restore(|token, metric, tier, value, from, until| {
-            engine.restore_ban(token, metric, tier, value, from, until)
-        });
+        back.restore(|ban| engine.restore_ban(ban));
+        // Outcomes nobody read (the command that queued them gave up) are not kept.
+        store.forget_finished_commands()?;
         // And the counts, saved with the read position: a restart neither counts a line twice
         // nor forgets what the lines it read counted.
         let horizon = engine.rules().horizon();
@@ -273,7 +273,18 @@ impl<C: Clock> Watcher<C> {
                 tracing::warn!("{early}.");
             }
         }
+        // Operators' bans and unbans (`banhammer ban --db`), with the lines' decisions.
+        let commands = self.store.waiting_commands()?;
+        let outcomes = control::apply(
+            &mut self.engine,
+            &self.config.accesslog,
+            commands,
+            &mut decisions,
+        );
         self.commit(!lines.is_empty(), decisions)?;
+        for (id, outcome) in &outcomes {
+            self.store.finish_command(*id, outcome)?;
+        }
         Ok(more)
     }
 
@@ -378,5 +389,6 @@ fn log_note(note: &Note<'_>) {
     }
 }
 
+mod control;
 #[cfg(test)]
 mod tests;
