@@ -3,7 +3,9 @@
 //! (its admin API: refused without the token) and against a running `watch` (through its
 //! state file: the watcher applies the command and its sinks, records and commands, see the
 //! ban and the unban); a ban by hand survives a restart of either, counts as an offence for
-//! an escalating tier, and a client of the allow list is never counted nor banned.
+//! an escalating tier, and a client of the allow list is never counted nor banned. `serve`
+//! counts IPv6 clients by their /64 (`/detect`: twelve addresses of one /64 are one client),
+//! or each address with `ipv6_prefix = 128`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -402,4 +404,57 @@ fn ban_and_unban_reach_a_running_watch_and_its_sinks() {
             .and_then(|mut s| s.waiting_commands())
             .is_ok_and(|c| c.is_empty())
     });
+}
+
+/// `PUT /detect` with `ip`: whether it is answered as an attack.
+fn detect(base: &str, ip: &str) -> bool {
+    let r: Value = reqwest::blocking::Client::new()
+        .put(format!("{base}/detect"))
+        .form(&[
+            ("email", "one@example.com"),
+            ("event_name", "login"),
+            ("ip", ip),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["detected_attack"].as_bool().unwrap()
+}
+
+#[test]
+fn serve_counts_ipv6_clients_by_their_64_and_never_counts_its_allow_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve_with = |name: &str, extra: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        let text = SERVE_CONFIG.replacen("[serve]\n", &format!("[serve]\n{extra}"), 1);
+        std::fs::write(&config, text).unwrap();
+        serve(&config, &dir.path().join(format!("{name}.sqlite")))
+    };
+    // [serve] allow = ["192.0.2.0/24"]: never counted, never detected, never banned.
+    let (mut server, base) = serve_with("default", "");
+    for _ in 0..20 {
+        assert!(!detect(&base, "192.0.2.44"));
+        assert_eq!(incr(&base, "192.0.2.44"), json!({"passed": true}));
+    }
+    // Twelve addresses of one /64 are one client: the 11th request within 5 s is the attack.
+    let answers: Vec<bool> = (1..=12)
+        .map(|i| detect(&base, &format!("2001:db8:5:6::{i:x}")))
+        .collect();
+    assert_eq!(
+        answers,
+        [vec![false; 10], vec![true; 2]].concat(),
+        "the /64 reaches the limit together"
+    );
+    let bans = listed(&base);
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0]["token"], "2001:db8:5:6::/64");
+    term(&mut server);
+    // With ipv6_prefix = 128, each address is a client of its own.
+    let (mut server, base) = serve_with("each", "ipv6_prefix = 128\n");
+    for i in 1..=12 {
+        assert!(!detect(&base, &format!("2001:db8:5:7::{i:x}")));
+    }
+    assert!(listed(&base).is_empty());
+    term(&mut server);
 }
