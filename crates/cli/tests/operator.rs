@@ -458,3 +458,55 @@ fn serve_counts_ipv6_clients_by_their_64_and_never_counts_its_allow_list() {
     assert!(listed(&base).is_empty());
     term(&mut server);
 }
+
+#[test]
+fn a_ban_by_hand_on_one_node_is_listed_with_its_reason_by_another() {
+    let redis = banhammer_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("b.toml");
+    std::fs::write(&config, SERVE_CONFIG).unwrap();
+    let node = |name: &str| {
+        common::start_serve(&[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--db".as_ref(),
+            dir.path().join(format!("{name}.sqlite")).as_os_str(),
+            "--store".as_ref(),
+            redis.url().as_ref(),
+        ])
+    };
+    let ((mut a, a_url), (mut b, b_url)) = (node("a"), node("b"));
+    let out = run(
+        &[
+            "ban",
+            "2001:db8:3:4::1",
+            "--for",
+            "1h",
+            "--reason",
+            "shared | %ticket",
+            "--server",
+            &a_url,
+        ],
+        Some(TOKEN),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bans = listed(&b_url);
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(
+        (&bans[0]["token"], &bans[0]["origin"], &bans[0]["reason"]),
+        (
+            &json!("2001:db8:3:4::/64"),
+            &json!("manual"),
+            &json!("shared | %ticket")
+        )
+    );
+    assert_eq!(incr(&b_url, "2001:db8:3:4::/64"), json!({"passed": false}));
+    let out = run(
+        &["unban", "2001:db8:3:4::9", "--server", &b_url],
+        Some(TOKEN),
+    );
+    assert_eq!(stdout_of(&out), "unbanned 2001:db8:3:4::/64\n");
+    assert!(listed(&a_url).is_empty());
+    term(&mut a);
+    term(&mut b);
+}
