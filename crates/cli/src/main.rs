@@ -4,6 +4,7 @@ mod check;
 mod eval;
 mod manual;
 mod monitor;
+mod operator;
 mod replay;
 mod script;
 mod serve;
@@ -156,17 +157,52 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
-    /// Lists the active bans kept in a decision store (or, with --all, its decision log).
+    /// Lists the active bans: since when, until when, what is left, who started each (a
+    /// rule or an operator) and why.
+    ///
+    /// From a running `serve` (--server URL, its admin API) or from the SQLite file of a
+    /// `watch` or a `serve` (--db FILE). With --all, the file's decision log instead.
     Bans {
-        /// The SQLite file of `serve` or `watch`.
-        #[arg(long)]
-        db: PathBuf,
-        /// The decision log instead of the active bans.
+        #[command(flatten)]
+        target: operator::Target,
+        /// The decision log instead of the active bans (--db only).
         #[arg(long)]
         all: bool,
-        /// The latest this many log rows.
+        /// With --all: the latest this many log rows.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = operator::ListFormat::Table)]
+        format: operator::ListFormat,
+    },
+    /// Bans a token or client address by hand for a while, with a reason, in a running
+    /// `serve` (--server URL) or `watch` (--db FILE, its state file).
+    ///
+    /// An address is banned as its client is counted: an IPv6 address by its network at
+    /// `ipv6_prefix` (/64 unless configured). A banned token's ban is carried further if this
+    /// reaches further, never shortened. The ban is stored like any other (it survives a
+    /// restart, and counts as an offence for tiers that escalate); `watch` runs its sinks for
+    /// it. Refused for clients of the allow list (`[serve] allow`, `[accesslog] ignore`).
+    Ban {
+        /// The token or client address.
+        token: String,
+        /// How long: seconds, or a duration such as 1h, 30m, 1d, "1h 30m".
+        #[arg(long = "for", value_name = "DURATION", value_parser = operator::duration)]
+        duration: Seconds,
+        /// Why: kept with the ban and shown by `banhammer bans`.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: operator::Target,
+    },
+    /// Ends a token's ban now, in a running `serve` (--server URL) or `watch` (--db FILE).
+    ///
+    /// Exit code 1 if it was not banned.
+    Unban {
+        /// The token or client address.
+        token: String,
+        #[command(flatten)]
+        target: operator::Target,
     },
     /// Follows an access log like `tail -F` and sends each decision to the configured sinks.
     ///
@@ -310,7 +346,19 @@ fn main() -> ExitCode {
                 insecure_open_admin,
             })
         }
-        Command::Bans { db, all, limit } => serve::list(&db, all, limit),
+        Command::Bans {
+            target,
+            all,
+            limit,
+            format,
+        } => operator::list(&target, all, limit, format),
+        Command::Ban {
+            token,
+            duration,
+            reason,
+            target,
+        } => operator::ban(&target, &token, duration, reason.as_deref()),
+        Command::Unban { token, target } => operator::unban(&target, &token),
         Command::Completions { shell } => manual::completions(Cli::command(), shell),
         Command::Man { dir } => manual::man_pages(Cli::command(), &dir),
         Command::Monitor {

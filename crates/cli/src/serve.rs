@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TrySendError};
@@ -478,40 +478,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-/// `banhammer bans --db FILE`: active bans (or, with `--all`, the decision log) from a store.
-#[allow(clippy::print_stdout)]
-pub(crate) fn list(db: &Path, all: bool, limit: usize) -> anyhow::Result<ExitCode> {
-    if !db.exists() {
-        return Err(anyhow!("{}: no such decision store", db.display()));
-    }
-    let store = DecisionStore::open(db).with_context(|| format!("opening {}", db.display()))?;
-    let rows = if all {
-        store.history(None, limit)?
-    } else {
-        #[allow(clippy::disallowed_methods)] // the listing shows what is active at wall time
-        let now = banhammer_core::Clock::now(&banhammer_core::SystemClock);
-        store.active_bans(now)?
-    };
-    println!(
-        "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
-        "TOKEN", "VERB", "RULE", "TIER", "VALUE", "FROM", "UNTIL"
-    );
-    // Tokens (and rule names of metric families) are the clients' text: escaped, so that a
-    // row stays one row and the terminal gets no escape sequence.
-    use banhammer_sink::escape;
-    for r in rows {
-        println!(
-            "{:<40} {:<8} {:<20} {:>4} {:>8} {:>11} {:>11}",
-            escape(&r.token),
-            escape(&r.verb),
-            escape(&r.rule),
-            r.tier,
-            r.value,
-            r.from,
-            r.until
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -108,12 +108,17 @@ fn a_reported_ban_survives_sigkill_under_load() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let listed = bin().args(["bans", "--db"]).arg(&db).output().unwrap();
-    let text = String::from_utf8(listed.stdout).unwrap();
+    let listed = bin()
+        .args(["bans", "--format", "json", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let bans = listed["bans"].as_array().unwrap();
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("192.0.2.66 ") && l.contains(&until.to_string())),
-        "{text}"
+        bans.iter()
+            .any(|b| b["token"] == "192.0.2.66" && b["until"].as_i64() == Some(until)),
+        "{listed}"
     );
 }
 
@@ -143,7 +148,7 @@ fn sigterm_answers_what_is_in_flight_and_exits_cleanly() {
     let text = String::from_utf8(listed.stdout).unwrap();
     assert!(
         text.lines()
-            .any(|l| l.starts_with("192.0.2.5 ") && l.contains("BAN")),
+            .any(|l| l.contains(" 192.0.2.5 ") && l.contains(" BAN ")),
         "{text}"
     );
 }

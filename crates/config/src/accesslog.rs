@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use banhammer_core::Seconds;
 
+use crate::clients::{canonical_net, nets_contain, parse_net, ClientTokens};
 use crate::context::Cx;
 use crate::error::ConfigError;
 use crate::raw::RawDuration;
@@ -112,10 +113,8 @@ pub struct AccessLogSettings {
     pub format: Located<String>,
     /// The metric every line counts as.
     pub request_metric: String,
-    /// IPv4 grouping prefix length (0–32).
-    pub ipv4_prefix: u8,
-    /// IPv6 grouping prefix length (0–128).
-    pub ipv6_prefix: u8,
+    /// How client addresses are grouped into tokens (`ipv4_prefix`, `ipv6_prefix`).
+    pub clients: ClientTokens,
     /// Clients never counted.
     pub ignore: Vec<IpNet>,
     /// Further metrics for matching lines.
@@ -132,8 +131,7 @@ impl Default for AccessLogSettings {
         AccessLogSettings {
             format: Located::unplaced("combined".to_owned()),
             request_metric: "request".to_owned(),
-            ipv4_prefix: 32,
-            ipv6_prefix: 64,
+            clients: ClientTokens::default(),
             ignore: Vec::new(),
             matchers: Vec::new(),
             max_delay: Seconds::new(60),
@@ -152,33 +150,18 @@ impl AccessLogSettings {
     /// `--max-delay`'s value, read as `[accesslog] max_delay` is: whole seconds (`90`) or a
     /// duration (`"2m"`).
     pub fn parse_max_delay(text: &str) -> Result<Seconds, String> {
-        let raw = match text.trim().parse::<i64>() {
-            Ok(secs) => RawDuration::Secs(secs),
-            Err(_) => RawDuration::Text(text.to_owned()),
-        };
-        raw.seconds().map(Seconds::new)
+        crate::parse_duration(text)
     }
 
     /// Whether `ip` is in an `ignore` range. An IPv4-mapped address (`::ffff:127.0.0.1`) is
     /// its IPv4 address.
     pub fn ignores(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.ignore.iter().any(|net| net.contains(&ip))
+        nets_contain(&self.ignore, ip)
     }
 
-    /// The token `ip` counts as: the address, or its network at the configured prefix
-    /// (`2001:db8:1:2::/64`). An IPv4-mapped address counts as its IPv4 address, not as the
-    /// IPv6 network `::/64` that every such client would share.
+    /// The token `ip` counts as ([`ClientTokens::token_of`]).
     pub fn token_of(&self, ip: IpAddr) -> String {
-        let ip = ip.to_canonical();
-        let prefix = match ip {
-            IpAddr::V4(_) => self.ipv4_prefix,
-            IpAddr::V6(_) => self.ipv6_prefix,
-        };
-        match IpNet::new(ip, prefix) {
-            Ok(net) if prefix < net.max_prefix_len() => net.trunc().to_string(),
-            _ => ip.to_string(),
-        }
+        self.clients.token_of(ip)
     }
 }
 
@@ -299,18 +282,7 @@ impl Cx<'_> {
         if let Some(m) = raw.request_metric {
             s.request_metric = m.into_inner();
         }
-        if let Some(p) = raw.ipv4_prefix {
-            if *p.get_ref() > 32 {
-                self.push(Some(p.span()), "accesslog.ipv4_prefix", "must be 0 to 32");
-            }
-            s.ipv4_prefix = *p.get_ref();
-        }
-        if let Some(p) = raw.ipv6_prefix {
-            if *p.get_ref() > 128 {
-                self.push(Some(p.span()), "accesslog.ipv6_prefix", "must be 0 to 128");
-            }
-            s.ipv6_prefix = *p.get_ref();
-        }
+        s.clients = self.client_tokens("accesslog", raw.ipv4_prefix, raw.ipv6_prefix);
         if let Some(d) = &raw.max_delay {
             if let Some(secs) = self.duration("accesslog.max_delay", d) {
                 s.max_delay = Seconds::new(secs);
@@ -473,26 +445,6 @@ impl Cx<'_> {
             }
         }
     }
-}
-
-/// An IPv4-mapped range (`::ffff:10.0.0.0/104`) as the IPv4 range it maps (`10.0.0.0/8`):
-/// clients are read as IPv4, so the range must be too to contain them.
-fn canonical_net(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
-            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net),
-            None => net,
-        },
-        _ => net,
-    }
-}
-
-/// An address or CIDR range (`10.0.0.1`, `10.0.0.0/8`, `2001:db8::/32`).
-pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn status_range(v: &StatusValue) -> Option<(u16, u16)> {

@@ -9,6 +9,7 @@
 //! its own module (`engine`, `metrics`, `accesslog`, `watch`, `serve`, `nftables`).
 
 mod accesslog;
+mod clients;
 mod context;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use banhammer_core::{Action, Effect, Kind, Ruleset, Scope, Seconds, Window};
 
 pub use accesslog::{AccessLogSettings, LineMatcher, Located, PathTest};
+pub use clients::{nets_contain, nets_cover, ClientTokens};
 pub use engine::{ActionSettings, EngineSettings, BUILTIN_ACTIONS};
 pub use error::{ConfigError, ConfigErrors};
 use metrics::MetricPlaces;
@@ -33,6 +35,16 @@ pub use metrics::{MetricSpec, ThresholdSpec};
 pub use nftables::NftablesSettings;
 pub use serve::{CheckSettings, DetectSettings, Env, ProcessEnv, ServeSettings, TokenFrom};
 pub use watch::{CommandTemplate, WatchSettings, PLACEHOLDERS};
+
+/// A duration as the configuration reads one: whole seconds (`90`) or a duration such as
+/// `"2m"`, `"1h 30m"`, `"1d"` (as `--max-delay` and `banhammer ban --for` take it).
+pub fn parse_duration(text: &str) -> Result<Seconds, String> {
+    let raw = match text.trim().parse::<i64>() {
+        Ok(secs) => raw::RawDuration::Secs(secs),
+        Err(_) => raw::RawDuration::Text(text.trim().to_owned()),
+    };
+    raw.seconds().map(Seconds::new)
+}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

@@ -49,9 +49,9 @@ impl MetricPlaces {
             | RuleError::EmptyAttr { metric, tier }
             | RuleError::SpanTooLong { metric, tier, .. }
             | RuleError::BadEscalation { metric, tier, .. } => (Some(metric), Some(*tier)),
-            RuleError::DuplicateMetric(metric) | RuleError::BadMetricName(metric) => {
-                (Some(metric), None)
-            }
+            RuleError::DuplicateMetric(metric)
+            | RuleError::BadMetricName(metric)
+            | RuleError::ReservedName(metric) => (Some(metric), None),
             _ => (None, None),
         };
         let place = metric.and_then(|name| self.metrics.iter().find(|m| m.name == *name));

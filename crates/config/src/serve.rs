@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::de::DeValue;
 use toml::Spanned;
 
+use crate::clients::ClientTokens;
 use crate::context::Cx;
 use crate::CommandTemplate;
 
@@ -70,11 +71,21 @@ struct RawServe {
     /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR ranges.
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
-    /// Clients `GET /v1/check` never counts and always passes (an allowlist), as addresses or
-    /// CIDR ranges, matched against the client address (after `trusted_proxies`). Default
-    /// none.
+    /// Clients never counted and never banned (an allowlist), as addresses or CIDR ranges,
+    /// matched against the client address (after `trusted_proxies`): `GET /v1/check`,
+    /// `POST /v1/incr` (the peer with `token_from = "peer"`, or a body token that is an
+    /// address in the list) and `PUT /detect` (its `ip`) pass them uncounted; a ban by hand
+    /// or a fire (`POST /v1/now`) of such a token is refused. Default none.
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    /// Count IPv4 clients (the peer with `token_from = "peer"`, `/detect`'s `ip`, the
+    /// forward-auth check's client) by this prefix length. Default 32: each address.
+    #[serde(default)]
+    ipv4_prefix: Option<Spanned<u8>>,
+    /// Count IPv6 clients by this prefix length. Default 64: an IPv6 subscriber usually owns
+    /// a /64 and can rotate through it; 128 counts each address.
+    #[serde(default)]
+    ipv6_prefix: Option<Spanned<u8>>,
     /// `[serve.check]`: `GET /v1/check`, the forward-auth check for reverse proxies. Without
     /// this section the route answers 404.
     #[serde(default)]
@@ -205,8 +216,11 @@ pub struct ServeSettings {
     pub token_from: TokenFrom,
     /// Trusted proxies.
     pub trusted_proxies: Vec<IpNet>,
-    /// Clients the forward-auth check never counts and always passes.
+    /// Clients never counted nor banned: every route that takes a client address passes
+    /// them uncounted, and bans by hand of them are refused.
     pub allow: Vec<IpNet>,
+    /// How client addresses are grouped into tokens (`ipv4_prefix`, `ipv6_prefix`).
+    pub clients: ClientTokens,
     /// The forward-auth check (`GET /v1/check`), when configured.
     pub check: Option<CheckSettings>,
     /// Body cap.
@@ -232,6 +246,20 @@ pub struct ServeSettings {
     pub unban_command: Option<CommandTemplate>,
 }
 
+impl ServeSettings {
+    /// Whether the client `ip` is in `allow`: never counted, never banned.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        !self.allow.is_empty() && crate::clients::nets_contain(&self.allow, ip)
+    }
+
+    /// Whether the token `token` names only clients in `allow` (an address in it, or a
+    /// network wholly inside it).
+    pub fn allows_token(&self, token: &str) -> bool {
+        // Every `/v1/incr` asks: with no list, no token is parsed.
+        !self.allow.is_empty() && crate::clients::nets_cover(&self.allow, token)
+    }
+}
+
 impl Default for ServeSettings {
     fn default() -> Self {
         ServeSettings {
@@ -244,6 +272,7 @@ impl Default for ServeSettings {
             token_from: TokenFrom::Body,
             trusted_proxies: Vec::new(),
             allow: Vec::new(),
+            clients: ClientTokens::default(),
             check: None,
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -369,6 +398,7 @@ impl Cx<'_> {
         }
         s.trusted_proxies = self.nets("serve.trusted_proxies", &raw.trusted_proxies);
         s.allow = self.nets("serve.allow", &raw.allow);
+        s.clients = self.client_tokens("serve", raw.ipv4_prefix, raw.ipv6_prefix);
         if let Some(check) = raw.check {
             s.check = Some(self.check(check));
         }
@@ -452,7 +482,7 @@ impl Cx<'_> {
     fn nets(&mut self, field: &str, values: &[Spanned<String>]) -> Vec<IpNet> {
         let mut nets = Vec::with_capacity(values.len());
         for v in values {
-            match crate::accesslog::parse_net(v.get_ref()) {
+            match crate::clients::parse_net(v.get_ref()) {
                 Some(n) => nets.push(n),
                 None => self.push(
                     Some(v.span()),
@@ -713,7 +743,9 @@ mod tests {
         }
         let errs = errors(&with_request("[serve.check]\ncolour = 1\n"));
         assert!(
-            errs.starts_with("t.toml:9:1: serve: unknown field `colour`, expected one of `metric`"),
+            errs.starts_with(
+                "t.toml:9:1: serve.check.colour: unknown field `colour`, expected one of `metric`"
+            ),
             "{errs}"
         );
     }

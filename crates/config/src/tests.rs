@@ -556,3 +556,46 @@ fn an_unknown_field_of_a_sub_table_is_named_with_its_whole_path() {
         );
     }
 }
+
+#[test]
+fn serve_groups_clients_by_its_prefixes_and_allows_its_list() {
+    let c = Config::parse(
+        "[serve]\nipv6_prefix = 56\nallow = [\"192.0.2.0/24\", \"2001:db8:a::/48\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    let s = &c.serve;
+    assert_eq!(s.clients.ipv6_prefix, 56);
+    assert_eq!(
+        s.clients.token_of(ip("2001:db8:1:2ff::9")),
+        "2001:db8:1:200::/56"
+    );
+    assert_eq!(s.clients.token_of(ip("192.0.2.9")), "192.0.2.9");
+    assert!(s.allows(ip("::ffff:192.0.2.9")));
+    assert!(s.allows_token("2001:db8:a:1::/64"));
+    assert!(!s.allows_token("2001:db8:b:1::/64"));
+    let d = Config::parse("", "t.toml").unwrap().serve;
+    assert_eq!(
+        (d.clients.ipv4_prefix, d.clients.ipv6_prefix),
+        (32, 64),
+        "/64 unless configured"
+    );
+    let errs = errors("[serve]\nipv4_prefix = 33\nipv6_prefix = 129\n");
+    assert_eq!(
+        errs,
+        [
+            "t.toml:2:15: serve.ipv4_prefix: must be 0 to 32",
+            "t.toml:3:15: serve.ipv6_prefix: must be 0 to 128",
+        ]
+    );
+}
+
+#[test]
+fn no_metric_may_be_called_manual() {
+    let errs = errors("[metrics.manual]\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("t.toml:1:10: metrics.manual: metric name `manual` is reserved"),
+        "{errs:?}"
+    );
+}

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::rules::Effect;
+use crate::rules::{Effect, Ruleset};
 use crate::time::Timestamp;
 use crate::token::Token;
 
@@ -41,9 +41,17 @@ pub struct DecisionEvent {
     pub from: Timestamp,
     /// When it ends as far as is known now (a start's `until` can still be extended).
     pub until: Timestamp,
+    /// An operator's reason, for a ban made or carried further by hand
+    /// ([`crate::Engine::ban_by_hand`]); `None` for what rules decided alone.
+    pub reason: Option<Arc<str>>,
 }
 
 impl DecisionEvent {
+    /// Whether the rule it names is an operator's ban by hand ([`Ruleset::MANUAL`]).
+    pub fn is_manual(&self) -> bool {
+        &*self.metric == Ruleset::MANUAL
+    }
+
     /// The record's verb: `BAN`, `EXTEND`, `UNBAN`, `ALERT`, `RECOVER`, `NOTIFY`,
     /// `NOTIFY_EXTEND` or `NOTIFY_END`.
     pub fn verb(&self) -> &'static str {
@@ -78,7 +86,7 @@ impl fmt::Display for DecisionEvent {
 pub struct DecisionView {
     /// What it does.
     pub effect: Effect,
-    /// The metric of the rule that started it.
+    /// The metric of the rule that started it ([`Ruleset::MANUAL`] for a ban by hand).
     pub metric: Arc<str>,
     /// That rule's tier.
     pub tier: usize,
@@ -88,4 +96,33 @@ pub struct DecisionView {
     pub from: Timestamp,
     /// When it ends if nothing extends it.
     pub until: Timestamp,
+    /// The operator's reason, if the ban was made or carried further by hand.
+    pub reason: Option<Arc<str>>,
+}
+
+impl DecisionView {
+    /// Whether an operator started it by hand ([`Ruleset::MANUAL`]) rather than a rule.
+    pub fn is_manual(&self) -> bool {
+        &*self.metric == Ruleset::MANUAL
+    }
+}
+
+/// A ban as a store keeps it, to be put back into an engine after a restart
+/// ([`crate::Engine::restore_ban`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BanRecord<'a> {
+    /// Who is banned.
+    pub token: &'a str,
+    /// The metric of the rule that started it ([`Ruleset::MANUAL`] for a ban by hand).
+    pub metric: &'a str,
+    /// That rule's tier.
+    pub tier: usize,
+    /// The measure that reached the limit.
+    pub value: u64,
+    /// When it started.
+    pub from: Timestamp,
+    /// When it ends.
+    pub until: Timestamp,
+    /// The operator's reason, if it was made or carried further by hand.
+    pub reason: Option<&'a str>,
 }

@@ -11,6 +11,10 @@ pub const MAX_MEMBERS: usize = 16;
 /// (`detect:…`): member names are kept per token, in memory and on Redis alike.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// The longest reason an operator may give a ban by hand, in bytes: it is kept with the
+/// ban, in memory, in the decision log and on Redis.
+pub const MAX_REASON_LEN: usize = 512;
+
 /// Why an event or a call was refused. Nothing was counted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -55,6 +59,12 @@ pub enum EventError {
     /// A token already counts the most members of a metric family that it may.
     #[error("token counts too many members of `{0}` (at most {max})", max = MAX_MEMBERS)]
     TooManyMembers(String),
+    /// A ban by hand must last 1 second to [`crate::Ruleset::MAX_SPAN`].
+    #[error("a ban by hand lasts 1 second to 10 years")]
+    BadDuration,
+    /// A ban's reason longer than [`MAX_REASON_LEN`] bytes.
+    #[error("the reason is longer than {max} bytes", max = MAX_REASON_LEN)]
+    ReasonTooLong,
     /// Global-scope alerts follow traffic; they cannot be fired by hand.
     #[error("metric `{0}` is global-scope: its alerts cannot be fired by hand")]
     GlobalFire(String),

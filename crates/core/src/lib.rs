@@ -57,13 +57,13 @@ mod window;
 
 pub use action::{Action, ActionCall, DueAction, NamedNoop};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use decision::{Change, DecisionEvent, DecisionView};
+pub use decision::{BanRecord, Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
 pub use engine::{
     Engine, EngineCounters, MetricStatus, Rates, TierMeasure, TokenHasher, Verdict, WindowsData,
     WindowsSnapshot,
 };
-pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN};
+pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN, MAX_REASON_LEN};
 pub use escape::{escape, is_unsafe, Escaped};
 pub use event::Event;
 pub use resolve::{check_token, MetricRef, ResolvedEvent};

@@ -3,10 +3,10 @@
 
 use smallvec::SmallVec;
 
-use crate::error::{EventError, MAX_NAME_LEN};
+use crate::error::{EventError, MAX_NAME_LEN, MAX_REASON_LEN};
 use crate::event::Event;
 use crate::rules::{MetricId, RuleId, Ruleset, Scope};
-use crate::time::Timestamp;
+use crate::time::{Seconds, Timestamp};
 use crate::token::Token;
 
 /// A metric name resolved against the rules.
@@ -136,6 +136,26 @@ impl Ruleset {
             return Err(EventError::GlobalFire(metric.to_owned()));
         }
         self.resolve_ban(token, metric, tier)
+    }
+
+    /// Checks an operator's ban by hand (`Engine::ban_by_hand`): valid token, a duration of
+    /// 1 second to [`Ruleset::MAX_SPAN`], a reason of at most [`MAX_REASON_LEN`] bytes.
+    /// Returns the reason to keep: `None` when blank.
+    pub fn resolve_manual<'a>(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&'a str>,
+    ) -> Result<Option<&'a str>, EventError> {
+        check_token(token)?;
+        if duration == Seconds::ZERO || duration > Ruleset::MAX_SPAN {
+            return Err(EventError::BadDuration);
+        }
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.len() > MAX_REASON_LEN) {
+            return Err(EventError::ReasonTooLong);
+        }
+        Ok(reason)
     }
 
     /// Checks a ban read back from storage: known metric, valid token, existing tier.

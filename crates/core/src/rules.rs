@@ -29,6 +29,15 @@ pub struct RuleId {
     pub tier: u32,
 }
 
+impl RuleId {
+    /// An operator's ban by hand ([`crate::Engine::ban_by_hand`]): no metric of the rule set,
+    /// named [`Ruleset::MANUAL`] in records.
+    pub const MANUAL: RuleId = RuleId {
+        metric: MetricId(u32::MAX),
+        tier: 0,
+    };
+}
+
 /// Who a metric counts separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Scope {
@@ -282,6 +291,9 @@ pub enum RuleError {
     /// Two metrics share a name.
     #[error("metric `{0}` is defined twice")]
     DuplicateMetric(String),
+    /// A metric named as what records call a ban by hand ([`Ruleset::MANUAL`]).
+    #[error("metric name `{0}` is reserved: records name bans made by hand so")]
+    ReservedName(String),
     /// A metric name is empty or too long, or a family name is not `PREFIX:*`.
     #[error("metric name `{0}` must be 1 to {MAX_NAME_LEN} bytes, and a family must be named `PREFIX:*`")]
     BadMetricName(String),
@@ -358,6 +370,8 @@ pub struct Ruleset {
     horizon: Seconds,
     /// See [`Ruleset::offence_memory`].
     offence_memory: Option<Seconds>,
+    /// [`Ruleset::MANUAL`], shared by the records of bans made by hand.
+    manual: Arc<str>,
 }
 
 /// The rate statistics' windows: 1, 10 and 60 minutes.
@@ -371,6 +385,10 @@ impl Ruleset {
     /// a longer span would overflow the time arithmetic of a store that counts in floating
     /// point (Redis's Lua) long before it overflows the engine's.
     pub const MAX_SPAN: Seconds = Seconds::new(10 * 365 * 86_400);
+
+    /// The rule name records, logs and listings give a ban made by hand
+    /// ([`crate::Engine::ban_by_hand`]), tier 0: no metric may be called so.
+    pub const MANUAL: &'static str = "manual";
 
     /// The cap on tracked tokens when none is given: a million tokens with one event each
     /// take about 210 MB (ARCHITECTURE.md, "Memory per tracked token"); every front end is
@@ -433,6 +451,16 @@ impl Ruleset {
             .iter()
             .enumerate()
             .map(|(i, m)| (MetricId(i as u32), &m.rule))
+    }
+
+    /// The name records give `rule`: a family's `member` when there is one, the metric's
+    /// name, or [`Ruleset::MANUAL`] for [`RuleId::MANUAL`].
+    pub fn rule_name(&self, rule: RuleId, member: Option<&Arc<str>>) -> Arc<str> {
+        match member {
+            Some(m) => Arc::clone(m),
+            None if rule == RuleId::MANUAL => Arc::clone(&self.manual),
+            None => Arc::clone(&self.metric(rule.metric).name),
+        }
     }
 
     /// The threshold `rule`.
@@ -517,6 +545,9 @@ impl RulesetBuilder {
             if rule.name.is_empty() || rule.name.len() > MAX_NAME_LEN {
                 errors.push(RuleError::BadMetricName(rule.name.to_string()));
             }
+            if &*rule.name == Ruleset::MANUAL {
+                errors.push(RuleError::ReservedName(rule.name.to_string()));
+            }
             let id = MetricId(metrics.len() as u32);
             if by_name.insert(rule.name.clone(), id).is_some() {
                 errors.push(RuleError::DuplicateMetric(rule.name.to_string()));
@@ -548,6 +579,7 @@ impl RulesetBuilder {
             max_tokens: self.max_tokens.unwrap_or(Ruleset::DEFAULT_MAX_TOKENS),
             horizon,
             offence_memory,
+            manual: Arc::from(Ruleset::MANUAL),
         })
     }
 }

@@ -5,12 +5,12 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::clock::Clock;
-use crate::decision::DecisionEvent;
+use crate::decision::{BanRecord, DecisionEvent};
 use crate::engine::{Engine, EngineCounters, MetricStatus, TokenHasher, Verdict, WindowsSnapshot};
 use crate::error::EventError;
 use crate::event::Event;
 use crate::rules::{Ruleset, Scope};
-use crate::time::Timestamp;
+use crate::time::{Seconds, Timestamp};
 
 /// An [`Engine`] that many threads can call at once.
 ///
@@ -112,6 +112,21 @@ impl<C: Clock + Clone> SharedEngine<C> {
     /// [`Engine::fire`].
     pub fn fire(&self, token: &str, metric: &str, tier: usize) -> Result<Verdict, EventError> {
         self.token_shard(token).fire(token, metric, tier)
+    }
+
+    /// [`Engine::ban_by_hand`].
+    pub fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, EventError> {
+        self.token_shard(token).ban_by_hand(token, duration, reason)
+    }
+
+    /// [`Engine::restore_ban`], in the token's shard.
+    pub fn restore_ban(&self, ban: &BanRecord<'_>) -> Result<(), EventError> {
+        self.token_shard(ban.token).restore_ban(ban)
     }
 
     /// [`Engine::unban`].

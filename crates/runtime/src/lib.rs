@@ -15,7 +15,7 @@ mod writer;
 
 pub use actions::{ActionQueue, ActionTarget, QueueCounters, QueuedAction};
 pub use backend::{
-    Backend, BackendError, MemoryBackend, RedisBackend, StatusPage, StoreHealth, Sweep,
+    Backend, BackendError, MemoryBackend, RedisBackend, StatusPage, StoreHealth, Sweep, Unban,
 };
 pub use banhammer_store_redis::StoreUrl;
 pub use clock::TokioClock;

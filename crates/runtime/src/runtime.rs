@@ -179,9 +179,7 @@ impl Runtime {
         let back = store
             .read_back(clock.now())
             .map_err(|e| PersistError(e.to_string()))?;
-        let restored = back.restore(|token, metric, tier, value, from, until| {
-            backend.restore_ban(token, metric, tier, value, from, until)
-        });
+        let restored = back.restore(|ban| backend.restore_ban(ban));
         tracing::info!(restored, closed = back.ended.len(), "Bans read back.");
         // Counts too: a crash or a deploy must not give anyone a fresh start.
         let forget = clock.now().minus(rules.horizon());
@@ -358,12 +356,24 @@ impl Runtime {
         Ok(verdict)
     }
 
+    /// An operator's ban by hand: `token` banned now for `duration` with `reason`, or its
+    /// ban carried further (never shorter); the decisions are stored before this returns.
+    pub async fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, RuntimeError> {
+        let verdict = self.backend.ban_by_hand(token, duration, reason).await?;
+        self.settle(&verdict.decisions).await?;
+        Ok(verdict)
+    }
+
     /// Ends `token`'s ban now; the UNBAN is stored before this returns.
     pub async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, RuntimeError> {
-        let end = self.backend.unban(token).await?;
-        if let Some(e) = &end {
-            self.settle(std::slice::from_ref(e)).await?;
-        }
+        let (mut decisions, end) = self.backend.unban(token).await?;
+        decisions.extend(end.clone());
+        self.settle(&decisions).await?;
         Ok(end)
     }
 

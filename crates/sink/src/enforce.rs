@@ -244,6 +244,7 @@ mod tests {
             value: 40,
             from: Timestamp::from_unix(1000),
             until: Timestamp::from_unix(until),
+            reason: None,
         }
     }
 
@@ -310,6 +311,7 @@ mod tests {
             value: 3,
             from: Timestamp::from_unix(0),
             until: Timestamp::from_unix(until),
+            reason: None,
         };
         let bans = [
             (Token::new("10.0.0.1").unwrap(), view(5000)),

@@ -367,6 +367,7 @@ mod tests {
             value: 3,
             from: Timestamp::from_unix(1000),
             until: Timestamp::from_unix(until),
+            reason: None,
         }
     }
 
@@ -464,6 +465,7 @@ mod tests {
             value: 3,
             from: Timestamp::from_unix(0),
             until: Timestamp::from_unix(until),
+            reason: None,
         };
         nft.reconcile(
             &[

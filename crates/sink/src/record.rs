@@ -94,6 +94,7 @@ mod tests {
             value: 3,
             from: Timestamp::from_unix(2),
             until: Timestamp::from_unix(102),
+            reason: None,
         }
     }
 

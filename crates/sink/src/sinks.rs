@@ -98,6 +98,7 @@ mod tests {
             value: 40,
             from: Timestamp::from_unix(1000),
             until: Timestamp::from_unix(1600),
+            reason: None,
         }
     }
 

@@ -7,15 +7,17 @@
 //!   `TOKEN` at unix second `T`; a third word with `=` in it is an attribute, not a metric;
 //! - `T fire TOKEN METRIC TIER`: fires tier `TIER` of `METRIC` for `TOKEN` (the seed API's
 //!   `now`);
-//! - `T unban TOKEN`: an operator's unban.
+//! - `T unban TOKEN`: an operator's unban;
+//! - `T ban TOKEN SECONDS`: an operator's ban by hand for `SECONDS`.
 //!
 //! ```
 //! use banhammer_testkit::script::{event_lines, parse, Step};
 //!
-//! let steps = parse("0 a, 1 b login email=x, 2 fire a m 1, 3 unban a");
+//! let steps = parse("0 a, 1 b login email=x, 2 fire a m 1, 3 unban a, 4 ban a 60");
 //! assert_eq!(steps[0], Step::event(0, "a", "m", &[]));
 //! assert_eq!(steps[1], Step::event(1, "b", "login", &[("email", "x")]));
 //! assert_eq!(steps[2].to_string(), "2 fire a m 1");
+//! assert_eq!(steps[4], Step::ban(4, "a", 60));
 //! assert_eq!(event_lines("0 a, 1 a"), "0 a m\n1 a m\n");
 //! ```
 
@@ -56,6 +58,15 @@ pub enum Step {
         /// Who.
         token: String,
     },
+    /// Bans `token` by hand for `secs` seconds.
+    Ban {
+        /// Unix seconds.
+        at: i64,
+        /// Who.
+        token: String,
+        /// How long.
+        secs: u64,
+    },
 }
 
 impl Step {
@@ -90,19 +101,32 @@ impl Step {
         }
     }
 
+    /// A ban-by-hand step.
+    pub fn ban(at: i64, token: &str, secs: u64) -> Step {
+        Step::Ban {
+            at,
+            token: token.to_owned(),
+            secs,
+        }
+    }
+
     /// When it happens.
     pub fn at(&self) -> i64 {
         match self {
-            Step::Event { at, .. } | Step::Fire { at, .. } | Step::Unban { at, .. } => *at,
+            Step::Event { at, .. }
+            | Step::Fire { at, .. }
+            | Step::Unban { at, .. }
+            | Step::Ban { at, .. } => *at,
         }
     }
 
     /// Whose it is.
     pub fn token(&self) -> &str {
         match self {
-            Step::Event { token, .. } | Step::Fire { token, .. } | Step::Unban { token, .. } => {
-                token
-            }
+            Step::Event { token, .. }
+            | Step::Fire { token, .. }
+            | Step::Unban { token, .. }
+            | Step::Ban { token, .. } => token,
         }
     }
 }
@@ -128,6 +152,7 @@ impl fmt::Display for Step {
                 tier,
             } => write!(f, "{at} fire {token} {metric} {tier}"),
             Step::Unban { at, token } => write!(f, "{at} unban {token}"),
+            Step::Ban { at, token, secs } => write!(f, "{at} ban {token} {secs}"),
         }
     }
 }
@@ -148,6 +173,7 @@ fn parse_step(item: &str) -> Option<Step> {
     let step = match words[1..] {
         ["fire", token, metric, tier] => Step::fire(at, token, metric, tier.parse().ok()?),
         ["unban", token] => Step::unban(at, token),
+        ["ban", token, secs] => Step::ban(at, token, secs.parse().ok()?),
         [token, ref rest @ ..] => {
             let (metric, attrs) = match rest {
                 [metric, attrs @ ..] if !metric.contains('=') => (*metric, attrs),
@@ -175,7 +201,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_step_reads_and_writes_back() {
-        let text = "0 a m, 1 b login email=x ip=1, 2 fire c detect:login 1, 3 unban c";
+        let text = "0 a m, 1 b login email=x ip=1, 2 fire c detect:login 1, 3 unban c, 4 ban c 60";
         let steps = parse(text);
         assert_eq!(
             steps,
@@ -184,6 +210,7 @@ mod tests {
                 Step::event(1, "b", "login", &[("email", "x"), ("ip", "1")]),
                 Step::fire(2, "c", "detect:login", 1),
                 Step::unban(3, "c"),
+                Step::ban(4, "c", 60),
             ]
         );
         let written: Vec<String> = steps.iter().map(ToString::to_string).collect();

@@ -247,9 +247,9 @@ impl<C: Clock> Watcher<C> {
         }
         let back = store.read_back(engine.time())?;
         sinks.emit(&back.ended)?;
-        back.restore(|token, metric, tier, value, from, until| {
-            engine.restore_ban(token, metric, tier, value, from, until)
-        });
+        back.restore(|ban| engine.restore_ban(ban));
+        // Outcomes nobody read (the command that queued them gave up) are not kept.
+        store.forget_finished_commands()?;
         // The firewall may have lost what it held while watch was stopped (a reboot, a
         // reload): every active ban goes back with its time left. On line time there is no
         // "now" the kernel shares, so only the changes themselves are applied.
@@ -378,7 +378,18 @@ impl<C: Clock> Watcher<C> {
                 tracing::warn!("{early}.");
             }
         }
+        // Operators' bans and unbans (`banhammer ban --db`), with the lines' decisions.
+        let commands = self.store.waiting_commands()?;
+        let outcomes = control::apply(
+            &mut self.engine,
+            &self.config.accesslog,
+            commands,
+            &mut decisions,
+        );
         self.commit(!lines.is_empty(), decisions)?;
+        for (id, outcome) in &outcomes {
+            self.store.finish_command(*id, outcome)?;
+        }
         Ok(more)
     }
 
@@ -491,5 +502,6 @@ fn log_note(note: &Note<'_>) {
     }
 }
 
+mod control;
 #[cfg(test)]
 mod tests;

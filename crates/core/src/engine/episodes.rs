@@ -158,6 +158,9 @@ struct Episode {
     /// A ban's earlier offences (when the token's previous bans started), taken when it
     /// started, for tiers that escalate; `None` when no tier does.
     earlier: Option<Box<[Timestamp]>>,
+    /// The operator's reason, once a ban by hand started it or carried it further (the
+    /// latest given); every record of the episode carries it.
+    reason: Option<Arc<str>>,
 }
 
 impl Episode {
@@ -212,14 +215,12 @@ impl Episode {
     fn view(&self, rules: &Ruleset) -> DecisionView {
         DecisionView {
             effect: self.effect,
-            metric: self
-                .member
-                .clone()
-                .unwrap_or_else(|| rules.metric(self.rule.metric).name.clone()),
+            metric: rules.rule_name(self.rule, self.member.as_ref()),
             tier: self.rule.tier as usize,
             value: self.value,
             from: self.from,
             until: self.until,
+            reason: self.reason.clone(),
         }
     }
 
@@ -232,13 +233,12 @@ impl Episode {
             change: Change::End,
             effect: self.effect,
             token: self.token.clone(),
-            metric: member
-                .cloned()
-                .unwrap_or_else(|| rules.metric(rule.metric).name.clone()),
+            metric: rules.rule_name(rule, member),
             tier: rule.tier as usize,
             value,
             from: self.from,
             until: at,
+            reason: self.reason.clone(),
         }
     }
 }
@@ -322,9 +322,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
                 if ep.until > before {
                     // Stores must learn how far a ban now reaches (a restart restores it).
                     let (_, rule, value, member) = ep.furthest(None);
-                    let metric = member
-                        .cloned()
-                        .unwrap_or_else(|| rules.metric(rule.metric).name.clone());
+                    let metric = rules.rule_name(rule, member);
                     out.push(DecisionEvent {
                         at: now,
                         change: Change::Extend,
@@ -335,6 +333,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
                         value,
                         from: ep.from,
                         until: ep.until,
+                        reason: ep.reason.clone(),
                     });
                 }
             }
@@ -348,10 +347,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
             Effect::Block | Effect::Notify => reach.end(None),
         };
         let (rule, value) = (reach.rule, reach.value);
-        let metric = reach
-            .member
-            .clone()
-            .unwrap_or_else(|| rules.metric(rule.metric).name.clone());
+        let metric = rules.rule_name(rule, reach.member.as_ref());
         let ep = self.start(effect, token, reach, now, until);
         out.push(DecisionEvent {
             at: now,
@@ -363,6 +359,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
             value,
             from: now,
             until: ep.until,
+            reason: None,
         });
         true
     }
@@ -390,6 +387,7 @@ impl<S: BuildHasher + Default> Episodes<S> {
             reaches: SmallVec::new(),
             until,
             earlier: None,
+            reason: None,
         };
         if effect != Effect::Alert {
             ep.extend(reach);
@@ -404,15 +402,33 @@ impl<S: BuildHasher + Default> Episodes<S> {
         self.map.entry(key).insert(ep).into_mut()
     }
 
-    /// Restores a ban read back from storage: extends the token's ban, or starts one.
-    pub(super) fn restore_ban(&mut self, token: Token, reach: Reach, from: Timestamp) {
+    /// Restores a ban read back from storage: extends the token's ban, or starts one; with
+    /// the operator's reason, if it was made or carried further by hand.
+    pub(super) fn restore_ban(
+        &mut self,
+        token: Token,
+        reach: Reach,
+        from: Timestamp,
+        reason: Option<Arc<str>>,
+    ) {
         let key = EpisodeKey::Block(token.clone());
-        if let Some(ep) = self.map.get_mut(&key) {
+        if !self.map.contains_key(&key) {
+            let until = reach.mark;
+            self.start(Effect::Block, token, reach, from, until);
+        } else if let Some(ep) = self.map.get_mut(&key) {
             ep.extend(reach);
-            return;
         }
-        let until = reach.mark;
-        self.start(Effect::Block, token, reach, from, until);
+        if let (Some(ep), Some(reason)) = (self.map.get_mut(&key), reason) {
+            ep.reason = Some(reason);
+        }
+    }
+
+    /// Gives `token`'s ban the operator's `reason`: a ban by hand started it or carried it
+    /// further.
+    pub(super) fn set_reason(&mut self, token: &str, reason: Arc<str>) {
+        if let Some(ep) = self.map.get_mut(&BlockKey(token)) {
+            ep.reason = Some(reason);
+        }
     }
 
     /// Whether the decision `rule` would belong to is active for `token`.
@@ -576,5 +592,6 @@ fn end_of_alert(
         value,
         from: ep.from,
         until: at,
+        reason: None,
     }
 }

@@ -19,10 +19,10 @@ use smallvec::SmallVec;
 
 use crate::action::DueAction;
 use crate::clock::Clock;
-use crate::decision::{DecisionEvent, DecisionView};
+use crate::decision::{BanRecord, DecisionEvent, DecisionView};
 use crate::error::EventError;
 use crate::event::Event;
-use crate::resolve::{MetricRef, ResolvedEvent};
+use crate::resolve::{check_token, MetricRef, ResolvedEvent};
 use crate::rules::{BanPolicy, Effect, MetricId, RuleId, Ruleset, Scope};
 use crate::time::{Seconds, Timestamp};
 use crate::token::Token;
@@ -484,25 +484,69 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         self.episodes.unban(&self.rules, token, self.now)
     }
 
-    /// Restores a ban read back from storage (a restart): active until `until`, attributed to
-    /// tier `tier` of `metric`. Does nothing if the token is already banned further.
-    pub fn restore_ban(
+    /// An operator's ban by hand (`banhammer ban`, `fail2ban-client set JAIL banip`): bans
+    /// `token` now for `duration`, whatever its counts, attributed to [`RuleId::MANUAL`]
+    /// (records name it [`Ruleset::MANUAL`]) with the operator's `reason`. An active ban is
+    /// carried further if that reaches further, and never shortened. The ban counts as an
+    /// offence for the tiers that escalate, and is not escalated itself: the operator chose
+    /// how long it lasts. No action runs. Checked by [`Ruleset::resolve_manual`].
+    pub fn ban_by_hand(
         &mut self,
         token: &str,
-        metric: &str,
-        tier: usize,
-        value: u64,
-        from: Timestamp,
-        until: Timestamp,
-    ) -> Result<(), EventError> {
-        let (metric, rule) = self.rules.resolve_ban(token, metric, tier)?;
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, EventError> {
+        let rules = Arc::clone(&self.rules);
+        let reason = rules.resolve_manual(token, duration, reason)?;
+        let mut out = Vec::new();
+        let clock_now = self.clock.now();
+        self.advance_into(clock_now, &mut out);
+        let now = self.now;
+        let reach = Reach::until(RuleId::MANUAL, None, 0, now.plus(duration));
+        let mut made = Vec::new();
+        let started = self
+            .episodes
+            .hold(&rules, token, Effect::Block, reach, now, now, &mut made);
+        if started {
+            self.offence(Effect::Block, token);
+        }
+        if let Some(reason) = reason.filter(|_| !made.is_empty()) {
+            // Kept only when this ban started the token's ban or carried it further.
+            let reason: Arc<str> = Arc::from(reason);
+            self.episodes.set_reason(token, Arc::clone(&reason));
+            for d in &mut made {
+                d.reason = Some(Arc::clone(&reason));
+            }
+        }
+        out.extend(made);
+        Ok(Verdict {
+            passed: false,
+            rates: None,
+            decisions: out,
+            actions: Vec::new(),
+        })
+    }
+
+    /// Restores a ban read back from storage (a restart): active until its `until`,
+    /// attributed to its rule (a ban by hand to [`RuleId::MANUAL`]), with its reason. Does
+    /// nothing if the token is already banned further.
+    pub fn restore_ban(&mut self, ban: &BanRecord<'_>) -> Result<(), EventError> {
+        let (member, rule) = if ban.metric == Ruleset::MANUAL && ban.tier == 0 {
+            check_token(ban.token)?;
+            (None, RuleId::MANUAL)
+        } else {
+            let (metric, rule) = self.rules.resolve_ban(ban.token, ban.metric, ban.tier)?;
+            (metric.member.map(Arc::from), rule)
+        };
+        let (from, until) = (ban.from, ban.until);
         if until <= self.now {
             return Ok(());
         }
-        let token = Token::new(token).ok_or(EventError::BadToken)?;
-        let reach = Reach::until(rule, metric.member.map(Arc::from), value, until);
+        let token = Token::new(ban.token).ok_or(EventError::BadToken)?;
+        let reach = Reach::until(rule, member, ban.value, until);
         let name = token.clone();
-        self.episodes.restore_ban(token, reach, from);
+        self.episodes
+            .restore_ban(token, reach, from, ban.reason.map(Arc::from));
         if self.rules.offence_memory().is_some() {
             // Offences are read back first (`restore_offence`): the ban keeps those before it.
             let earlier = self.offences.before(name.as_str(), from);

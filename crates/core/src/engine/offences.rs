@@ -29,6 +29,8 @@ pub(super) struct Offences {
 
 impl Offences {
     /// Notes that a ban of `token` started at `at` (in time order, or read back from a log).
+    /// Offences count by the second: bans started in one second (one unbanned by hand, then
+    /// another) are one offence, as the Redis store's set of starts keeps them.
     pub(super) fn record(&mut self, token: &Token, at: Timestamp) {
         let starts = match self.starts.remove(token) {
             Some(s) => s,
@@ -36,7 +38,9 @@ impl Offences {
         };
         let mut starts = starts;
         let pos = starts.partition_point(|t| *t <= at);
-        starts.insert(pos, at);
+        if pos == 0 || starts[pos - 1] != at {
+            starts.insert(pos, at);
+        }
         if starts.len() > KEPT {
             starts.remove(0);
         }

@@ -11,12 +11,33 @@ use std::sync::{Arc, Mutex};
 use super::*;
 use crate::action::{Action, ActionCall, NamedNoop};
 use crate::clock::ManualClock;
+use crate::decision::Change;
 use crate::error::{MAX_MEMBERS, MAX_NAME_LEN};
-use crate::rules::{Kind, MetricRule, Threshold};
+use crate::rules::{Kind, MetricRule, RuleError, Threshold};
 use crate::time::{Seconds, Window};
 
 fn ts(s: i64) -> Timestamp {
     Timestamp::from_unix(s)
+}
+
+/// Restores a ban of tier 0 of `metric`, as a restart reads one back.
+fn restore<C: Clock>(
+    e: &mut Engine<C>,
+    token: &str,
+    metric: &str,
+    value: u64,
+    from: Timestamp,
+    until: Timestamp,
+) -> Result<(), EventError> {
+    e.restore_ban(&BanRecord {
+        token,
+        metric,
+        tier: 0,
+        value,
+        from,
+        until,
+        reason: None,
+    })
 }
 
 fn threshold(limit: u64, window: u64, effect: Effect, duration: u64) -> Threshold {
@@ -737,11 +758,11 @@ fn unban_ends_a_ban_now_and_restore_brings_one_back() {
     clock.set(ts(200));
     assert!(e.tick().is_empty(), "the stale deadline is skipped");
 
-    e.restore_ban("b", "m", 0, 3, ts(150), ts(400)).unwrap();
+    restore(&mut e, "b", "m", 3, ts(150), ts(400)).unwrap();
     assert!(e.is_banned("b"));
     clock.set(ts(400));
     assert_eq!(e.tick()[0].to_string(), "400,UNBAN,b");
-    e.restore_ban("c", "m", 0, 3, ts(100), ts(300)).unwrap();
+    restore(&mut e, "c", "m", 3, ts(100), ts(300)).unwrap();
     assert!(!e.is_banned("c"), "an expired ban is not restored");
 }
 
@@ -1037,8 +1058,8 @@ fn the_ban_count_follows_bans_as_they_start_and_end() {
     assert_eq!(bans(&e), 3);
     e.unban("b");
     assert_eq!(bans(&e), 2);
-    e.restore_ban("d", "m", 0, 2, ts(0), ts(50)).unwrap();
-    e.restore_ban("a", "m", 0, 2, ts(0), ts(500)).unwrap(); // extends a's ban
+    restore(&mut e, "d", "m", 2, ts(0), ts(50)).unwrap();
+    restore(&mut e, "a", "m", 2, ts(0), ts(500)).unwrap(); // extends a's ban
     assert_eq!(bans(&e), 3);
     clock.set(ts(60));
     e.tick();
@@ -1121,4 +1142,170 @@ fn windows_taken_out_and_put_back_decide_as_if_nothing_happened() {
     let mut quiet = Engine::new(r, ManualClock::new(ts(0)));
     observe(&mut quiet, &events);
     assert_eq!(quiet.take_changed_windows().len(), 0);
+}
+
+/// `escalate = { factor = 2, max = 1000, memory = 1000 }` on the example's tier (3 events in
+/// 10 s ban for 100 s).
+fn escalating() -> Arc<Ruleset> {
+    let mut t = threshold(3, 10, Effect::Block, 100);
+    t.escalate = Some(crate::rules::Escalation {
+        factor: 2,
+        max: Seconds::new(1000),
+        memory: Seconds::new(1000),
+    });
+    rules(vec![metric("m", vec![t])])
+}
+
+#[test]
+fn a_ban_by_hand_starts_a_manual_ban_with_its_reason_and_ends_on_time() {
+    let clock = ManualClock::new(ts(100));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    let v = e
+        .ban_by_hand("a", Seconds::new(3600), Some("  ticket #42 "))
+        .unwrap();
+    assert!(!v.passed);
+    assert!(v.actions.is_empty(), "no rule, no action");
+    let [start] = &v.decisions[..] else {
+        panic!("{:?}", v.decisions)
+    };
+    assert_eq!(start.to_string(), "100,BAN,a");
+    assert_eq!(&*start.metric, Ruleset::MANUAL);
+    assert!(start.is_manual());
+    assert_eq!((start.tier, start.value, start.until), (0, 0, ts(3700)));
+    assert_eq!(start.reason.as_deref(), Some("ticket #42"), "trimmed");
+    let view = e.ban("a").unwrap();
+    assert!(view.is_manual());
+    assert_eq!(view.reason.as_deref(), Some("ticket #42"));
+    assert!(!e.incr("a", "m").unwrap().passed);
+    clock.set(ts(3700));
+    let ends = e.tick();
+    assert_eq!(ends[0].to_string(), "3700,UNBAN,a");
+    assert_eq!(&*ends[0].metric, Ruleset::MANUAL);
+    assert_eq!(ends[0].reason.as_deref(), Some("ticket #42"));
+    assert!(e.incr("a", "m").unwrap().passed);
+}
+
+#[test]
+fn a_ban_by_hand_carries_an_active_ban_further_and_never_shortens_it() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), clock.clone());
+    for _ in 0..3 {
+        e.incr("a", "m").unwrap();
+    }
+    // Banned by rule m until 100: an hour by hand reaches further.
+    let v = e
+        .ban_by_hand("a", Seconds::new(3600), Some("persistent"))
+        .unwrap();
+    assert_eq!(v.decisions.len(), 1);
+    assert_eq!(v.decisions[0].change, Change::Extend);
+    assert_eq!(v.decisions[0].until, ts(3600));
+    assert_eq!(v.decisions[0].reason.as_deref(), Some("persistent"));
+    let view = e.ban("a").unwrap();
+    assert_eq!(&*view.metric, "m", "the ban keeps the rule that started it");
+    assert_eq!(view.reason.as_deref(), Some("persistent"));
+    // Ten seconds by hand reach nowhere further: nothing changes, not even the reason.
+    let v = e.ban_by_hand("a", Seconds::new(10), Some("other")).unwrap();
+    assert!(v.decisions.is_empty());
+    assert_eq!(e.ban("a").unwrap().until, ts(3600));
+    assert_eq!(e.ban("a").unwrap().reason.as_deref(), Some("persistent"));
+    clock.set(ts(3600));
+    let ends = e.tick();
+    assert_eq!(ends[0].to_string(), "3600,UNBAN,a");
+    assert_eq!(
+        &*ends[0].metric,
+        Ruleset::MANUAL,
+        "the hand carried it furthest"
+    );
+}
+
+#[test]
+fn a_ban_by_hand_is_checked_and_a_refused_one_changes_nothing() {
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), ManualClock::new(ts(0)));
+    let long = "x".repeat(crate::error::MAX_REASON_LEN + 1);
+    assert_eq!(
+        e.ban_by_hand("a", Seconds::ZERO, None).unwrap_err(),
+        EventError::BadDuration
+    );
+    assert_eq!(
+        e.ban_by_hand("a", Seconds::new(Ruleset::MAX_SPAN.get() + 1), None)
+            .unwrap_err(),
+        EventError::BadDuration
+    );
+    assert_eq!(
+        e.ban_by_hand("a", Seconds::new(1), Some(&long))
+            .unwrap_err(),
+        EventError::ReasonTooLong
+    );
+    assert_eq!(
+        e.ban_by_hand("", Seconds::new(1), None).unwrap_err(),
+        EventError::BadToken
+    );
+    assert!(!e.is_banned("a"));
+    let v = e.ban_by_hand("a", Seconds::new(1), Some("   ")).unwrap();
+    assert_eq!(v.decisions[0].reason, None, "a blank reason is none");
+}
+
+#[test]
+fn a_ban_by_hand_is_an_offence_but_is_not_escalated_itself() {
+    let clock = ManualClock::new(ts(0));
+    let mut e = Engine::new(escalating(), clock.clone());
+    // Rule ban at 2: first offence, 100 s.
+    for t in 0..3 {
+        clock.set(ts(t));
+        e.incr("a", "m").unwrap();
+    }
+    clock.set(ts(200));
+    e.tick();
+    // By hand at 200 for 50 s: one earlier offence, yet it lasts the 50 s asked for.
+    let v = e.ban_by_hand("a", Seconds::new(50), None).unwrap();
+    assert_eq!(v.decisions[0].until, ts(250));
+    clock.set(ts(300));
+    e.tick();
+    // The next rule ban counts both (2 and 200): 100 × 2² = 400 s.
+    let mut last = None;
+    for t in 300..303 {
+        clock.set(ts(t));
+        last = e.incr("a", "m").unwrap().decisions.pop().or(last);
+    }
+    let ban = last.unwrap();
+    assert_eq!(ban.to_string(), "302,BAN,a");
+    assert_eq!(ban.until, ts(702));
+}
+
+#[test]
+fn a_ban_by_hand_comes_back_after_a_restart_with_its_reason() {
+    let mut e = Engine::new(example(BanPolicy::AfterTrigger), ManualClock::new(ts(10)));
+    e.restore_ban(&BanRecord {
+        token: "a",
+        metric: Ruleset::MANUAL,
+        tier: 0,
+        value: 0,
+        from: ts(0),
+        until: ts(500),
+        reason: Some("ticket #42"),
+    })
+    .unwrap();
+    let view = e.ban("a").unwrap();
+    assert!(view.is_manual());
+    assert_eq!((view.from, view.until), (ts(0), ts(500)));
+    assert_eq!(view.reason.as_deref(), Some("ticket #42"));
+    let bad = BanRecord {
+        token: "b",
+        metric: Ruleset::MANUAL,
+        tier: 1,
+        value: 0,
+        from: ts(0),
+        until: ts(500),
+        reason: None,
+    };
+    assert!(e.restore_ban(&bad).is_err(), "a manual ban has tier 0 only");
+}
+
+#[test]
+fn no_metric_may_take_the_name_of_bans_by_hand() {
+    let err = Ruleset::builder()
+        .metric(metric(Ruleset::MANUAL, vec![]))
+        .build()
+        .unwrap_err();
+    assert_eq!(err, vec![RuleError::ReservedName("manual".into())]);
 }

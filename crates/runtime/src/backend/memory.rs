@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use banhammer_core::{
-    Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError, MetricStatus,
-    Ruleset, SharedEngine, Timestamp, Token, Verdict, WindowsSnapshot,
+    BanRecord, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
+    MetricStatus, Ruleset, Seconds, SharedEngine, Timestamp, Token, Verdict, WindowsSnapshot,
 };
 
-use super::{Backend, BackendError, StatusPage, Sweep};
+use super::{Backend, BackendError, StatusPage, Sweep, Unban};
 
 /// The engine's state in memory: a [`SharedEngine`] on the runtime's clock.
 pub struct MemoryBackend {
@@ -37,8 +37,24 @@ impl Backend for MemoryBackend {
         Ok(self.engine.fire(token, metric, tier)?)
     }
 
-    async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, BackendError> {
-        Ok(self.engine.unban(token))
+    async fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, BackendError> {
+        Ok(self.engine.ban_by_hand(token, duration, reason)?)
+    }
+
+    async fn unban(&self, token: &str) -> Result<Unban, BackendError> {
+        // At the clock's time, not the shard's last: the shard may not have been called for
+        // up to a ticker's second.
+        let now = self.clock.now();
+        let mut out = (Vec::new(), None);
+        self.engine.for_each_token_shard(token, |e| {
+            out = (e.advance(now), e.unban(token));
+        });
+        Ok(out)
     }
 
     async fn sweep(&self) -> Result<Sweep, BackendError> {
@@ -84,20 +100,8 @@ impl Backend for MemoryBackend {
         false
     }
 
-    fn restore_ban(
-        &self,
-        token: &str,
-        metric: &str,
-        tier: usize,
-        value: u64,
-        from: Timestamp,
-        until: Timestamp,
-    ) -> Result<(), EventError> {
-        let mut result = Ok(());
-        self.engine.for_each_token_shard(token, |e| {
-            result = e.restore_ban(token, metric, tier, value, from, until);
-        });
-        result
+    fn restore_ban(&self, ban: &BanRecord<'_>) -> Result<(), EventError> {
+        self.engine.restore_ban(ban)
     }
 
     fn restore_offence(&self, token: &str, at: Timestamp) {

@@ -9,8 +9,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use banhammer_core::{
-    DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates, Timestamp,
-    Token, Verdict, WindowsSnapshot,
+    BanRecord, DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates,
+    Seconds, Timestamp, Token, Verdict, WindowsSnapshot,
 };
 use banhammer_store_sqlite::StoredDecision;
 
@@ -58,6 +58,10 @@ pub struct StatusPage {
     pub next: Option<String>,
 }
 
+/// What an unban did: the ends that were due by then, and the token's UNBAN, if it was
+/// banned.
+pub type Unban = (Vec<DecisionEvent>, Option<DecisionEvent>);
+
 /// What a sweep found: the decisions that ended, and when to look again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sweep {
@@ -78,8 +82,18 @@ pub trait Backend: Send + Sync + 'static {
     /// Fires tier `tier` of `metric` for `token`, as if its limit were reached (`now`).
     async fn fire(&self, token: &str, metric: &str, tier: usize) -> Result<Verdict, BackendError>;
 
-    /// Ends `token`'s ban now; its UNBAN, if it was banned.
-    async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, BackendError>;
+    /// An operator's ban by hand: bans `token` now for `duration` with `reason`, or carries
+    /// its ban further (never shorter); the decisions, if any.
+    async fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, BackendError>;
+
+    /// Ends `token`'s ban now. Returns the ends that were due by now (a ban over already is
+    /// not there to end), and its UNBAN, if it was banned.
+    async fn unban(&self, token: &str) -> Result<Unban, BackendError>;
 
     /// Ends every decision due by now.
     async fn sweep(&self) -> Result<Sweep, BackendError>;
@@ -103,15 +117,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Restores a ban read back from the decision log at start. A backend whose state
     /// outlives the node (Redis) keeps its own bans and ignores this.
-    fn restore_ban(
-        &self,
-        token: &str,
-        metric: &str,
-        tier: usize,
-        value: u64,
-        from: Timestamp,
-        until: Timestamp,
-    ) -> Result<(), EventError>;
+    fn restore_ban(&self, ban: &BanRecord<'_>) -> Result<(), EventError>;
 
     /// Whether the backend's shared state was lost since the last look (a store restarted
     /// without persistence): the runtime then puts back the bans its log holds.

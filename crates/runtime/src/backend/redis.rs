@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use banhammer_core::{
-    Clock, DecisionEvent, DecisionView, Effect, Escaped, Event, EventError, Ruleset, Seconds,
-    Timestamp, Token, Verdict,
+    BanRecord, Clock, DecisionEvent, DecisionView, Effect, Escaped, Event, EventError, Ruleset,
+    Seconds, Timestamp, Token, Verdict,
 };
 use banhammer_store_redis::{RedisStore, StoreError, StoreUrl};
 use banhammer_store_sqlite::StoredDecision;
 
-use super::{Backend, BackendError, StoreHealth, Sweep};
+use super::{Backend, BackendError, StoreHealth, Sweep, Unban};
 
 /// The engine's state in Redis: one script call per event; this node's ban cache answers
 /// known bans at once and holds them while Redis is away.
@@ -74,6 +74,7 @@ fn partial_view(metric: &str, tier: usize, until: Timestamp) -> DecisionView {
         value: 0,
         from: until,
         until,
+        reason: None,
     }
 }
 
@@ -94,11 +95,25 @@ impl Backend for RedisBackend {
             .map_err(backend_error)
     }
 
-    async fn unban(&self, token: &str) -> Result<Option<DecisionEvent>, BackendError> {
+    async fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, BackendError> {
         self.store
-            .unban(token, self.clock.now())
+            .ban_by_hand(token, duration, reason, self.clock.now())
             .await
             .map_err(backend_error)
+    }
+
+    async fn unban(&self, token: &str) -> Result<Unban, BackendError> {
+        let end = self
+            .store
+            .unban(token, self.clock.now())
+            .await
+            .map_err(backend_error)?;
+        Ok((Vec::new(), end))
     }
 
     async fn sweep(&self) -> Result<Sweep, BackendError> {
@@ -181,14 +196,7 @@ impl Backend for RedisBackend {
     async fn ban(&self, token: &str) -> Result<Option<DecisionView>, BackendError> {
         let now = self.clock.now();
         let view = match self.store.ban(token).await {
-            Ok(b) => b.map(|(rule, tier, value, from, until)| DecisionView {
-                effect: Effect::Block,
-                metric: Arc::from(rule),
-                tier,
-                value,
-                from,
-                until,
-            }),
+            Ok(b) => b,
             // Unreachable: what this node knows.
             Err(_) => self
                 .store
@@ -220,6 +228,7 @@ impl Backend for RedisBackend {
                 value: b.value,
                 from: b.from,
                 until: b.until,
+                reason: b.reason.as_deref().map(Arc::from),
             };
             match self.store.restore_ban(&b.token, &ban, now).await {
                 Ok(Some(d)) => out.push(d),
@@ -243,15 +252,7 @@ impl Backend for RedisBackend {
         self.store.cache().is_banned(token, self.clock.now())
     }
 
-    fn restore_ban(
-        &self,
-        _token: &str,
-        _metric: &str,
-        _tier: usize,
-        _value: u64,
-        _from: Timestamp,
-        _until: Timestamp,
-    ) -> Result<(), EventError> {
+    fn restore_ban(&self, _ban: &BanRecord<'_>) -> Result<(), EventError> {
         // Redis keeps the bans itself; this node's log is only a record.
         Ok(())
     }

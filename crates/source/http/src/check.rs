@@ -8,7 +8,7 @@
 //! metric named per request, in the check URL's path (`/v1/check/login`), which the proxy's
 //! configuration writes and its clients cannot change.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::rejection::PathRejection;
@@ -21,7 +21,6 @@ use banhammer_core::Event;
 use serde_json::json;
 
 use crate::client_ip::{client_ip, is_trusted};
-use crate::conn::peer_key;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::v1::cut;
@@ -97,8 +96,8 @@ async fn answer(
     let from_proxy = is_trusted(&settings.trusted_proxies, peer.ip());
     warn_if_misconfigured(from_proxy, peer, headers);
     let client = client_ip(peer, headers, &settings.trusted_proxies);
-    // The same match as for trusted proxies: an address and its IPv4-mapped form are one.
-    if is_trusted(&settings.allow, client) {
+    // An address and its IPv4-mapped form are one, as for trusted proxies.
+    if settings.allows(client) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let metric = if from_proxy {
@@ -107,7 +106,7 @@ async fn answer(
         // Anyone else counts as the configured metric, whatever it asks for.
         check.metric.as_str()
     };
-    let token = token_of(client);
+    let token = settings.clients.token_of(client);
     let rt = state.runtime();
     let verdict = rt
         .observe(&Event::new(&token, metric, rt.now()), false)
@@ -154,16 +153,6 @@ fn named_metric<'a>(
         })
 }
 
-/// The token a client counts as: an IPv4 address itself, an IPv6 one by its /64 (one
-/// subscriber's allocation), written as `[accesslog]` writes it (`2001:db8:1:2::/64`) so
-/// that both count a client as the same token.
-fn token_of(client: IpAddr) -> String {
-    match peer_key(client) {
-        v6 @ IpAddr::V6(_) => format!("{v6}/64"),
-        v4 @ IpAddr::V4(_) => v4.to_string(),
-    }
-}
-
 /// The answer to a banned client: `status` with `Retry-After` when the ban's end is known.
 fn refusal(status: u16, retry_after: Option<u64>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
@@ -207,15 +196,6 @@ fn warn_if_misconfigured(from_proxy: bool, peer: SocketAddr, headers: &HeaderMap
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_ipv6_client_counts_by_its_64_and_ipv4_by_itself() {
-        let t = |ip: &str| token_of(ip.parse().unwrap());
-        assert_eq!(t("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
-        assert_eq!(t("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
-        assert_eq!(t("192.0.2.7"), "192.0.2.7");
-        assert_eq!(t("::ffff:192.0.2.7"), "192.0.2.7");
-    }
 
     #[test]
     fn a_refusal_carries_its_status_and_retry_after() {

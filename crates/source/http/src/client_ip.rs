@@ -40,14 +40,7 @@ pub(crate) fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]
 /// being one address: `127.0.0.1/32` trusts `::ffff:127.0.0.1`, and `::ffff:127.0.0.1/128`
 /// trusts `127.0.0.1`.
 pub(crate) fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    let mapped = match ip {
-        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
-        IpAddr::V6(_) => None,
-    };
-    trusted
-        .iter()
-        .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
+    banhammer_config::nets_contain(trusted, ip)
 }
 
 #[cfg(test)]

@@ -117,7 +117,9 @@ const MAX_PARTS: usize = 16;
 
 /// `PUT /detect`: per IP and event name, more than `IP_REQUESTS_LIMIT` requests or more than
 /// `IP_EMAILS_LIMIT` distinct emails within `SAMPLE_PERIOD` ban the IP for `IP_BAN_TIME`;
-/// the answer is `true` while it is banned.
+/// the answer is `true` while it is banned. An IPv6 `ip` counts by its network at `[serve]
+/// ipv6_prefix` (/64 unless configured), so that rotating addresses within it is one client;
+/// an `ip` in `[serve] allow` is never counted and always answered `false`.
 #[utoipa::path(put, path = "/detect", tag = "detector",
     request_body(content = DetectForm, content_type = "multipart/form-data",
         description = "Also application/x-www-form-urlencoded and application/json"),
@@ -133,7 +135,12 @@ pub(crate) async fn detect(
 ) -> Result<Json<DetectResponse>, ApiError> {
     let form = read_form(req).await?;
     let (email, event_name, ip) = validate(form)?;
-    let token = ip.to_string();
+    if state.settings().allows(ip) {
+        return Ok(Json(DetectResponse {
+            detected_attack: false,
+        }));
+    }
+    let token = state.settings().clients.token_of(ip);
     let metric = format!("detect:{event_name}");
     let attrs = [("email", email.as_str())];
     let rt = state.runtime();

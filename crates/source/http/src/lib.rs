@@ -3,14 +3,18 @@
 //! `[serve]`, until a shutdown future resolves.
 //!
 //! Routes: `POST /v1/incr`, `POST /v1/now`, `GET /v1/status[/{token}/{metric}]`,
-//! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
-//! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
+//! `GET|POST /v1/bans`, `GET|DELETE /v1/bans/{token}` (`bans.rs`), `PUT /detect`,
+//! `GET /metrics`, `GET /healthz`, `GET /openapi.json`. Only this crate knows the JSON shapes
+//! of requests and answers, so the admin client of `banhammer ban|unban|bans --server`
+//! ([`AdminClient`], `client.rs`) is here too.
 //! `GET /v1/check[/{metric}]` is the forward-auth check for reverse proxies (`check.rs`).
 //! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`.
 
 mod auth;
 mod auth_limit;
+mod bans;
 mod check;
+mod client;
 mod client_ip;
 mod conn;
 mod crowdsec;
@@ -28,6 +32,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{admin_access, AdminAccess, AdminSetupError};
+pub use bans::{
+    BanDuration, BanEntry, BanOutcome, BanRequest, BanResponse, BansResponse, Origin, UnbanResponse,
+};
+pub use client::{AdminClient, ClientError, LogEntry};
 pub use error::ApiError;
 pub use server::run;
 pub use state::{AppState, HeldRequests};
@@ -63,8 +71,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::now))
         .routes(routes!(v1::status_one))
         .routes(routes!(v1::status_all))
-        .routes(routes!(v1::bans))
-        .routes(routes!(v1::ban, v1::unban))
+        .routes(routes!(bans::bans, bans::ban_by_hand))
+        .routes(routes!(bans::ban, bans::unban))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -9,10 +9,11 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::Json;
 use banhammer_config::TokenFrom;
-use banhammer_core::{DecisionView, Event, Rates};
+use banhammer_core::{Event, Rates};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::bans::BanEntry;
 use crate::client_ip::client_ip;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -69,7 +70,9 @@ pub(crate) struct RatesQuery {
     rates: Option<bool>,
 }
 
-/// `POST /v1/incr`: one event; answers whether the token passes.
+/// `POST /v1/incr`: one event; answers whether the token passes. A client in `[serve] allow`
+/// (the peer with `token_from = "peer"`, or a body token that is an address in the list)
+/// passes uncounted.
 #[utoipa::path(post, path = "/v1/incr", tag = "engine", request_body = IncrRequest, params(RatesQuery),
     responses(
         (status = 200, body = IncrResponse, description = "The verdict, with the stats when asked"),
@@ -84,11 +87,20 @@ pub(crate) async fn incr(
     ApiQuery(q): ApiQuery<RatesQuery>,
     ApiJson(req): ApiJson<IncrRequest>,
 ) -> Result<Json<IncrResponse>, ApiError> {
-    let token = match state.settings().token_from {
-        TokenFrom::Peer => client_ip(peer, &headers, &state.settings().trusted_proxies).to_string(),
-        TokenFrom::Body => req
-            .token
-            .ok_or_else(|| ApiError::Unprocessable("`token` is required".to_owned()))?,
+    let settings = state.settings();
+    // The token, and whether it names a client of the allow list (never counted).
+    let (token, allowed) = match settings.token_from {
+        TokenFrom::Peer => {
+            let ip = client_ip(peer, &headers, &settings.trusted_proxies);
+            (settings.clients.token_of(ip), settings.allows(ip))
+        }
+        TokenFrom::Body => {
+            let token = req
+                .token
+                .ok_or_else(|| ApiError::Unprocessable("`token` is required".to_owned()))?;
+            let allowed = settings.allows_token(&token);
+            (token, allowed)
+        }
     };
     if req.attrs.len() > MAX_ATTRS {
         return Err(ApiError::Unprocessable(format!(
@@ -100,9 +112,19 @@ pub(crate) async fn incr(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let rates = q.rates.unwrap_or(state.settings().return_rates);
+    let rates = q.rates.unwrap_or(settings.return_rates);
     let rt = state.runtime();
     let event = Event::new(&token, &req.metric, rt.now()).with_attrs(&attrs);
+    if allowed {
+        // Checked as any event (a wrong metric is still the caller's fault), not counted.
+        rt.rules()
+            .resolve(&event)
+            .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        return Ok(Json(IncrResponse {
+            passed: true,
+            stats: rates.then_some(Stats::from(Rates::default())),
+        }));
+    }
     let verdict = rt.observe(&event, rates).await?;
     Ok(Json(IncrResponse {
         passed: verdict.passed,
@@ -121,14 +143,15 @@ pub(crate) struct NowRequest {
 }
 
 /// `POST /v1/now` (admin): fires a tier at once, as if its limit were reached; answers the
-/// token's stats.
+/// token's stats. A token of `[serve] allow` is never banned: 409.
 #[utoipa::path(post, path = "/v1/now", tag = "engine", request_body = NowRequest,
     security(("bearer" = [])),
-    responses((status = 200, body = Stats, description = "The token's stats once the tier fired"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 422, description = "Unknown metric or tier, or a bad token")))]
+    responses((status = 200, body = Stats, description = "The token's stats once the tier fired"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 409, description = "The token is in `[serve] allow`: never banned"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 422, description = "Unknown metric or tier, or a bad token")))]
 pub(crate) async fn now(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NowRequest>,
 ) -> Result<Json<Stats>, ApiError> {
+    crate::bans::refuse_allowed(&state, &req.token)?;
     let verdict = state
         .runtime()
         .fire(&req.token, &req.metric, req.threshold)
@@ -151,38 +174,13 @@ pub(crate) struct Tier {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Ban {
-    token: String,
-    /// The metric of the rule that started the ban.
-    rule: String,
-    tier: usize,
-    /// The measure that reached the limit.
-    value: u64,
-    from: i64,
-    until: i64,
-}
-
-impl Ban {
-    fn new(token: &str, d: &DecisionView) -> Self {
-        Ban {
-            token: token.to_owned(),
-            rule: d.metric.to_string(),
-            tier: d.tier,
-            value: d.value,
-            from: d.from.as_unix(),
-            until: d.until.as_unix(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StatusResponse {
     token: String,
     metric: String,
     stats: Option<Stats>,
     tiers: Vec<Tier>,
     /// The token's active ban, from whichever metric.
-    ban: Option<Ban>,
+    ban: Option<BanEntry>,
 }
 
 /// `GET /v1/status/{token}/{metric}` (admin): the seed API's `status`.
@@ -212,7 +210,7 @@ pub(crate) async fn status_one(
             }
         })
         .collect();
-    let ban = s.ban.as_ref().map(|b| Ban::new(&token, b));
+    let ban = s.ban.as_ref().map(|b| BanEntry::new(&token, b, rt.now()));
     Ok(Json(StatusResponse {
         token,
         metric,
@@ -273,67 +271,6 @@ pub(crate) async fn status_all(
             .collect(),
         next: page.next,
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct BansResponse {
-    bans: Vec<Ban>,
-}
-
-/// `GET /v1/bans` (admin): every active ban, oldest first.
-#[utoipa::path(get, path = "/v1/bans", tag = "bans", security(("bearer" = [])),
-    responses((status = 200, body = BansResponse, description = "Every active ban, oldest first"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)")))]
-pub(crate) async fn bans(State(state): State<AppState>) -> Result<Json<BansResponse>, ApiError> {
-    let bans = state
-        .runtime()
-        .bans()
-        .await?
-        .iter()
-        .map(|(t, d)| Ban::new(t.as_str(), d))
-        .collect();
-    Ok(Json(BansResponse { bans }))
-}
-
-/// `GET /v1/bans/{token}` (admin): the token's ban, and why.
-#[utoipa::path(get, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
-    security(("bearer" = [])),
-    responses((status = 200, body = Ban, description = "The token's ban"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 404, description = "The token is not banned")))]
-pub(crate) async fn ban(
-    State(state): State<AppState>,
-    ApiPath(token): ApiPath<String>,
-) -> Result<Json<Ban>, ApiError> {
-    state
-        .runtime()
-        .ban(&token)
-        .await?
-        .map(|d| Json(Ban::new(&token, &d)))
-        .ok_or_else(|| ApiError::NotFound(format!("`{}` is not banned", cut(&token))))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct UnbanResponse {
-    token: String,
-    unbanned_at: i64,
-}
-
-/// `DELETE /v1/bans/{token}` (admin): ends the ban now (the UNBAN is stored first).
-#[utoipa::path(delete, path = "/v1/bans/{token}", tag = "bans", params(("token" = String, Path)),
-    security(("bearer" = [])),
-    responses((status = 200, body = UnbanResponse, description = "The ban ended; its UNBAN is stored"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)"), (status = 404, description = "The token is not banned")))]
-pub(crate) async fn unban(
-    State(state): State<AppState>,
-    ApiPath(token): ApiPath<String>,
-) -> Result<Json<UnbanResponse>, ApiError> {
-    match state.runtime().unban(&token).await? {
-        Some(end) => Ok(Json(UnbanResponse {
-            token,
-            unbanned_at: end.at.as_unix(),
-        })),
-        None => Err(ApiError::NotFound(format!(
-            "`{}` is not banned",
-            cut(&token)
-        ))),
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,7 +7,8 @@
 //! `/detect` bodies as the original service reads them (`http/detect_input.rs`): no form
 //! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`) ·
 //! the forward-auth check (`http/check.rs`) ·
-//! CrowdSec's bouncer routes (`http/crowdsec.rs`).
+//! CrowdSec's bouncer routes (`http/crowdsec.rs`) · bans by hand, allow lists and IPv6
+//! prefixes (`http/operator.rs`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -31,6 +32,8 @@ mod crowdsec;
 mod detect_input;
 #[path = "http/mapped.rs"]
 mod mapped;
+#[path = "http/operator.rs"]
+mod operator;
 
 const T0: i64 = 1_700_000_000;
 
@@ -447,6 +450,7 @@ async fn admin_routes_need_the_bearer_token() {
     .await;
     for (method, path) in [
         ("GET", "/v1/bans"),
+        ("POST", "/v1/bans"),
         ("GET", "/v1/status"),
         ("GET", "/v1/bans/x"),
         ("DELETE", "/v1/bans/x"),
@@ -673,6 +677,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /v1/decisions/stream",
             "GET /v1/status",
             "GET /v1/status/{token}/{metric}",
+            "POST /v1/bans",
             "POST /v1/incr",
             "POST /v1/now",
             "PUT /detect",

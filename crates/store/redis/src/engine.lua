@@ -23,13 +23,14 @@
 --   fire    KEYS  ban, decision, events, offences
 --           ARGV  'fire', now, want_rates, name, token, tier, limit, effect, duration, rule
 --                 (the rule's own name: the family's for a member), factor, max, memory,
---                 offence_memory
+--                 offence_memory, reason (an operator's, kept in the ban's hash when the
+--                 fire starts or extends it: bans by hand, rule `manual`; '' for none)
 --   end     KEYS  decision, measure (an alert's window; for others any key of the slot)
 --   finish  ARGV  verb, now, limit, window
 --   unban   KEYS  ban
 --           ARGV  'unban', now
 --   restore KEYS  ban
---           ARGV  'restore', now, name, rule, token, tier, value, from, until
+--           ARGV  'restore', now, name, rule, token, tier, value, from, until, reason
 --
 -- name is the metric as records name it (the member for a family); token is the one counted
 -- (`global` for a global metric); both escaped. Effects: 0 block, 1 notify, 2 alert. Policies:
@@ -37,7 +38,8 @@
 --
 -- Every call answers {passed, rate_1m, rate_10m, rate_60m, until, records...}: until is, for
 -- `end`, the decision's new end when it goes on, else -1. A record is
--- "VERB|at|token|metric|tier|value|from|until"; its verb says the effect and the change.
+-- "VERB|at|token|metric|tier|value|from|until|reason"; its verb says the effect and the
+-- change; reason is a ban's operator's reason (escaped as names are), '' when it has none.
 -- An event the engine would refuse answers {-1, reason} and changes nothing; the only reason
 -- is 'too_many_members'.
 
@@ -48,9 +50,18 @@ local START_VERB = { [0] = 'BAN', [1] = 'NOTIFY', [2] = 'ALERT' }
 local EXTEND_VERB = { [0] = 'EXTEND', [1] = 'NOTIFY_EXTEND' }
 local END_VERB = { ['0'] = 'UNBAN', ['1'] = 'NOTIFY_END', ['2'] = 'RECOVER' }
 
-local function record(verb_, at, token, metric, tier, value, from, until_)
+local function record(verb_, at, token, metric, tier, value, from, until_, reason)
   records[#records + 1] = table.concat(
-    { verb_, at, token, metric, tier, value, from, until_ }, '|')
+    { verb_, at, token, metric, tier, value, from, until_, reason or '' }, '|')
+end
+
+-- An operator's reason for the ban the call makes or carries further (the fire verb's, for a
+-- ban by hand); '' for none. `hold` keeps it in the ban's hash, whose records carry it.
+local REASON = ''
+
+-- The reason kept in the episode at `key`, '' when it has none.
+local function reason_of(key)
+  return redis.call('HGET', key, 'reason') or ''
 end
 
 local function split(s)
@@ -104,11 +115,12 @@ end
 
 -- The end of a block or notice episode at `at`, named after its furthest reach.
 local function end_record(key, at, stop)
-  local h = redis.call('HMGET', key, 'from', 'effect', 'token', 'rule', 'tier', 'value')
+  local h = redis.call('HMGET', key, 'from', 'effect', 'token', 'rule', 'tier', 'value',
+    'reason')
   local _, p = furthest(key, stop)
   local metric, tier, value = h[4], h[5], h[6]
   if p then metric, tier, value = p[1], p[2], p[6] end
-  record(END_VERB[h[2]], at, h[3], metric, tier, value, h[1], at)
+  record(END_VERB[h[2]], at, h[3], metric, tier, value, h[1], at, h[7])
 end
 
 -- An alert's recovery: when its window would hold no more than its limit, from its measure.
@@ -217,7 +229,8 @@ local function hold(key, now, name, token, tier, t, value, nth)
   local e, p = furthest(key, nil)
   if before == nil then
     redis.call('HSET', key, 'until', e)
-    record(START_VERB[t.effect], now, token, name, tier, value, now, e)
+    if REASON ~= '' then redis.call('HSET', key, 'reason', REASON) end
+    record(START_VERB[t.effect], now, token, name, tier, value, now, e, REASON)
     if t.effect == 0 and OFF_KEY and OFFENCE_MEMORY > 0 then
       -- The ban keeps its earlier offences; its start becomes one for later bans (as the
       -- engine's Offences).
@@ -229,7 +242,9 @@ local function hold(key, now, name, token, tier, t, value, nth)
     end
   elseif e > before then
     redis.call('HSET', key, 'until', e)
-    record(EXTEND_VERB[t.effect], now, token, p[1], p[2], p[6], redis.call('HGET', key, 'from'), e)
+    if REASON ~= '' then redis.call('HSET', key, 'reason', REASON) end
+    record(EXTEND_VERB[t.effect], now, token, p[1], p[2], p[6], redis.call('HGET', key, 'from'),
+      e, reason_of(key))
   end
   -- Redis forgets the episode a day after it could matter (relative: event time may be far
   -- from Redis's own clock in a replay).
@@ -272,7 +287,9 @@ if verb == 'restore' then
     add_reach(key, now, name, tier, { rule = rule, policy = 0, duration = until_ - now },
       value, now)
     redis.call('HSET', key, 'until', until_)
-    record('BAN', now, token, name, tier, value, from, until_)
+    local reason = ARGV[10] or ''
+    if reason ~= '' then redis.call('HSET', key, 'reason', reason) end
+    record('BAN', now, token, name, tier, value, from, until_, reason)
     redis.call('EXPIRE', key, until_ - now + 86400)
   end
   return reply(passed_at(key, now), 0, 0, 0, nil)
@@ -313,6 +330,8 @@ if verb == 'fire' then
   OFF_KEY, OFFENCE_MEMORY = KEYS[4], tonumber(ARGV[14])
   -- A decision whose end has come ends first: the fire starts a new one.
   end_if_due(key, now, events_key, 0, 1)
+  -- A ban by hand that starts the ban or carries it further gives it its reason.
+  if t.effect == 0 then REASON = ARGV[15] or '' end
   hold(key, now, name, token, tier, escalated(t, ban_key, now), limit, now)
   local r1, r10, r60 = 0, 0, 0
   if want_rates then r1, r10, r60 = rates(events_key, now) end

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use banhammer_core::{
-    Change, DecisionEvent, DecisionView, DueAction, Effect, Escaped, Event, EventError, Kind,
-    MetricId, RuleId, Ruleset, Scope, Timestamp, Verdict,
+    check_token, Change, DecisionEvent, DecisionView, DueAction, Effect, Escaped, Event,
+    EventError, Kind, MetricId, RuleId, Ruleset, Scope, Seconds, Timestamp, Verdict,
 };
 use redis::Script;
 
@@ -155,17 +155,24 @@ impl RedisStore {
         ban: &DecisionView,
         now: Timestamp,
     ) -> Result<Option<DecisionEvent>, StoreError> {
-        let (m, rule) = self.rules.resolve_ban(token, &ban.metric, ban.tier)?;
-        let rule_name = &self.rules.metric(m.id).name;
+        let (name, rule, tier) = if ban.is_manual() && ban.tier == 0 {
+            check_token(token)?;
+            (Ruleset::MANUAL, Ruleset::MANUAL, 0)
+        } else {
+            let (m, rule) = self.rules.resolve_ban(token, &ban.metric, ban.tier)?;
+            let rule_name = &*self.rules.metric(m.id).name;
+            (m.member.unwrap_or(rule_name), rule_name, rule.tier as usize)
+        };
         let call = ScriptCall::Restore {
             now,
             token,
-            name: m.member.unwrap_or(rule_name),
-            rule: rule_name,
-            tier: rule.tier as usize,
+            name,
+            rule,
+            tier,
             value: ban.value,
             from: ban.from,
             until: ban.until,
+            reason: ban.reason.as_deref(),
         };
         let reply = self.call(&call).await?;
         Ok(self.settle(reply.records).await.into_iter().next())
@@ -239,6 +246,28 @@ impl RedisStore {
             passed: reply.passed,
             rates: self.rules.rates().then_some(reply.rates),
             actions: self.due(&decisions),
+            decisions,
+        })
+    }
+
+    /// An operator's ban by hand at `now` (the engine's `ban_by_hand`, checked as it checks
+    /// it): bans `token` for `duration`, or carries its ban further, never shorter; the ban
+    /// keeps `reason` in its hash. Its start is an offence for the tiers that escalate.
+    pub async fn ban_by_hand(
+        &self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Verdict, StoreError> {
+        let reason = self.rules.resolve_manual(token, duration, reason)?;
+        let call = ScriptCall::manual(&self.rules, token, duration.get(), reason, now);
+        let reply = self.call(&call).await?;
+        let decisions = self.settle(reply.records).await;
+        Ok(Verdict {
+            passed: reply.passed,
+            rates: None,
+            actions: Vec::new(),
             decisions,
         })
     }
@@ -445,33 +474,32 @@ impl RedisStore {
             .collect())
     }
 
-    /// `token`'s ban as Redis holds it: (rule, tier, value, from, until).
-    pub async fn ban(
-        &self,
-        token: &str,
-    ) -> Result<Option<(String, usize, u64, Timestamp, Timestamp)>, StoreError> {
+    /// `token`'s ban as Redis holds it: rule, tier, value, from, until and reason.
+    pub async fn ban(&self, token: &str) -> Result<Option<DecisionView>, StoreError> {
         let v: Vec<Option<String>> = self
             .conn
             .hmget(
                 &keys::ban(token),
-                &["rule", "tier", "value", "from", "until"],
+                &["rule", "tier", "value", "from", "until", "reason"],
             )
             .await?;
-        let [rule, tier, value, from, until] = &v[..] else {
+        let [rule, tier, value, from, until, reason] = &v[..] else {
             return Err(self
                 .conn
-                .protocol_error(format!("HMGET answered {} fields for 5", v.len())));
+                .protocol_error(format!("HMGET answered {} fields for 6", v.len())));
         };
         let (Some(rule), Some(_)) = (rule, until) else {
             return Ok(None);
         };
-        Ok(Some((
-            keys::dec(rule).into_owned(),
-            self.field(token, "tier", tier)?,
-            self.field(token, "value", value)?,
-            Timestamp::from_unix(self.field(token, "from", from)?),
-            Timestamp::from_unix(self.field(token, "until", until)?),
-        )))
+        Ok(Some(DecisionView {
+            effect: Effect::Block,
+            metric: Arc::from(keys::dec(rule).as_ref()),
+            tier: self.field(token, "tier", tier)?,
+            value: self.field(token, "value", value)?,
+            from: Timestamp::from_unix(self.field(token, "from", from)?),
+            until: Timestamp::from_unix(self.field(token, "until", until)?),
+            reason: reason.as_deref().map(|r| Arc::from(keys::dec(r).as_ref())),
+        }))
     }
 
     /// A number field of `token`'s ban hash; anything else is a protocol error.

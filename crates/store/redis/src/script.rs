@@ -89,6 +89,9 @@ pub(crate) enum ScriptCall<'a> {
         duration: u64,
         escalate: (u32, u64, u64),
         offence_memory: u64,
+        /// An operator's reason, kept in the ban's hash when the fire starts or extends it
+        /// (bans by hand; `None` for the seed API's `now`).
+        reason: Option<&'a str>,
     },
     /// Ends a decision of the deadline index if its end has come (the sweep), or, with
     /// `finish`, where it would end with the clock stopped at `now`.
@@ -114,6 +117,8 @@ pub(crate) enum ScriptCall<'a> {
         value: u64,
         from: Timestamp,
         until: Timestamp,
+        /// The operator's reason, for a ban made or carried further by hand.
+        reason: Option<&'a str>,
     },
 }
 
@@ -199,6 +204,33 @@ impl<'a> ScriptCall<'a> {
             duration: t.action_duration.get(),
             escalate: escalate_args(t.escalate),
             offence_memory: rules.offence_memory().map_or(0, |m| m.get()),
+            reason: None,
+        }
+    }
+
+    /// The call that bans `token` by hand for `duration` (already checked by
+    /// `Ruleset::resolve_manual`): a fire of the rule [`Ruleset::MANUAL`], tier 0, value 0,
+    /// never escalated, whose start is an offence like any ban's.
+    pub(crate) fn manual(
+        rules: &'a Ruleset,
+        token: &'a str,
+        duration: u64,
+        reason: Option<&'a str>,
+        now: Timestamp,
+    ) -> Self {
+        ScriptCall::Fire {
+            now,
+            want_rates: false,
+            token,
+            name: Ruleset::MANUAL,
+            rule: Ruleset::MANUAL,
+            tier: 0,
+            limit: 0,
+            effect: Effect::Block,
+            duration,
+            escalate: (0, 0, 0),
+            offence_memory: rules.offence_memory().map_or(0, |m| m.get()),
+            reason,
         }
     }
 
@@ -316,6 +348,7 @@ impl<'a> ScriptCall<'a> {
                 duration,
                 escalate,
                 offence_memory,
+                reason,
             } => {
                 inv.key(keys::ban(token))
                     .key(keys::decision(*effect, token, rule, *tier))
@@ -334,7 +367,8 @@ impl<'a> ScriptCall<'a> {
                     .arg(escalate.0)
                     .arg(escalate.1)
                     .arg(escalate.2)
-                    .arg(*offence_memory);
+                    .arg(*offence_memory)
+                    .arg(reason.map_or(Cow::Borrowed(""), enc).as_ref());
             }
             ScriptCall::End {
                 now,
@@ -365,6 +399,7 @@ impl<'a> ScriptCall<'a> {
                 value,
                 from,
                 until,
+                reason,
             } => {
                 inv.key(keys::ban(token));
                 inv.arg("restore")
@@ -375,7 +410,8 @@ impl<'a> ScriptCall<'a> {
                     .arg(*tier)
                     .arg(*value)
                     .arg(from.as_unix())
-                    .arg(until.as_unix());
+                    .arg(until.as_unix())
+                    .arg(reason.map_or(Cow::Borrowed(""), enc).as_ref());
             }
         }
         inv
@@ -491,6 +527,8 @@ pub(crate) struct Record {
     pub(crate) value: u64,
     pub(crate) from: Timestamp,
     pub(crate) until: Timestamp,
+    /// A ban's operator's reason, unescaped.
+    pub(crate) reason: Option<Arc<str>>,
 }
 
 impl Record {
@@ -499,8 +537,8 @@ impl Record {
     pub(crate) fn parse(r: &str) -> Result<Self, String> {
         let wrong = |why: &str| bad(format_args!("the record `{r}`: {why}"));
         let fields: Vec<&str> = r.split('|').collect();
-        let [verb, at, token, metric, tier, value, from, until] = fields[..] else {
-            return Err(wrong("not 8 fields"));
+        let [verb, at, token, metric, tier, value, from, until, reason] = fields[..] else {
+            return Err(wrong("not 9 fields"));
         };
         let (effect, change) = match verb {
             "BAN" => (Effect::Block, Change::Start),
@@ -532,6 +570,7 @@ impl Record {
                 .map_err(|_| wrong("a value that is not a number"))?,
             from: time(from)?,
             until: time(until)?,
+            reason: (!reason.is_empty()).then(|| Arc::from(keys::dec(reason).as_ref())),
         })
     }
 
@@ -547,6 +586,7 @@ impl Record {
             value: self.value,
             from: self.from,
             until: self.until,
+            reason: self.reason,
         }
     }
 }
@@ -577,7 +617,7 @@ mod tests {
     fn a_well_formed_reply_is_read_whole() {
         let mut items = head();
         items.push(Value::BulkString(
-            b"NOTIFY_EXTEND|5|a%7Cb|detect%3Alogin|1|3|2|40".to_vec(),
+            b"NOTIFY_EXTEND|5|a%7Cb|detect%3Alogin|1|3|2|40|".to_vec(),
         ));
         let r = reply(items).unwrap();
         assert!(!r.passed);
@@ -602,8 +642,15 @@ mod tests {
                 value: 3,
                 from: Timestamp::from_unix(2),
                 until: Timestamp::from_unix(40),
+                reason: None,
             }]
         );
+        let mut items = head();
+        items.push(Value::BulkString(
+            b"BAN|5|a|manual|0|0|5|65|ticket %7C42".to_vec(),
+        ));
+        let r = reply(items).unwrap();
+        assert_eq!(r.records[0].reason.as_deref(), Some("ticket |42"));
     }
 
     #[test]
@@ -620,8 +667,9 @@ mod tests {
                     value: 1,
                     from: Timestamp::from_unix(1),
                     until: Timestamp::from_unix(2),
+                    reason: None,
                 };
-                let parsed = Record::parse(&format!("{}|1|t|m|0|1|1|2", d.verb()));
+                let parsed = Record::parse(&format!("{}|1|t|m|0|1|1|2|", d.verb()));
                 if (effect, change) == (Effect::Alert, Change::Extend) {
                     // The script never extends an alert: its end follows the traffic.
                     assert!(is_protocol(parsed));
@@ -659,15 +707,15 @@ mod tests {
         };
         // Unknown verbs, field counts, numbers that are not.
         for r in [
-            "BANNED|1|t|m|0|1|1|2",
-            "|1|t|m|0|1|1|2",
-            "BAN|1|t|m|0|1|1",
-            "BAN|1|t|m|0|1|1|2|0",
-            "BAN|x|t|m|0|1|1|2",
-            "BAN|1|t|m|-1|1|1|2",
-            "BAN|1|t|m|0|-1|1|2",
-            "BAN|1|t|m|0|1|1.5|2",
-            "BAN|1||m|0|1|1|2",
+            "BANNED|1|t|m|0|1|1|2|",
+            "|1|t|m|0|1|1|2|",
+            "BAN|1|t|m|0|1|1|2",
+            "BAN|1|t|m|0|1|1|2||0",
+            "BAN|x|t|m|0|1|1|2|",
+            "BAN|1|t|m|-1|1|1|2|",
+            "BAN|1|t|m|0|-1|1|2|",
+            "BAN|1|t|m|0|1|1.5|2|",
+            "BAN|1||m|0|1|1|2|",
         ] {
             assert!(is_protocol(record(r)), "{r}");
         }

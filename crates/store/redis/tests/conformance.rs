@@ -9,7 +9,8 @@
 //! the script the clock stops (`finish`).
 //!
 //! Contents: the harness · fixed cases (docs/semantics.md's worked examples, tiers, late events,
-//! distinct values, families, global alerts, fire, unban, escapes, refusals) · random scripts
+//! distinct values, families, global alerts, fire, unban, bans by hand, escapes, refusals) ·
+//! random scripts
 //! (proptest) · the same on a cluster · a few store-only behaviours.
 
 use std::sync::Arc;
@@ -132,6 +133,12 @@ fn in_memory(rules: &Arc<Ruleset>, script: &[Step]) -> Run {
                 records.extend(engine.unban(token));
                 Ok(None)
             }
+            ScriptStep::Ban { token, secs, .. } => engine
+                .ban_by_hand(token, Seconds::new(*secs), Some("by hand"))
+                .map(|v| {
+                    records.extend(v.decisions.iter().cloned());
+                    Some(v.into())
+                }),
         };
         steps.push(Outcome { records, answer });
     }
@@ -191,6 +198,14 @@ async fn on_redis(store: &RedisStore, script: &[Step]) -> Run {
                 records.extend(store.unban(token, now).await.unwrap());
                 Ok(None)
             }
+            ScriptStep::Ban { token, secs, .. } => store
+                .ban_by_hand(token, Seconds::new(*secs), Some("by hand"), now)
+                .await
+                .map_err(refusal)
+                .map(|v| {
+                    records.extend(v.decisions.iter().cloned());
+                    Some(v.into())
+                }),
         };
         steps.push(Outcome { records, answer });
     }
@@ -310,6 +325,15 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
             metric("detect:*", vec![threshold(2, 10, Block, 40)]),
             global("hits", vec![threshold(4, 10, Alert, 0)]),
         ])
+    };
+    let escalating = || {
+        let mut t = threshold(3, 10, Block, 100);
+        t.escalate = Some(Escalation {
+            factor: 2,
+            max: Seconds::new(1000),
+            memory: Seconds::new(1000),
+        });
+        ruleset_with_rates(vec![metric("m", vec![t])])
     };
     let two_bans = || {
         ruleset_with_rates(vec![
@@ -487,6 +511,20 @@ fn cases() -> Vec<(&'static str, Arc<Ruleset>, Vec<Step>)> {
              8 unban a, 9 unban z, 10 fire a m 1, 11 unban a, 12 fire a m 0, 500 unban a, \
              501 a m, 502 a m, 503 a m, 504 a m",
         ),
+        // Bans by hand: start, carried further, not shortened, unbanned, extended by a rule,
+        // refused; and as offences for a tier that escalates.
+        case(
+            "bans by hand",
+            fire_rules(),
+            "0 ban a 50, 10 ban a 100, 20 ban a 5, 21 a m, 22 a m, 23 a m, 200 ban b 30, \
+             210 unban b, 211 ban b 0, 300 fire c m 0, 301 ban c 500, 302 c n, 303 c n",
+        ),
+        case(
+            "bans by hand are offences",
+            escalating(),
+            "0 ban a 30, 100 a m, 101 a m, 102 a m, 400 ban a 10, 500 a m, 501 a m, 502 a m, \
+             600 b m, 601 b m, 602 b m",
+        ),
         // Two rules carrying one ban to the same second: which one its end names.
         case(
             "two rules reach the same end",
@@ -644,7 +682,7 @@ fn random_rules() -> impl Strategy<Value = Arc<Ruleset>> {
         })
 }
 
-/// Events (some late), fires and unbans of three tokens.
+/// Events (some late), fires, unbans and bans by hand of three tokens.
 fn random_script() -> impl Strategy<Value = Vec<Step>> {
     const TOKENS: [&str; 3] = ["a", "b", "c"];
     const METRICS: [&str; 5] = ["m", "n", "d:x", "d:y", "hits"];
@@ -672,6 +710,7 @@ fn random_script() -> impl Strategy<Value = Vec<Step>> {
                 let what = match what {
                     0 => ScriptStep::fire(at, token, metric, tier),
                     1 => ScriptStep::unban(at, token),
+                    2 => ScriptStep::ban(at, token, 10 + 40 * value as u64),
                     _ => ScriptStep::event(at, token, metric, &[("v", VALUES[value])]),
                 };
                 Step { what, rates }

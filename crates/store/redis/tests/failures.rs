@@ -124,6 +124,7 @@ async fn a_store_that_lost_its_state_is_seen_once_by_every_node_and_gets_its_ban
         value: 2,
         from: t(900),
         until: t(until),
+        reason: None,
     };
     let back = a
         .restore_ban("203.0.113.9", &ban("m", 1_600), t(1_000))

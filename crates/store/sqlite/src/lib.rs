@@ -5,15 +5,22 @@
 //! `positions`, written in the same transaction as the decisions their lines caused, so a crash
 //! neither forgets a ban nor counts a line twice. At a restart [`DecisionStore::read_back`]
 //! closes the bans that ended while nothing ran and hands back the others to restore.
+//! Operators' commands for a running `watch` (`banhammer ban`, `unban`) wait in `commands`
+//! until the watcher applies them (`commands.rs`).
 
+mod commands;
 mod windows;
+
+pub use commands::{Command, CommandOutcome, CommandStatus};
 
 use std::fmt::Display;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use banhammer_core::{Change, DecisionEvent, Effect, Escaped, Timestamp, Token, WindowsSnapshot};
+use banhammer_core::{
+    BanRecord, Change, DecisionEvent, Effect, Escaped, Ruleset, Timestamp, Token, WindowsSnapshot,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// A storage failure.
@@ -44,9 +51,29 @@ pub struct StoredDecision {
     pub from: Timestamp,
     /// When it ends (as known at `at`).
     pub until: Timestamp,
+    /// The operator's reason, for a ban made or carried further by hand.
+    pub reason: Option<String>,
 }
 
 impl StoredDecision {
+    /// This stored ban as an engine restores it ([`banhammer_core::Engine::restore_ban`]).
+    pub fn as_ban(&self) -> BanRecord<'_> {
+        BanRecord {
+            token: &self.token,
+            metric: &self.rule,
+            tier: self.tier,
+            value: self.value,
+            from: self.from,
+            until: self.until,
+            reason: self.reason.as_deref(),
+        }
+    }
+
+    /// Whether an operator made it by hand (its rule is [`Ruleset::MANUAL`]).
+    pub fn is_manual(&self) -> bool {
+        self.rule == Ruleset::MANUAL
+    }
+
     /// This stored ban's end as the engine reports one: an `UNBAN` at `at` (for a ban that
     /// [`DecisionStore::close_expired`] closed, its own `until`). `None` if the stored token is
     /// not a token the engine accepts.
@@ -61,6 +88,7 @@ impl StoredDecision {
             value: self.value,
             from: self.from,
             until: self.until,
+            reason: self.reason.as_deref().map(Arc::from),
         })
     }
 }
@@ -76,17 +104,16 @@ pub struct ReadBack {
 }
 
 impl ReadBack {
-    /// Restores every active ban through `restore`, called like `Engine::restore_ban`:
-    /// `(token, metric, tier, value, from, until)`. A ban it refuses (its rule is gone from
-    /// the configuration) is logged and stays on disk only, to end at its time. Returns how
-    /// many were restored.
+    /// Restores every active ban through `restore`, called like `Engine::restore_ban`. A ban
+    /// it refuses (its rule is gone from the configuration) is logged and stays on disk only,
+    /// to end at its time. Returns how many were restored.
     pub fn restore<E: Display>(
         &self,
-        mut restore: impl FnMut(&str, &str, usize, u64, Timestamp, Timestamp) -> Result<(), E>,
+        mut restore: impl FnMut(&BanRecord<'_>) -> Result<(), E>,
     ) -> usize {
         let mut restored = 0;
         for b in &self.active {
-            match restore(&b.token, &b.rule, b.tier, b.value, b.from, b.until) {
+            match restore(&b.as_ban()) {
                 Ok(()) => restored += 1,
                 Err(e) => {
                     tracing::warn!(token = %Escaped(&b.token), error = %Escaped(&e), "A stored ban does not fit the rules; kept on disk only.");
@@ -131,7 +158,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     tier INTEGER NOT NULL,
     value INTEGER NOT NULL,
     from_ts INTEGER NOT NULL,
-    until_ts INTEGER NOT NULL
+    until_ts INTEGER NOT NULL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_token ON decisions (token, at);
 CREATE TABLE IF NOT EXISTS bans (
@@ -140,7 +168,8 @@ CREATE TABLE IF NOT EXISTS bans (
     tier INTEGER NOT NULL,
     value INTEGER NOT NULL,
     from_ts INTEGER NOT NULL,
-    until_ts INTEGER NOT NULL
+    until_ts INTEGER NOT NULL,
+    reason TEXT
 );
 CREATE TABLE IF NOT EXISTS positions (
     path TEXT PRIMARY KEY,
@@ -152,21 +181,29 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 ";
 
-/// Adds the fingerprint columns to a `positions` table written before they existed, in place:
-/// its rows keep their place, with an unknown fingerprint. In one immediate transaction, so
-/// that two processes opening the same old file do not both add them.
-fn migrate_positions(conn: &mut Connection) -> Result<(), StoreError> {
+/// Adds the columns a file written by an earlier version lacks, in place: the fingerprint
+/// columns of `positions` (its rows keep their place, with an unknown fingerprint) and the
+/// `reason` of `decisions` and `bans` (none for what they hold). In one immediate
+/// transaction, so that two processes opening the same old file do not both add them.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let has_fingerprint: bool = tx.query_row(
-        "SELECT count(*) FROM pragma_table_info('positions') WHERE name = 'head_len'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_fingerprint {
+    let has = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+        tx.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )
+    };
+    if !has("positions", "head_len")? {
         tx.execute_batch(
             "ALTER TABLE positions ADD COLUMN head_len INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE positions ADD COLUMN head_hash INTEGER NOT NULL DEFAULT 0;",
         )?;
+    }
+    for table in ["decisions", "bans"] {
+        if !has(table, "reason")? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN reason TEXT;"))?;
+        }
     }
     tx.commit()?;
     Ok(())
@@ -181,8 +218,9 @@ impl DecisionStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
-        migrate_positions(&mut conn)?;
+        migrate(&mut conn)?;
         conn.execute_batch(windows::SCHEMA)?;
+        conn.execute_batch(commands::SCHEMA)?;
         Ok(DecisionStore { conn })
     }
 
@@ -241,7 +279,7 @@ impl DecisionStore {
     /// The bans still active at `now`, oldest first.
     pub fn active_bans(&self, now: Timestamp) -> Result<Vec<StoredDecision>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT token, rule, tier, value, from_ts, until_ts FROM bans
+            "SELECT token, rule, tier, value, from_ts, until_ts, reason FROM bans
              WHERE until_ts > ?1 ORDER BY from_ts, token",
         )?;
         let rows = stmt.query_map([now.as_unix()], |r| {
@@ -254,6 +292,7 @@ impl DecisionStore {
                 value: from_sql(r.get(3)?),
                 from: Timestamp::from_unix(r.get(4)?),
                 until: Timestamp::from_unix(r.get(5)?),
+                reason: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -265,7 +304,7 @@ impl DecisionStore {
         let tx = self.conn.transaction()?;
         let expired: Vec<StoredDecision> = {
             let mut stmt = tx.prepare(
-                "SELECT token, rule, tier, value, from_ts, until_ts FROM bans
+                "SELECT token, rule, tier, value, from_ts, until_ts, reason FROM bans
                  WHERE until_ts <= ?1 ORDER BY until_ts, token",
             )?;
             let rows = stmt.query_map([now.as_unix()], |r| {
@@ -278,14 +317,15 @@ impl DecisionStore {
                     value: from_sql(r.get(3)?),
                     from: Timestamp::from_unix(r.get(4)?),
                     until: Timestamp::from_unix(r.get(5)?),
+                    reason: r.get(6)?,
                 })
             })?;
             rows.collect::<Result<_, _>>()?
         };
         for d in &expired {
             tx.prepare_cached(
-                "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
-                 VALUES (?1, 'UNBAN', ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts, reason)
+                 VALUES (?1, 'UNBAN', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 d.at.as_unix(),
@@ -294,7 +334,8 @@ impl DecisionStore {
                 to_sql(d.tier as u64),
                 to_sql(d.value),
                 d.from.as_unix(),
-                d.until.as_unix()
+                d.until.as_unix(),
+                d.reason
             ])?;
             tx.prepare_cached("DELETE FROM bans WHERE token = ?1")?
                 .execute([&d.token])?;
@@ -336,7 +377,7 @@ impl DecisionStore {
         limit: usize,
     ) -> Result<Vec<StoredDecision>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT at, verb, token, rule, tier, value, from_ts, until_ts FROM (
+            "SELECT at, verb, token, rule, tier, value, from_ts, until_ts, reason FROM (
                  SELECT * FROM decisions WHERE ?1 IS NULL OR token = ?1
                  ORDER BY id DESC LIMIT ?2
              ) ORDER BY id",
@@ -351,6 +392,7 @@ impl DecisionStore {
                 value: from_sql(r.get(5)?),
                 from: Timestamp::from_unix(r.get(6)?),
                 until: Timestamp::from_unix(r.get(7)?),
+                reason: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -391,10 +433,12 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
                 .execute([d.token.as_str()])?;
         }
         Change::Start | Change::Extend => {
+            // A ban by hand that carries a ban further gives it its reason.
             tx.prepare_cached(
-                "INSERT INTO bans (token, rule, tier, value, from_ts, until_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (token) DO UPDATE SET until_ts = max(until_ts, ?6)",
+                "INSERT INTO bans (token, rule, tier, value, from_ts, until_ts, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (token) DO UPDATE
+                 SET until_ts = max(until_ts, ?6), reason = coalesce(?7, reason)",
             )?
             .execute(params![
                 d.token.as_str(),
@@ -402,7 +446,8 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
                 to_sql(d.tier as u64),
                 to_sql(d.value),
                 d.from.as_unix(),
-                d.until.as_unix()
+                d.until.as_unix(),
+                d.reason.as_deref()
             ])?;
         }
     }
@@ -411,8 +456,8 @@ fn write_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreEr
 
 fn log_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO decisions (at, verb, token, rule, tier, value, from_ts, until_ts, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         d.at.as_unix(),
@@ -422,7 +467,8 @@ fn log_decision(tx: &Transaction<'_>, d: &DecisionEvent) -> Result<(), StoreErro
         to_sql(d.tier as u64),
         to_sql(d.value),
         d.from.as_unix(),
-        d.until.as_unix()
+        d.until.as_unix(),
+        d.reason.as_deref()
     ])?;
     Ok(())
 }
@@ -460,6 +506,7 @@ mod tests {
             value: 40,
             from: Timestamp::from_unix(10),
             until: Timestamp::from_unix(until),
+            reason: None,
         }
     }
 
@@ -599,9 +646,7 @@ mod tests {
             .unwrap()
             .read_back(engine.time())
             .unwrap();
-        let restored = back.restore(|token, metric, tier, value, from, until| {
-            engine.restore_ban(token, metric, tier, value, from, until)
-        });
+        let restored = back.restore(|ban| engine.restore_ban(ban));
         assert_eq!(restored, 1, "`g`'s rule is gone");
         assert!(engine.is_banned("b"));
         assert!(!engine.is_banned("a") && !engine.is_banned("g"));
@@ -661,6 +706,64 @@ mod tests {
         drop(s);
         let s = DecisionStore::open(&path).unwrap();
         assert_eq!(s.position("/var/log/access.log").unwrap(), Some(new));
+    }
+
+    #[test]
+    fn a_ban_by_hand_keeps_its_reason_in_the_log_and_the_ban() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut s = DecisionStore::open(&path).unwrap();
+        let mut ban = decision(10, Change::Start, "a", 100);
+        ban.metric = Arc::from(Ruleset::MANUAL);
+        ban.reason = Some(Arc::from("ticket #42"));
+        let mut rule = decision(10, Change::Start, "b", 100);
+        s.record(&[ban, rule.clone()]).unwrap();
+        // A rule's ban carried further by hand takes the hand's reason.
+        rule.change = Change::Extend;
+        rule.until = Timestamp::from_unix(900);
+        rule.reason = Some(Arc::from("persistent"));
+        s.record(&[rule]).unwrap();
+        drop(s);
+        let mut s = DecisionStore::open(&path).unwrap();
+        let active = s.active_bans(Timestamp::from_unix(20)).unwrap();
+        assert!(active[0].is_manual());
+        assert_eq!(active[0].reason.as_deref(), Some("ticket #42"));
+        assert_eq!(active[0].as_ban().reason, Some("ticket #42"));
+        assert!(!active[1].is_manual());
+        assert_eq!(active[1].reason.as_deref(), Some("persistent"));
+        assert_eq!(active[1].until, Timestamp::from_unix(900));
+        let log = s.history(Some("a"), 10).unwrap();
+        assert_eq!(log[0].reason.as_deref(), Some("ticket #42"));
+        let closed = s.read_back(Timestamp::from_unix(500)).unwrap().ended;
+        assert_eq!(closed[0].reason.as_deref(), Some("ticket #42"));
+        assert_eq!(&*closed[0].metric, Ruleset::MANUAL);
+    }
+
+    #[test]
+    fn a_log_written_before_reasons_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE decisions (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,
+                     verb TEXT NOT NULL, token TEXT NOT NULL, rule TEXT NOT NULL,
+                     tier INTEGER NOT NULL, value INTEGER NOT NULL, from_ts INTEGER NOT NULL,
+                     until_ts INTEGER NOT NULL);
+                 CREATE TABLE bans (token TEXT PRIMARY KEY, rule TEXT NOT NULL,
+                     tier INTEGER NOT NULL, value INTEGER NOT NULL, from_ts INTEGER NOT NULL,
+                     until_ts INTEGER NOT NULL);
+                 INSERT INTO decisions VALUES (1, 10, 'BAN', 'a', 'request', 0, 40, 10, 100);
+                 INSERT INTO bans VALUES ('a', 'request', 0, 40, 10, 100);",
+            )
+            .unwrap();
+        }
+        let mut s = DecisionStore::open(&path).unwrap();
+        let active = s.active_bans(Timestamp::from_unix(20)).unwrap();
+        assert_eq!(active[0].token, "a");
+        assert_eq!(active[0].reason, None);
+        s.record(&[decision(20, Change::Start, "b", 100)]).unwrap();
+        assert_eq!(s.history(None, 10).unwrap().len(), 2);
     }
 
     #[test]

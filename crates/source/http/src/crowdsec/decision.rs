@@ -47,7 +47,7 @@ pub(crate) struct Offer {
     /// What `ip=`/`range=` queries are matched against.
     pub(crate) net: IpNet,
     pub(crate) until: Timestamp,
-    /// The rule that carried the ban: `{metric}/tier-{tier}`.
+    /// The rule that carried the ban: `{metric}/tier-{tier}`, or `manual` for a ban by hand.
     pub(crate) scenario: String,
 }
 
@@ -65,7 +65,12 @@ impl Offer {
             value,
             net,
             until: ban.until,
-            scenario: format!("{}/tier-{}", ban.metric, ban.tier),
+            scenario: if ban.is_manual() {
+                // Made by hand (`banhammer ban`), as CrowdSec's own `cscli decisions add`.
+                "manual".to_owned()
+            } else {
+                format!("{}/tier-{}", ban.metric, ban.tier)
+            },
         })
     }
 
@@ -108,7 +113,7 @@ pub(crate) struct Decision {
     value: String,
     /// Time left, in Go's format (`3h59m58s`); `0s` in `deleted`.
     duration: String,
-    /// The rule that carried the ban: `{metric}/tier-{tier}`.
+    /// The rule that carried the ban: `{metric}/tier-{tier}`, or `manual` for a ban by hand.
     scenario: String,
 }
 

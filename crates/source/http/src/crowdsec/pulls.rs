@@ -126,6 +126,7 @@ mod tests {
             value: 1,
             from: at(from),
             until: at(until),
+            reason: None,
         };
         Offer::of(token, &view).unwrap()
     }

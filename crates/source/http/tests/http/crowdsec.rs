@@ -308,3 +308,36 @@ async fn keys_are_checked_and_refused_as_crowdsec_refuses_them() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "admin routes are not blocked");
 }
+
+#[tokio::test]
+async fn a_ban_by_hand_reaches_bouncers_as_a_manual_decision() {
+    let s = with_keys().await;
+    let r = s
+        .http
+        .post(format!("{}/v1/bans", s.base))
+        .bearer_auth("s3cret")
+        .json(&json!({"token": "2001:db8:7:7::1", "duration": "2h", "reason": "ticket #42"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (new, _) = s.pull(KEY, true).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(
+        (
+            &new[0]["value"],
+            &new[0]["scope"],
+            &new[0]["duration"],
+            &new[0]["scenario"]
+        ),
+        (
+            &json!("2001:db8:7:7::/64"),
+            &json!("Range"),
+            &json!("2h0m0s"),
+            &json!("manual")
+        )
+    );
+    s.unban_now("2001:db8:7:7::1").await;
+    let (_, deleted) = s.pull(KEY, false).await;
+    assert_eq!(deleted.len(), 1);
+}
