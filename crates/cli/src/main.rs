@@ -151,6 +151,10 @@ enum Command {
         /// Stop after this many seconds of the monitor's clock.
         #[arg(long)]
         duration: Option<u64>,
+        /// Also serve the live web console (traffic, requests/s, alerts) on this address, e.g.
+        /// 127.0.0.1:8081; its page has no login, so keep it on loopback (docs/console.md).
+        #[arg(long, value_name = "ADDR")]
+        web: Option<std::net::SocketAddr>,
     },
     /// Lists the active bans kept in a decision store (or, with --all, its decision log).
     Bans {
@@ -282,6 +286,7 @@ fn main() -> ExitCode {
             plain,
             json,
             duration,
+            web,
         } => monitor::run(&monitor::MonitorOptions {
             interface,
             filter,
@@ -296,6 +301,7 @@ fn main() -> ExitCode {
             plain,
             json,
             duration,
+            web,
         }),
         Command::Watch {
             config,

@@ -2,6 +2,7 @@
 
 mod capture;
 mod sources;
+mod web;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub(crate) struct MonitorOptions {
     pub(crate) json: bool,
     /// Stop after this many seconds of the monitor's clock (tests, benchmarks).
     pub(crate) duration: Option<u64>,
+    /// `--web ADDR`: also serve the live web console there.
+    pub(crate) web: Option<std::net::SocketAddr>,
 }
 
 /// How results are shown.
@@ -74,6 +77,8 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
         );
     }
     let mut source = sources::open(opts)?;
+    // Started before the first poll so the page is up while the source warms up.
+    let mut web = opts.web.map(web::WebFeed::start).transpose()?;
     let view = if opts.json {
         View::Json
     } else if opts.plain || !io::stdout().is_terminal() {
@@ -87,8 +92,10 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     match view {
-        View::Tui => tui::run(&mut *source, config, opts, &stop),
-        View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),
+        View::Tui => tui::run(&mut *source, config, opts, &stop, web.as_mut()),
+        View::Plain | View::Json => {
+            print_loop(&mut *source, config, opts, view, &stop, web.as_mut())
+        }
     }
 }
 
@@ -150,6 +157,7 @@ fn drive(
     config: MonitorConfig,
     opts: &MonitorOptions,
     stop: &AtomicBool,
+    mut web: Option<&mut web::WebFeed>,
     mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
     mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
 ) -> anyhow::Result<Ended> {
@@ -194,6 +202,9 @@ fn drive(
                 finish(app, &mut emit)?;
                 break;
             }
+            if let Some(web) = web.as_deref_mut() {
+                web.publish(app);
+            }
             if !on_tick(app)? {
                 break;
             }
@@ -230,6 +241,7 @@ fn print_loop(
     opts: &MonitorOptions,
     view: View,
     stop: &AtomicBool,
+    web: Option<&mut web::WebFeed>,
 ) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let result = drive(
@@ -237,6 +249,7 @@ fn print_loop(
         config,
         opts,
         stop,
+        web,
         |_| Ok(true),
         |o| {
             let mut out = stdout.lock();
@@ -278,6 +291,7 @@ mod tui {
         config: MonitorConfig,
         opts: &MonitorOptions,
         stop: &std::sync::atomic::AtomicBool,
+        web: Option<&mut super::web::WebFeed>,
     ) -> anyhow::Result<std::process::ExitCode> {
         let mut terminal: DefaultTerminal = ratatui::init();
         let mut quit = false;
@@ -286,6 +300,7 @@ mod tui {
             config,
             opts,
             stop,
+            web,
             |app| {
                 terminal.draw(|f| banhammer_monitor::tui::render(app, f))?;
                 while event::poll(Duration::from_millis(0))? {

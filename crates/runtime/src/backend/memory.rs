@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use banhammer_core::{
     Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError, MetricStatus,
-    Ruleset, SharedEngine, Timestamp, Token, Verdict, WindowsSnapshot,
+    Ruleset, SharedEngine, Timestamp, Token, TokenLoad, Verdict, WindowsSnapshot,
 };
 
 use super::{Backend, BackendError, StatusPage, Sweep};
@@ -145,6 +145,13 @@ impl Backend for MemoryBackend {
             index += 1;
         });
         Ok(StatusPage { items, next })
+    }
+
+    fn recent_loads(&self, recent: usize) -> Result<Vec<TokenLoad>, BackendError> {
+        let mut all = Vec::new();
+        self.engine
+            .for_each_shard(|e| all.extend(e.recent_loads(recent)));
+        Ok(all)
     }
 
     fn engine_counters(&self) -> EngineCounters {

@@ -6,16 +6,20 @@
 //! `GET|DELETE /v1/bans[/{token}]`, `PUT /detect`, `GET /metrics`, `GET /healthz`,
 //! `GET /openapi.json`. Only this crate knows the JSON shapes of requests and answers.
 //! `GET /v1/check[/{metric}]` is the forward-auth check for reverse proxies (`check.rs`).
-//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`.
+//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`. The live web
+//! console is `GET /ui` and its assets (`console.rs`), fed by `GET /v1/events` and `GET /v1/log`
+//! (`events.rs`, admin).
 
 mod auth;
 mod auth_limit;
 mod check;
 mod client_ip;
 mod conn;
+mod console;
 mod crowdsec;
 mod detect;
 mod error;
+mod events;
 mod metrics;
 mod server;
 mod state;
@@ -27,7 +31,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{admin_access, AdminAccess, AdminSetupError};
+pub use console::{serve_feed, ConsoleMode, MAX_FEED_CLIENTS};
 pub use error::ApiError;
+pub use events::MAX_CONSOLES;
 pub use server::run;
 pub use state::AppState;
 
@@ -64,6 +70,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::status_all))
         .routes(routes!(v1::bans))
         .routes(routes!(v1::ban, v1::unban))
+        .routes(routes!(events::events))
+        .routes(routes!(events::log))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -76,6 +84,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::scrape))
         .routes(routes!(v1::healthz))
         .routes(routes!(v1::openapi_json))
+        .routes(routes!(console::ui))
+        .routes(routes!(console::ui_script))
+        .routes(routes!(console::ui_style))
         .merge(admin)
         .merge(crowdsec::routes(&state))
         .split_for_parts();

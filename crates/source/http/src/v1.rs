@@ -162,7 +162,7 @@ pub(crate) struct Ban {
 }
 
 impl Ban {
-    fn new(token: &str, d: &DecisionView) -> Self {
+    pub(crate) fn new(token: &str, d: &DecisionView) -> Self {
         Ban {
             token: token.to_owned(),
             rule: d.metric.to_string(),
