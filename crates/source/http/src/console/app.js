@@ -150,11 +150,10 @@
       return el("tr", { "data-token": b.token },
         el("td", { class: "mono", text: b.token }),
         el("td", { text: b.rule }),
-        el("td", { class: "num", text: String(b.tier) }),
-        el("td", { class: "num", text: String(b.value) }),
-        el("td", { text: dateTime(b.from), title: `${Math.round(serverNow() - b.from)} s ago` }),
+        el("td", { class: "num hide-narrow", text: String(b.tier) }),
+        el("td", { class: "num hide-narrow", text: String(b.value) }),
+        el("td", { class: "hide-narrow", text: dateTime(b.from), title: `${Math.round(serverNow() - b.from)} s ago` }),
         el("td", { class: "num countdown", "data-until": String(b.until), text: duration(b.until - serverNow()) }),
-        el("td", { text: b.origin || "rule" }),
         el("td", {}, unban));
     }));
     $("ban-count").textContent = String(bans.size);
