@@ -1,6 +1,7 @@
 //! The `banhammer` command: wiring only; the work is in the library crates.
 
 mod check;
+mod console;
 mod eval;
 mod monitor;
 mod replay;
@@ -198,6 +199,10 @@ enum Command {
         /// Append JSON-lines records here (overrides `[watch] jsonl`).
         #[arg(long)]
         jsonl: Option<PathBuf>,
+        /// Also serve the live web console (bans and decisions, read only) on this address,
+        /// e.g. 127.0.0.1:8082; it has no login, so keep it on loopback (docs/console.md).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
 }
 
@@ -312,6 +317,7 @@ fn main() -> ExitCode {
             state,
             csv,
             jsonl,
+            http,
         } => {
             init_logging();
             let opts = watch::WatchOptions {
@@ -322,6 +328,7 @@ fn main() -> ExitCode {
                 state,
                 csv,
                 jsonl,
+                http,
             };
             watch::run(&config, &opts)
         }

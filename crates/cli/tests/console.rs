@@ -647,3 +647,109 @@ async fn the_monitor_console_shows_and_clears_the_alert() {
     assert_clean(&console_log(&driver, &c).await);
     c.close().await.unwrap();
 }
+
+/// `[01/Dec/2026:05:20:00 +0000]`'s inside for unix time `t` (UTC).
+fn clf_time(t: i64) -> String {
+    // Days to a civil date (H. Hinnant's algorithm).
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let names = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        names[usize::try_from(month - 1).unwrap()],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[test]
+fn clf_time_formats_a_known_instant() {
+    assert_eq!(clf_time(1_549_573_860), "07/Feb/2019:21:11:00 +0000");
+    assert_eq!(clf_time(951_782_400), "29/Feb/2000:00:00:00 +0000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_console_lists_its_bans_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    let config = dir.path().join("watch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accesslog]\nformat = \"combined\"\n\n[metrics.request]\n[[metrics.request.thresholds]]\n\
+             limit = 5\nwindow = 60\nactions = [\"block_local\"]\naction_duration = 600\n\n\
+             [watch]\nstate = \"{}\"\npoll_interval_ms = 20\n",
+            dir.path().join("state.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banhammer"))
+        .args(["watch", "--config"])
+        .arg(&config)
+        .arg(&log)
+        .args(["--from-start", "--http", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let _watch = Killed(child);
+    let mut lines = stderr.lines();
+    let base = loop {
+        let line = lines.next().expect("the console's address").unwrap();
+        if let Some(url) = line.strip_prefix("banhammer watch: console on ") {
+            break url.trim_end_matches("/ui").to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let (_driver, driver) = chromedriver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{base}/ui")).await.unwrap();
+    wait_live(&c).await;
+    // Read only: no token box, no ban form.
+    let hidden = js(
+        &c,
+        "return ['auth', 'ban-form', 'rates'].map(id => getComputedStyle(document.getElementById(id)).display)",
+    )
+    .await;
+    assert_eq!(hidden, json!(["none", "none", "none"]));
+    let now = banhammer_core::SystemClock.now().as_unix();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for _ in 0..6 {
+        writeln!(
+            f,
+            "203.0.113.5 - - [{}] \"GET /login HTTP/1.1\" 200 10 \"-\" \"curl\"",
+            clf_time(now)
+        )
+        .unwrap();
+    }
+    drop(f);
+    eventually(PATIENCE, "watch's ban in the table", || async {
+        has_row(&c, "203.0.113.5").await.then_some(())
+    })
+    .await;
+    assert!(
+        c.find(Locator::Css(&format!("{} button", row("203.0.113.5"))))
+            .await
+            .is_err(),
+        "no unban button: watch has no admin API"
+    );
+    let verbs = js(&c, "return [...document.querySelectorAll('#log-table tbody tr td:nth-child(2)')].map(t => t.textContent)").await;
+    assert_eq!(verbs, json!(["BAN"]));
+    screenshot(&c, "watch.png").await;
+    assert_clean(&console_log(&driver, &c).await);
+    c.close().await.unwrap();
+}

@@ -2,7 +2,6 @@
 
 mod capture;
 mod sources;
-mod web;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -18,7 +17,27 @@ use banhammer_monitor::{
     PerSecond,
 };
 
+use banhammer_http::ConsoleMode;
 use sources::{Source, SourceState};
+
+/// `--web`: the console and what it was last sent.
+struct Web {
+    feed: crate::console::WebFeed,
+    /// The clock and alert count last sent: the page is told at most once per second of the
+    /// monitor's clock, and at once for an alert.
+    last: Option<(Timestamp, usize)>,
+}
+
+impl Web {
+    /// Sends `app`'s state to the pages if its clock moved or an alert came since last time.
+    fn publish(&mut self, app: &App) {
+        let key = (app.now(), app.alerts().len());
+        if self.last != Some(key) {
+            self.last = Some(key);
+            self.feed.send(banhammer_monitor::to_web_json(app));
+        }
+    }
+}
 
 /// Command-line choices for `monitor`.
 #[derive(Debug, Clone)]
@@ -78,7 +97,13 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
     }
     let mut source = sources::open(opts)?;
     // Started before the first poll so the page is up while the source warms up.
-    let mut web = opts.web.map(web::WebFeed::start).transpose()?;
+    let mut web = opts
+        .web
+        .map(|addr| {
+            crate::console::WebFeed::start(addr, ConsoleMode::Monitor, "monitor", "--web")
+                .map(|feed| Web { feed, last: None })
+        })
+        .transpose()?;
     let view = if opts.json {
         View::Json
     } else if opts.plain || !io::stdout().is_terminal() {
@@ -157,7 +182,7 @@ fn drive(
     config: MonitorConfig,
     opts: &MonitorOptions,
     stop: &AtomicBool,
-    mut web: Option<&mut web::WebFeed>,
+    mut web: Option<&mut Web>,
     mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
     mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
 ) -> anyhow::Result<Ended> {
@@ -241,7 +266,7 @@ fn print_loop(
     opts: &MonitorOptions,
     view: View,
     stop: &AtomicBool,
-    web: Option<&mut web::WebFeed>,
+    web: Option<&mut Web>,
 ) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let result = drive(
@@ -291,7 +316,7 @@ mod tui {
         config: MonitorConfig,
         opts: &MonitorOptions,
         stop: &std::sync::atomic::AtomicBool,
-        web: Option<&mut super::web::WebFeed>,
+        web: Option<&mut super::Web>,
     ) -> anyhow::Result<std::process::ExitCode> {
         let mut terminal: DefaultTerminal = ratatui::init();
         let mut quit = false;

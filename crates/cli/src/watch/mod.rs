@@ -1,5 +1,6 @@
 //! `banhammer watch`: follows an access log live and sends each decision to the sinks.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use banhammer_accesslog::{
 use banhammer_config::{CommandTemplate, Config, WatchSettings};
 use banhammer_core::{Clock, DecisionEvent, Engine, ManualClock, Seconds, SystemClock, Timestamp};
 use banhammer_sink::{CommandLine, DecisionFile, DecisionFormat, DecisionSinks, Escaped};
-use banhammer_store_sqlite::{DecisionStore, FilePosition};
+use banhammer_store_sqlite::{DecisionStore, FilePosition, StoredDecision};
 
 use crate::setup;
 
@@ -47,6 +48,17 @@ pub(crate) struct WatchOptions {
     pub(crate) state: Option<PathBuf>,
     pub(crate) csv: Option<PathBuf>,
     pub(crate) jsonl: Option<PathBuf>,
+    /// `--http ADDR`: also serve the web console (bans and decisions, read only) there.
+    pub(crate) http: Option<std::net::SocketAddr>,
+}
+
+/// Decisions kept for the console: the latest, as the decision log lists them.
+const CONSOLE_LOG: usize = 2000;
+
+/// `--http`: the console and the latest decisions it shows.
+struct Console {
+    feed: crate::console::WebFeed,
+    log: VecDeque<StoredDecision>,
 }
 
 /// Runs until SIGTERM or SIGINT.
@@ -124,6 +136,7 @@ pub(crate) struct Watcher<C: Clock> {
     key: String,
     store: DecisionStore,
     sinks: DecisionSinks,
+    console: Option<Console>,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -206,7 +219,26 @@ impl<C: Clock> Watcher<C> {
         let reorder = event_clock.as_ref().map(|_| setup::reorder(&config));
         // Paths, lines and notices are shown escaped: a name or a line must not forge a log line.
         tracing::info!(file = %Escaped(opts.file.display()), state = %Escaped(config.watch.state.display()), "Watching.");
+        let console = match opts.http {
+            Some(addr) => {
+                let feed = crate::console::WebFeed::start(
+                    addr,
+                    banhammer_http::ConsoleMode::Watch,
+                    "watch",
+                    "--http",
+                )?;
+                let log: VecDeque<StoredDecision> = store.history(None, CONSOLE_LOG)?.into();
+                feed.send(banhammer_http::watch_state_json(
+                    engine.time(),
+                    engine.decisions(),
+                    log.iter(),
+                ));
+                Some(Console { feed, log })
+            }
+            None => None,
+        };
         Ok(Watcher {
+            console,
             config,
             pipeline,
             engine,
@@ -324,7 +356,39 @@ impl<C: Clock> Watcher<C> {
                 .record_step(&decisions, position, &windows, Some(forget))?;
         }
         self.sinks.emit(&decisions)?;
+        self.tell_console(&decisions);
         Ok(())
+    }
+
+    /// Sends the bans and the latest decisions to the console when something was decided.
+    fn tell_console(&mut self, decisions: &[DecisionEvent]) {
+        let Some(console) = self.console.as_mut() else {
+            return;
+        };
+        let records: Vec<&DecisionEvent> = decisions.iter().filter(|d| d.is_record()).collect();
+        if records.is_empty() {
+            return;
+        }
+        for d in records {
+            console.log.push_back(StoredDecision {
+                at: d.at,
+                verb: d.verb().to_owned(),
+                token: d.token.to_string(),
+                rule: d.metric.to_string(),
+                tier: d.tier,
+                value: d.value,
+                from: d.from,
+                until: d.until,
+            });
+        }
+        while console.log.len() > CONSOLE_LOG {
+            console.log.pop_front();
+        }
+        console.feed.send(banhammer_http::watch_state_json(
+            self.engine.time(),
+            self.engine.decisions(),
+            console.log.iter(),
+        ));
     }
 
     /// Steps until `stop` is set, waiting `poll` between steps when nothing is waiting.

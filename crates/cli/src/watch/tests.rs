@@ -56,6 +56,7 @@ fn options(s: &Setup) -> WatchOptions {
         state: None,
         csv: None,
         jsonl: None,
+        http: None,
     }
 }
 

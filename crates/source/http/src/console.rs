@@ -1,6 +1,7 @@
 //! The live web console's page: static assets embedded in the binary (`console/`), served at
 //! `/ui` by `serve` (with its admin data from `/v1/events`) and by `monitor --web` /
-//! `watch --http` ([`serve_feed`]: the page and one stream of JSON snapshots, `/ui/feed`).
+//! `watch --http` ([`serve_feed`]: the page and one stream of JSON snapshots, `/ui/feed`;
+//! [`watch_state_json`] is watch's document).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,9 +14,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use banhammer_core::{DecisionView, Effect, Timestamp, Token};
+use banhammer_runtime::StoredDecision;
 use futures_util::stream::{self, Stream};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::events::Decision;
+use crate::v1::Ban;
 
 const PAGE: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/app.js");
@@ -29,6 +35,8 @@ pub enum ConsoleMode {
     Serve,
     /// `monitor --web`: traffic sections, requests/s, alerts.
     Monitor,
+    /// `watch --http`: bans and decisions, read only (see [`watch_state_json`]).
+    Watch,
 }
 
 impl ConsoleMode {
@@ -36,6 +44,7 @@ impl ConsoleMode {
         match self {
             ConsoleMode::Serve => "serve",
             ConsoleMode::Monitor => "monitor",
+            ConsoleMode::Watch => "watch",
         }
     }
 }
@@ -100,6 +109,21 @@ pub(crate) async fn ui_script() -> Response {
     responses((status = 200, description = "The console's style sheet", content_type = "text/css")))]
 pub(crate) async fn ui_style() -> Response {
     style()
+}
+
+/// `watch --http`'s state for the console: the clock, the active bans, and the latest
+/// decisions (oldest first), as `serve`'s snapshot shows them.
+pub fn watch_state_json<'a>(
+    now: Timestamp,
+    bans: impl Iterator<Item = (&'a Token, DecisionView)>,
+    log: impl Iterator<Item = &'a StoredDecision>,
+) -> String {
+    let bans: Vec<Ban> = bans
+        .filter(|(_, d)| d.effect == Effect::Block)
+        .map(|(t, d)| Ban::new(t.as_str(), &d))
+        .collect();
+    let log: Vec<Decision> = log.cloned().map(Decision::from).collect();
+    serde_json::json!({ "now": now.as_unix(), "bans": bans, "log": log, "metrics": [] }).to_string()
 }
 
 /// The most pages reading one [`serve_feed`] stream at once.

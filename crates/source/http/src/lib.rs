@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{admin_access, AdminAccess, AdminSetupError};
-pub use console::{serve_feed, ConsoleMode, MAX_FEED_CLIENTS};
+pub use console::{serve_feed, watch_state_json, ConsoleMode, MAX_FEED_CLIENTS};
 pub use error::ApiError;
 pub use events::MAX_CONSOLES;
 pub use server::run;

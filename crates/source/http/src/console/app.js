@@ -145,8 +145,9 @@
     }
     const body = $("ban-table").tBodies[0];
     body.replaceChildren(...rows.map((b) => {
-      const unban = el("button", { class: "danger", type: "button", text: "Unban", "data-token": b.token });
-      unban.addEventListener("click", () => doUnban(b.token, unban));
+      // `watch` has no admin API: its console is read only.
+      const unban = MODE === "serve" ? el("button", { class: "danger", type: "button", text: "Unban", "data-token": b.token }) : "";
+      if (unban) unban.addEventListener("click", () => doUnban(b.token, unban));
       return el("tr", { "data-token": b.token },
         el("td", { class: "mono", text: b.token }),
         el("td", { text: b.rule }),
@@ -168,7 +169,7 @@
       if (left < -2) expired = true;
     }
     // A ban extended since it was sent ends later than shown: ask again (not often).
-    if (expired && Date.now() > refetchAt) {
+    if (expired && MODE === "serve" && Date.now() > refetchAt) {
       refetchAt = Date.now() + 5000;
       refreshBans();
     }
@@ -474,7 +475,36 @@
     startStream("/ui/feed", (name, data) => { if (name === "state") renderTraffic(data); }, () => ({}));
   }
 
+  // ---- watch mode: bans and decisions from `watch --http`, read only --------------------
+  function setupWatch() {
+    $("mode-name").textContent = "log watcher";
+    $("ban-search").addEventListener("input", renderBans);
+    for (const th of document.querySelectorAll("#ban-table th[data-sort]")) {
+      th.addEventListener("click", () => {
+        const key = th.dataset.sort;
+        sort = { key, dir: sort.key === key && sort.dir === "asc" ? "desc" : "asc" };
+        renderBans();
+      });
+    }
+    $("log-rule").addEventListener("change", renderLog);
+    $("log-token").addEventListener("input", renderLog);
+    setInterval(tickCountdowns, 1000);
+    setInterval(renderTimeline, 30000);
+    startStream("/ui/feed", (name, data) => {
+      if (name !== "state") return;
+      applySnapshot(data);
+      // The rule filter lists the rules the log names (watch sends no metric list).
+      const rules = [...new Set(data.log.map((d) => d.rule))].sort();
+      const r = $("log-rule"), keep = r.value;
+      r.replaceChildren(el("option", { value: "", text: "every rule" }), ...rules.map((x) => el("option", { value: x, text: x })));
+      r.value = rules.includes(keep) ? keep : "";
+      renderLog();
+    }, () => ({}));
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
-    if (MODE === "monitor") setupMonitor(); else setupServe();
+    if (MODE === "monitor") setupMonitor();
+    else if (MODE === "watch") setupWatch();
+    else setupServe();
   });
 })();

@@ -1,36 +1,37 @@
-//! `monitor --web ADDR`: the web console's traffic view, served from a thread of its own and
-//! fed the monitor's state whenever its clock moves or an alert starts or ends.
+//! The web console for `monitor --web` and `watch --http`: served from a thread of its own
+//! (these commands are not async), fed a JSON document of the command's state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use banhammer_core::Timestamp;
 use banhammer_http::ConsoleMode;
-use banhammer_monitor::{to_web_json, App};
 use tokio::sync::{oneshot, watch};
 
 /// The console's server and what it shows.
-pub(super) struct WebFeed {
+pub(crate) struct WebFeed {
     tx: watch::Sender<Arc<str>>,
-    /// The clock and alert count last sent: the page is told at most once per second of the
-    /// monitor's clock, and at once for an alert.
-    last: Option<(Timestamp, usize)>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl WebFeed {
-    /// Listens on `addr` and serves the console there until dropped.
-    #[allow(clippy::print_stderr)] // where the console is: stdout holds the reports
-    pub(super) fn start(addr: SocketAddr) -> anyhow::Result<WebFeed> {
+    /// Listens on `addr` (the option `flag` asked for it) and serves `mode`'s console there
+    /// until dropped; says where on stderr as `banhammer COMMAND: console on http://…/ui`.
+    #[allow(clippy::print_stderr)] // where the console is: stdout holds the command's output
+    pub(crate) fn start(
+        addr: SocketAddr,
+        mode: ConsoleMode,
+        command: &str,
+        flag: &str,
+    ) -> anyhow::Result<WebFeed> {
         let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("--web: listening on {addr}"))?;
+            .with_context(|| format!("{flag}: listening on {addr}"))?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
         if !local.ip().is_loopback() {
-            tracing::warn!(%local, "The monitor's console has no login: anyone who reaches this address sees the traffic (client addresses included).");
+            tracing::warn!(%local, "The console has no login: anyone who reaches this address sees what it shows (client addresses included).");
         }
         let (tx, rx) = watch::channel::<Arc<str>>(Arc::from("null"));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -52,32 +53,23 @@ impl WebFeed {
                     let shutdown = async move {
                         let _ = stopped.await;
                     };
-                    if let Err(e) =
-                        banhammer_http::serve_feed(listener, ConsoleMode::Monitor, rx, shutdown)
-                            .await
-                    {
+                    if let Err(e) = banhammer_http::serve_feed(listener, mode, rx, shutdown).await {
                         tracing::error!(error = %e, "The console stopped.");
                     }
                 });
             })
             .context("starting the console's thread")?;
-        eprintln!("banhammer monitor: console on http://{local}/ui");
+        eprintln!("banhammer {command}: console on http://{local}/ui");
         Ok(WebFeed {
             tx,
-            last: None,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// Sends `app`'s state to the pages if its clock moved or an alert came since last time.
-    pub(super) fn publish(&mut self, app: &App) {
-        let key = (app.now(), app.alerts().len());
-        if self.last == Some(key) {
-            return;
-        }
-        self.last = Some(key);
-        self.tx.send_replace(Arc::from(to_web_json(app)));
+    /// Sends `state` (a JSON document) to the pages.
+    pub(crate) fn send(&self, state: String) {
+        self.tx.send_replace(Arc::from(state));
     }
 }
 
