@@ -1,6 +1,7 @@
 //! The `banhammer` command: wiring only; the work is in the library crates.
 
 mod check;
+mod console;
 mod eval;
 mod manual;
 mod monitor;
@@ -156,6 +157,10 @@ enum Command {
         /// Stop after this many seconds of the monitor's clock.
         #[arg(long)]
         duration: Option<u64>,
+        /// Also serve the live web console (traffic, requests/s, alerts) on this address, e.g.
+        /// 127.0.0.1:8081; its page has no login, so keep it on loopback (docs/console.md).
+        #[arg(long, value_name = "ADDR")]
+        web: Option<std::net::SocketAddr>,
     },
     /// Lists the active bans: since when, until when, what is left, who started each (a
     /// rule or an operator) and why.
@@ -240,6 +245,10 @@ enum Command {
         /// How logs are written to stderr.
         #[arg(long, value_enum, default_value_t = LogOutput::Text)]
         log_format: LogOutput,
+        /// Also serve the live web console (bans and decisions, read only) on this address,
+        /// e.g. 127.0.0.1:8082; it has no login, so keep it on loopback (docs/console.md).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell) to standard
     /// output, e.g. `banhammer completions bash > /etc/bash_completion.d/banhammer`.
@@ -375,6 +384,7 @@ fn main() -> ExitCode {
             plain,
             json,
             duration,
+            web,
         } => monitor::run(&monitor::MonitorOptions {
             interface,
             filter,
@@ -389,6 +399,7 @@ fn main() -> ExitCode {
             plain,
             json,
             duration,
+            web,
         }),
         Command::Watch {
             config,
@@ -401,6 +412,7 @@ fn main() -> ExitCode {
             jsonl,
             metrics_listen,
             log_format,
+            http,
         } => {
             init_logging(log_format);
             let opts = watch::WatchOptions {
@@ -412,6 +424,7 @@ fn main() -> ExitCode {
                 csv,
                 jsonl,
                 metrics_listen,
+                http,
             };
             watch::run(&config, &opts)
         }

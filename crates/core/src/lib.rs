@@ -60,8 +60,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::{BanRecord, Change, DecisionEvent, DecisionView};
 pub use distinct::DistinctWindow;
 pub use engine::{
-    Engine, EngineCounters, MetricStatus, Rates, TierMeasure, TokenHasher, Verdict, WindowsData,
-    WindowsSnapshot,
+    Engine, EngineCounters, MetricStatus, Rates, TierMeasure, TokenHasher, TokenLoad, Verdict,
+    WindowsData, WindowsSnapshot,
 };
 pub use error::{EventError, MAX_MEMBERS, MAX_NAME_LEN, MAX_REASON_LEN};
 pub use escape::{escape, is_unsafe, Escaped};

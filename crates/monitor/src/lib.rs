@@ -31,7 +31,7 @@ pub use app::{Alert, AlertKind, App, MonitorConfig, NoTraffic, Output, Report};
 pub use messages::Messages;
 pub use rate::PerSecond;
 pub use stats::{Counter, Stats};
-pub use text::{alert_line, no_traffic_line, render_plain, to_json};
+pub use text::{alert_line, no_traffic_line, render_plain, to_json, to_web_json};
 pub use view::{Key, Outcome, Panel, Sort, ViewState};
 
 /// An HTTP request seen on the wire or in a log. Its text is shown as it is by every view: the

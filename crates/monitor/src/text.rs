@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use banhammer_core::Timestamp;
 use serde_json::json;
 
-use crate::app::{Alert, AlertKind, NoTraffic, Output, Report};
+use crate::app::{Alert, AlertKind, App, NoTraffic, Output, Report};
 use crate::stats::Stats;
 
 /// A timestamp as RFC 3339 in UTC (`2019-02-07T21:11:00Z`).
@@ -169,4 +169,50 @@ pub fn to_json(o: &Output, top: usize) -> String {
         }),
     };
     v.to_string()
+}
+
+/// The web console's state of `app` (`monitor --web`), one JSON document: the clock, the
+/// alert (on or off, with its line), requests per second over the last two minutes, the
+/// interval in progress and the last one reported, totals, and the alert history (latest
+/// 100).
+pub fn to_web_json(app: &App) -> String {
+    let config = app.config();
+    let now = app.now();
+    let (from, current) = app.current();
+    let alert = app
+        .alerts()
+        .last()
+        .filter(|a| app.alerting() && a.kind == AlertKind::Triggered);
+    let alerts = app.alerts();
+    let history: Vec<serde_json::Value> = alerts[alerts.len().saturating_sub(100)..]
+        .iter()
+        .map(|a| {
+            json!({
+                "type": match a.kind { AlertKind::Triggered => "alert", AlertKind::Recovered => "recovered" },
+                "hits": a.hits,
+                "at": a.at.as_unix(),
+                "message": alert_line(a),
+            })
+        })
+        .collect();
+    json!({
+        "now": now.as_unix(),
+        "start": app.start().as_unix(),
+        "interval": config.interval,
+        "threshold": config.threshold.to_string(),
+        "window": config.window,
+        "alerting": app.alerting(),
+        "alert": alert.map(|a| json!({"hits": a.hits, "at": a.at.as_unix(), "message": alert_line(a)})),
+        "per_second": app.per_second(120),
+        "current_from": from.as_unix(),
+        "current": stats_json(current, now.since(from).get().max(1), config.top),
+        "last_report": app.last_report().map(|r| json!({
+            "from": r.from.as_unix(),
+            "to": r.to.as_unix(),
+            "interval": stats_json(&r.interval, r.to.since(r.from).get(), config.top),
+        })),
+        "total": stats_json(app.total(), now.since(app.start()).get().max(1), config.top),
+        "alerts": history,
+    })
+    .to_string()
 }

@@ -10,6 +10,7 @@
 mod actions;
 pub mod backend;
 mod clock;
+mod feed;
 mod runtime;
 mod writer;
 
@@ -18,7 +19,9 @@ pub use backend::{
     Backend, BackendError, MemoryBackend, RedisBackend, StatusPage, StoreHealth, Sweep, Unban,
 };
 pub use banhammer_store_redis::StoreUrl;
+pub use banhammer_store_sqlite::StoredDecision;
 pub use clock::TokioClock;
+pub use feed::{MetricCounts, MetricRate, DECISION_FEED_CAPACITY, RATE_HISTORY_SECS};
 pub use runtime::{
     CommittedListener, Runtime, RuntimeCounters, RuntimeError, RuntimeGuard, SAVE_WINDOWS_EVERY,
 };

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use banhammer_core::{
     Change, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Escaped, Event, EventError,
-    MetricStatus, Ruleset, Seconds, Timestamp, Token, Verdict,
+    MetricStatus, Ruleset, Seconds, Timestamp, Token, TokenLoad, Verdict,
 };
 use banhammer_store_sqlite::DecisionStore;
-use tokio::sync::{watch, Notify, Semaphore};
+use banhammer_store_sqlite::StoredDecision;
+use tokio::sync::{broadcast, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, BackendError, StatusPage, StoreHealth};
+use crate::feed::{MetricCounts, MetricRate, DECISION_FEED_CAPACITY};
 use crate::writer::{DecisionWriter, PersistError, WriterHealth};
 
 /// How many events of known-banned tokens may be counting in the background at once; past
@@ -99,6 +101,10 @@ pub struct Runtime {
     background: Arc<Semaphore>,
     /// Told of each decision once it is committed (the firewall enforcement of `serve`).
     committed: OnceLock<CommittedListener>,
+    /// Events per metric, sampled every second (live consoles' rates).
+    metric_counts: MetricCounts,
+    /// Decisions once stored, for live consoles; sent only while someone subscribes.
+    feed: broadcast::Sender<DecisionEvent>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -200,6 +206,8 @@ impl Runtime {
         let background = backend.background();
         let runtime = Arc::new(Runtime {
             backend,
+            metric_counts: MetricCounts::new(&rules),
+            feed: broadcast::channel(DECISION_FEED_CAPACITY).0,
             rules,
             clock,
             writer: DecisionWriter::start(store),
@@ -209,9 +217,10 @@ impl Runtime {
             committed: OnceLock::new(),
         });
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(
-            Arc::clone(&runtime).run_ticker(wait_for(stopped.clone())),
-        )];
+        let mut tasks = vec![
+            tokio::spawn(Arc::clone(&runtime).run_ticker(wait_for(stopped.clone()))),
+            tokio::spawn(Arc::clone(&runtime).sample_rates(wait_for(stopped.clone()))),
+        ];
         if let Some(work) = background {
             let mut stopped = stopped;
             tasks.push(tokio::spawn(async move {
@@ -255,6 +264,9 @@ impl Runtime {
         event: &Event<'_>,
         rates: bool,
     ) -> Result<Verdict, RuntimeError> {
+        if let Some(id) = self.rules.metric_id(event.metric) {
+            self.metric_counts.count(id);
+        }
         if !rates && self.backend.known_banned(event.token) {
             // Known banned: answer at once; the event still counts, in the background.
             self.count_in_background(event);
@@ -418,7 +430,54 @@ impl Runtime {
         if let Some(listener) = self.committed.get() {
             listener(decisions);
         }
+        // Consoles are told once stored, as every answer is; nothing is cloned while nobody
+        // listens.
+        if stored.is_ok() && self.feed.receiver_count() > 0 {
+            for d in decisions.iter().filter(|d| d.is_record()) {
+                let _ = self.feed.send(d.clone());
+            }
+        }
         stored
+    }
+
+    /// Decisions (records: no `EXTEND`) as they are stored from now on. A receiver that
+    /// falls [`DECISION_FEED_CAPACITY`] behind is told how many it missed (`Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<DecisionEvent> {
+        self.feed.subscribe()
+    }
+
+    /// How many decision subscribers there are.
+    pub fn subscribers(&self) -> usize {
+        self.feed.receiver_count()
+    }
+
+    /// Events per second and per minute of each metric, as sampled up to now.
+    pub fn metric_rates(&self) -> Vec<MetricRate> {
+        self.metric_counts.rates(self.clock.now())
+    }
+
+    /// The latest `limit` decisions of the log (of `token`, or all), oldest first.
+    pub async fn history(&self, token: Option<String>, limit: usize) -> Vec<StoredDecision> {
+        self.writer.history(token, limit).await
+    }
+
+    /// Tier measures of about the `recent` most recently seen tokens per shard (in-memory
+    /// state only).
+    pub fn recent_loads(&self, recent: usize) -> Result<Vec<TokenLoad>, RuntimeError> {
+        Ok(self.backend.recent_loads(recent)?)
+    }
+
+    /// Samples the per-metric event counts every second, until `shutdown`.
+    async fn sample_rates(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = every.tick() => self.metric_counts.sample(self.clock.now()),
+            }
+        }
     }
 
     /// `status(token, metric)` (in-memory state only).

@@ -31,6 +31,8 @@ enum Job {
     ),
     /// The bans active at a time, as the log holds them.
     ActiveBans(Timestamp, oneshot::Sender<Vec<StoredDecision>>),
+    /// The latest decisions of the log (of one token, or all), oldest first.
+    History(Option<String>, usize, oneshot::Sender<Vec<StoredDecision>>),
     /// Windows to save, and the second at or before which saved ones can go.
     Windows(Vec<WindowsSnapshot>, Timestamp, Option<oneshot::Sender<()>>),
     Stop,
@@ -171,6 +173,15 @@ impl DecisionWriter {
                                         });
                                         let _ = answer.send(bans);
                                     }
+                                    Job::History(token, limit, answer) => {
+                                        let rows = store
+                                            .history(token.as_deref(), limit)
+                                            .unwrap_or_else(|e| {
+                                                tracing::warn!(error = %e, "Decision log not read.");
+                                                Vec::new()
+                                            });
+                                        let _ = answer.send(rows);
+                                    }
                                     Job::Windows(w, forget, done) => {
                                         save_windows(&mut store, &h, &w, forget);
                                         if let Some(done) = done {
@@ -265,6 +276,16 @@ impl DecisionWriter {
             return Vec::new();
         }
         bans.await.unwrap_or_default()
+    }
+
+    /// The latest `limit` decisions the log holds (of `token`, or all), oldest first;
+    /// decisions not committed yet are not among them.
+    pub async fn history(&self, token: Option<String>, limit: usize) -> Vec<StoredDecision> {
+        let (answer, rows) = oneshot::channel();
+        if self.tx.send(Job::History(token, limit, answer)).is_err() {
+            return Vec::new();
+        }
+        rows.await.unwrap_or_default()
     }
 
     /// The store's health as the writer sees it.

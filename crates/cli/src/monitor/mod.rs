@@ -19,7 +19,27 @@ use banhammer_monitor::{
     PerSecond,
 };
 
+use banhammer_http::ConsoleMode;
 use sources::{Source, SourceState};
+
+/// `--web`: the console and what it was last sent.
+struct Web {
+    feed: crate::console::WebFeed,
+    /// The clock and alert count last sent: the page is told at most once per second of the
+    /// monitor's clock, and at once for an alert.
+    last: Option<(Timestamp, usize)>,
+}
+
+impl Web {
+    /// Sends `app`'s state to the pages if its clock moved or an alert came since last time.
+    fn publish(&mut self, app: &App) {
+        let key = (app.now(), app.alerts().len());
+        if self.last != Some(key) {
+            self.last = Some(key);
+            self.feed.send(banhammer_monitor::to_web_json(app));
+        }
+    }
+}
 
 /// Command-line choices for `monitor`.
 #[derive(Debug, Clone)]
@@ -43,6 +63,8 @@ pub(crate) struct MonitorOptions {
     pub(crate) json: bool,
     /// Stop after this many seconds of the monitor's clock (tests, benchmarks).
     pub(crate) duration: Option<u64>,
+    /// `--web ADDR`: also serve the live web console there.
+    pub(crate) web: Option<std::net::SocketAddr>,
 }
 
 /// How results are shown.
@@ -78,6 +100,14 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
     let say = say::Say::default();
     say::init_logging(&say);
     let mut source = sources::open(opts, &say)?;
+    // Started before the first poll so the page is up while the source warms up.
+    let mut web = opts
+        .web
+        .map(|addr| {
+            crate::console::WebFeed::start(addr, ConsoleMode::Monitor, "monitor", "--web")
+                .map(|feed| Web { feed, last: None })
+        })
+        .transpose()?;
     let view = if opts.json {
         View::Json
     } else if opts.plain || !io::stdout().is_terminal() {
@@ -91,8 +121,10 @@ pub(crate) fn run(opts: &MonitorOptions) -> anyhow::Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     match view {
-        View::Tui => tui::run(&mut *source, config, opts, &stop, &say),
-        View::Plain | View::Json => print_loop(&mut *source, config, opts, view, &stop),
+        View::Tui => tui::run(&mut *source, config, opts, &stop, &say, web.as_mut()),
+        View::Plain | View::Json => {
+            print_loop(&mut *source, config, opts, view, &stop, web.as_mut())
+        }
     }
 }
 
@@ -154,6 +186,7 @@ fn drive(
     config: MonitorConfig,
     opts: &MonitorOptions,
     stop: &AtomicBool,
+    mut web: Option<&mut Web>,
     mut on_tick: impl FnMut(&App) -> anyhow::Result<bool>,
     mut emit: impl FnMut(&Output) -> anyhow::Result<()>,
 ) -> anyhow::Result<Ended> {
@@ -198,6 +231,9 @@ fn drive(
                 finish(app, &mut emit)?;
                 break;
             }
+            if let Some(web) = web.as_deref_mut() {
+                web.publish(app);
+            }
             if !on_tick(app)? {
                 break;
             }
@@ -234,6 +270,7 @@ fn print_loop(
     opts: &MonitorOptions,
     view: View,
     stop: &AtomicBool,
+    web: Option<&mut Web>,
 ) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let result = drive(
@@ -241,6 +278,7 @@ fn print_loop(
         config,
         opts,
         stop,
+        web,
         |_| Ok(true),
         |o| {
             let mut out = stdout.lock();

@@ -68,6 +68,7 @@ pub(super) fn run(
     opts: &MonitorOptions,
     stop: &AtomicBool,
     say: &Say,
+    web: Option<&mut super::Web>,
 ) -> anyhow::Result<ExitCode> {
     say.hold(KEPT_MESSAGES);
     let mut terminal = ratatui::init();
@@ -79,6 +80,7 @@ pub(super) fn run(
         opts,
         stop,
         say,
+        web,
     );
     ratatui::restore();
     // What was said while the TUI ran, now on the restored terminal.
@@ -88,6 +90,10 @@ pub(super) fn run(
 
 /// Runs the monitor on `terminal` until the user quits (a replay that has ended stays on
 /// screen until then) or a signal comes.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's inputs, each used once; a struct would only rename them"
+)]
 fn show<B: Backend>(
     terminal: &mut Terminal<B>,
     keys: &mut impl Keys,
@@ -96,6 +102,7 @@ fn show<B: Backend>(
     opts: &MonitorOptions,
     stop: &AtomicBool,
     say: &Say,
+    web: Option<&mut super::Web>,
 ) -> anyhow::Result<Ended>
 where
     B::Error: Send + Sync + 'static,
@@ -107,6 +114,7 @@ where
         config,
         opts,
         stop,
+        web,
         |app| {
             draw(terminal, app, &mut view, say)?;
             while let Some(key) = keys.next(Duration::ZERO)? {
@@ -188,6 +196,7 @@ mod tests {
             plain: false,
             json: false,
             duration: None,
+            web: None,
         }
     }
 
@@ -229,6 +238,7 @@ mod tests {
             &opts,
             &stop,
             &say,
+            None,
         )
         .unwrap();
         assert_eq!(ended.app.map(|a| a.total().requests), Some(30));

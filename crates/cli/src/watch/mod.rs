@@ -1,5 +1,6 @@
 //! `banhammer watch`: follows an access log live and sends each decision to the sinks.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use banhammer_core::{
     Timestamp, Token,
 };
 use banhammer_sink::{DecisionFile, DecisionFormat, DecisionSinks, Escaped};
-use banhammer_store_sqlite::{DecisionStore, FilePosition};
+use banhammer_store_sqlite::{DecisionStore, FilePosition, StoredDecision};
 
 use crate::setup;
 
@@ -55,6 +56,17 @@ pub(crate) struct WatchOptions {
     pub(crate) jsonl: Option<PathBuf>,
     /// Serve the metrics on this address.
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// `--http ADDR`: also serve the web console (bans and decisions, read only) there.
+    pub(crate) http: Option<std::net::SocketAddr>,
+}
+
+/// Decisions kept for the console: the latest, as the decision log lists them.
+const CONSOLE_LOG: usize = 2000;
+
+/// `--http`: the console and the latest decisions it shows.
+struct Console {
+    feed: crate::console::WebFeed,
+    log: VecDeque<StoredDecision>,
 }
 
 /// Runs until SIGTERM or SIGINT; SIGHUP reloads the configuration (see [`reload`]).
@@ -213,6 +225,7 @@ pub(crate) struct Watcher<C: Clock> {
     sinks: DecisionSinks,
     /// With `--metrics-listen`.
     metrics: Option<WatchMetrics>,
+    console: Option<Console>,
 }
 
 impl<C: Clock> Watcher<C> {
@@ -310,7 +323,26 @@ impl<C: Clock> Watcher<C> {
             // Else "Watching." is all a mistyped name would get.
             tracing::warn!(file = %Escaped(opts.file.display()), "No such file yet: waiting for it to appear.");
         }
+        let console = match opts.http {
+            Some(addr) => {
+                let feed = crate::console::WebFeed::start(
+                    addr,
+                    banhammer_http::ConsoleMode::Watch,
+                    "watch",
+                    "--http",
+                )?;
+                let log: VecDeque<StoredDecision> = store.history(None, CONSOLE_LOG)?.into();
+                feed.send(banhammer_http::watch_state_json(
+                    engine.time(),
+                    engine.decisions(),
+                    log.iter(),
+                ));
+                Some(Console { feed, log })
+            }
+            None => None,
+        };
         Ok(Watcher {
+            console,
             config,
             pipeline,
             engine,
@@ -443,7 +475,40 @@ impl<C: Clock> Watcher<C> {
         if let Some(m) = &mut self.metrics {
             m.record(&decisions, &self.engine.counters());
         }
+        self.tell_console(&decisions);
         Ok(())
+    }
+
+    /// Sends the bans and the latest decisions to the console when something was decided.
+    fn tell_console(&mut self, decisions: &[DecisionEvent]) {
+        let Some(console) = self.console.as_mut() else {
+            return;
+        };
+        let records: Vec<&DecisionEvent> = decisions.iter().filter(|d| d.is_record()).collect();
+        if records.is_empty() {
+            return;
+        }
+        for d in records {
+            console.log.push_back(StoredDecision {
+                at: d.at,
+                verb: d.verb().to_owned(),
+                token: d.token.to_string(),
+                rule: d.metric.to_string(),
+                tier: d.tier,
+                value: d.value,
+                from: d.from,
+                until: d.until,
+                reason: d.reason.as_deref().map(str::to_owned),
+            });
+        }
+        while console.log.len() > CONSOLE_LOG {
+            console.log.pop_front();
+        }
+        console.feed.send(banhammer_http::watch_state_json(
+            self.engine.time(),
+            self.engine.decisions(),
+            console.log.iter(),
+        ));
     }
 
     /// Steps until `stop` (then finishes: counts what waits, lets commands end) or `hangup`

@@ -57,6 +57,7 @@ fn options(s: &Setup) -> WatchOptions {
         csv: None,
         jsonl: None,
         metrics_listen: None,
+        http: None,
     }
 }
 

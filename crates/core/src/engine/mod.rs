@@ -66,6 +66,17 @@ pub struct TierMeasure {
     pub holds: bool,
 }
 
+/// A token's measure against each tier of one of its metrics (see [`Engine::recent_loads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenLoad {
+    /// Who.
+    pub token: Token,
+    /// The metric (a family's member by its own name).
+    pub metric: String,
+    /// Each tier's `(measure now, limit)`.
+    pub tiers: Vec<(u64, u64)>,
+}
+
 /// What the engine knows about a token and a metric now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricStatus {
@@ -640,6 +651,36 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             tiers,
             ban: self.ban(token),
         })
+    }
+
+    /// Each tier's measure and limit for the `recent` most recently seen tokens, every metric
+    /// they have windows for: bounded work (a live console's "busiest tokens" looks where
+    /// traffic is now, never over every tracked token).
+    pub fn recent_loads(&self, recent: usize) -> Vec<TokenLoad> {
+        let now = self.now;
+        self.tokens
+            .recent(recent)
+            .map(|(token, id, member, w)| {
+                let m = self.rules.compiled(id);
+                let tiers = m
+                    .rule
+                    .thresholds
+                    .iter()
+                    .zip(&m.slots)
+                    .map(|(t, slot)| {
+                        (
+                            w.measure_after(*slot, t.window.boundary(now)),
+                            t.limit.get(),
+                        )
+                    })
+                    .collect();
+                TokenLoad {
+                    token: token.clone(),
+                    metric: member.unwrap_or(&m.rule.name).to_owned(),
+                    tiers,
+                }
+            })
+            .collect()
     }
 
     /// The seed API's `status_all()`: every tracked token and metric with its rates (zero when

@@ -309,4 +309,16 @@ impl<S: BuildHasher + Default> TokenTable<S> {
                 .map(move |(k, w)| (token, k.id, k.member.as_deref(), w))
         })
     }
+
+    /// The `n` most recently seen tokens' windows, most recent first.
+    pub(super) fn recent(
+        &self,
+        n: usize,
+    ) -> impl Iterator<Item = (&Token, MetricId, Option<&str>, &MetricWindows)> + '_ {
+        self.map.iter().rev().take(n).flat_map(|(token, st)| {
+            st.metrics
+                .iter()
+                .map(move |(k, w)| (token, k.id, k.member.as_deref(), w))
+        })
+    }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use banhammer_core::{
     BanRecord, Clock, DecisionEvent, DecisionView, Effect, EngineCounters, Event, EventError,
-    MetricStatus, Ruleset, Seconds, SharedEngine, Timestamp, Token, Verdict, WindowsSnapshot,
+    MetricStatus, Ruleset, Seconds, SharedEngine, Timestamp, Token, TokenLoad, Verdict,
+    WindowsSnapshot,
 };
 
 use super::{Backend, BackendError, StatusPage, Sweep, Unban};
@@ -149,6 +150,13 @@ impl Backend for MemoryBackend {
             index += 1;
         });
         Ok(StatusPage { items, next })
+    }
+
+    fn recent_loads(&self, recent: usize) -> Result<Vec<TokenLoad>, BackendError> {
+        let mut all = Vec::new();
+        self.engine
+            .for_each_shard(|e| all.extend(e.recent_loads(recent)));
+        Ok(all)
     }
 
     fn engine_counters(&self) -> EngineCounters {

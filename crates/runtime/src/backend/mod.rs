@@ -10,7 +10,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use banhammer_core::{
     BanRecord, DecisionEvent, DecisionView, EngineCounters, Event, EventError, MetricStatus, Rates,
-    Seconds, Timestamp, Token, Verdict, WindowsSnapshot,
+    Seconds, Timestamp, Token, TokenLoad, Verdict, WindowsSnapshot,
 };
 use banhammer_store_sqlite::StoredDecision;
 
@@ -162,6 +162,12 @@ pub trait Backend: Send + Sync + 'static {
         _limit: usize,
     ) -> Result<StatusPage, BackendError> {
         Err(unsupported("status_all"))
+    }
+
+    /// Each tier's measure and limit for about the `recent` most recently seen tokens (per
+    /// shard), if this backend can answer it: a live console's "busiest tokens".
+    fn recent_loads(&self, _recent: usize) -> Result<Vec<TokenLoad>, BackendError> {
+        Err(unsupported("the busiest tokens"))
     }
 
     /// The in-memory engine's counters (zeros where the state is elsewhere).

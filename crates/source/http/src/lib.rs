@@ -8,7 +8,9 @@
 //! of requests and answers, so the admin client of `banhammer ban|unban|bans --server`
 //! ([`AdminClient`], `client.rs`) is here too.
 //! `GET /v1/check[/{metric}]` is the forward-auth check for reverse proxies (`check.rs`).
-//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`.
+//! CrowdSec's bouncer routes, `GET /v1/decisions[/stream]`, are in `crowdsec/`. The live web
+//! console is `GET /ui` and its assets (`console.rs`), fed by `GET /v1/events` and `GET /v1/log`
+//! (`events.rs`, admin).
 
 mod auth;
 mod auth_limit;
@@ -17,9 +19,11 @@ mod check;
 mod client;
 mod client_ip;
 mod conn;
+mod console;
 mod crowdsec;
 mod detect;
 mod error;
+mod events;
 pub mod exposition;
 mod metrics;
 mod server;
@@ -36,7 +40,9 @@ pub use bans::{
     BanDuration, BanEntry, BanOutcome, BanRequest, BanResponse, BansResponse, Origin, UnbanResponse,
 };
 pub use client::{AdminClient, ClientError, LogEntry};
+pub use console::{serve_feed, watch_state_json, ConsoleMode, MAX_FEED_CLIENTS};
 pub use error::ApiError;
+pub use events::MAX_CONSOLES;
 pub use server::run;
 pub use state::{AppState, HeldRequests};
 
@@ -73,6 +79,8 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::status_all))
         .routes(routes!(bans::bans, bans::ban_by_hand))
         .routes(routes!(bans::ban, bans::unban))
+        .routes(routes!(events::events))
+        .routes(routes!(events::log))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -85,6 +93,9 @@ pub fn app_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics::scrape))
         .routes(routes!(v1::healthz))
         .routes(routes!(v1::openapi_json))
+        .routes(routes!(console::ui))
+        .routes(routes!(console::ui_script))
+        .routes(routes!(console::ui_style))
         .merge(admin)
         .merge(crowdsec::routes(&state))
         .split_for_parts();

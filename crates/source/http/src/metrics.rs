@@ -67,6 +67,7 @@ pub(crate) struct Metrics {
     store_protocol_errors: Counter,
     firewall_failures: Counter,
     connections: Gauge,
+    consoles: Gauge,
     connections_closed: Family<ReasonLabels, Counter>,
 }
 
@@ -224,6 +225,12 @@ impl Metrics {
                 "HTTP connections open now",
                 Gauge::default(),
             ),
+            consoles: registered(
+                &mut r,
+                "consoles_open",
+                "Live web consoles (event streams) open now",
+                Gauge::default(),
+            ),
             connections_closed: registered(
                 &mut r,
                 "http_connections_closed",
@@ -320,6 +327,8 @@ pub(crate) async fn scrape(State(state): State<AppState>, headers: HeaderMap) ->
         &m.background_dropped,
         d.background_dropped.load(Ordering::Relaxed),
     );
+    m.consoles
+        .set(i64::try_from(state.consoles().open()).unwrap_or(i64::MAX));
     let conns = state.conn_stats();
     m.connections
         .set(i64::try_from(conns.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX));

@@ -160,6 +160,8 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Live consoles' streams never end by themselves.
+    state.consoles().close();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN) => tracing::warn!("Connections still open after the drain time."),

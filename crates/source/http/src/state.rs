@@ -8,6 +8,7 @@ use banhammer_runtime::{ActionQueue, Runtime};
 use crate::auth_limit::AuthLimiter;
 use crate::conn::ConnStats;
 use crate::crowdsec::Bouncers;
+use crate::events::Consoles;
 use crate::metrics::Metrics;
 
 /// Shared state of the service; a cheap `Clone` handle.
@@ -31,6 +32,8 @@ struct Inner {
     auth_limiter: AuthLimiter,
     /// CrowdSec bouncers: what each key was last given, and failed key attempts.
     bouncers: Bouncers,
+    /// Live consoles: the cap on their streams, their shared rates.
+    consoles: Consoles,
     openapi: OnceLock<String>,
     actions: OnceLock<Arc<ActionQueue>>,
 }
@@ -47,6 +50,7 @@ impl AppState {
                 gate: tokio::sync::RwLock::new(()),
                 settings,
                 connections: Arc::default(),
+                consoles: Consoles::new(),
                 openapi: OnceLock::new(),
                 actions: OnceLock::new(),
             }),
@@ -105,6 +109,10 @@ impl AppState {
 
     pub(crate) fn bouncers(&self) -> &Bouncers {
         &self.inner.bouncers
+    }
+
+    pub(crate) fn consoles(&self) -> &Consoles {
+        &self.inner.consoles
     }
 
     pub(crate) fn conn_stats(&self) -> &Arc<ConnStats> {

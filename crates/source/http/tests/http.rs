@@ -6,7 +6,8 @@
 //! (`http/connections.rs`): silent sockets, the cap, the per-peer limit, idle timeouts ·
 //! `/detect` bodies as the original service reads them (`http/detect_input.rs`): no form
 //! fields, repeated fields, over-size bodies · IPv4-mapped clients (`http/mapped.rs`) ·
-//! the forward-auth check (`http/check.rs`) ·
+//! the forward-auth check (`http/check.rs`) · the live console's page, event stream and
+//! log (`http/console.rs`) ·
 //! CrowdSec's bouncer routes (`http/crowdsec.rs`) · bans by hand, allow lists and IPv6
 //! prefixes (`http/operator.rs`).
 
@@ -26,6 +27,8 @@ use serde_json::{json, Value};
 mod check;
 #[path = "http/connections.rs"]
 mod connections;
+#[path = "http/console.rs"]
+mod console;
 #[path = "http/crowdsec.rs"]
 mod crowdsec;
 #[path = "http/detect_input.rs"]
@@ -669,12 +672,17 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /healthz",
             "GET /metrics",
             "GET /openapi.json",
+            "GET /ui",
+            "GET /ui/app.css",
+            "GET /ui/app.js",
             "GET /v1/bans",
             "GET /v1/bans/{token}",
             "GET /v1/check",
             "GET /v1/check/{metric}",
             "GET /v1/decisions",
             "GET /v1/decisions/stream",
+            "GET /v1/events",
+            "GET /v1/log",
             "GET /v1/status",
             "GET /v1/status/{token}/{metric}",
             "POST /v1/bans",
