@@ -1,9 +1,10 @@
-//! Real `redis-server` processes for tests: one server, or a three-master cluster, on free
-//! loopback ports, killed when dropped.
+//! Real `redis-server` processes for tests: one server (plain, or TLS-only with a throwaway CA
+//! made by the `openssl` CLI), or a three-master cluster, on free loopback ports, killed when
+//! dropped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra: Vec<String>,
+    /// The CA that signed its certificate, if it speaks only TLS.
+    ca: Option<PathBuf>,
 }
 
 /// Whether a Redis server on `port` answers `PING` (listening is not enough: a server that
@@ -58,16 +61,80 @@ impl RedisServer {
             port,
             dir,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            ca: None,
         };
         s.spawn();
         s
     }
 
+    /// Starts one that speaks only TLS (`--port 0 --tls-port`), its certificate for
+    /// 127.0.0.1 signed by a CA of its own ([`RedisServer::ca`]); clients need no certificate.
+    pub fn start_tls() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("banhammer-redis-tls-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for redis");
+        let ca = make_certificates(&dir);
+        let file = |name: &str| dir.join(name).display().to_string();
+        let extra = vec![
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            file("server.pem"),
+            "--tls-key-file".to_owned(),
+            file("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            ca.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir,
+            extra,
+            ca: Some(ca),
+        };
+        s.spawn();
+        s
+    }
+
+    /// The PEM file of the CA that signed its certificate (a TLS server only).
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// `redis-cli`'s arguments to reach it.
+    fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-p".to_owned(), self.port.to_string()];
+        if let Some(ca) = &self.ca {
+            args.extend(["--tls".to_owned(), "--cacert".to_owned()]);
+            args.push(ca.display().to_string());
+        }
+        args
+    }
+
+    /// Whether it answers `PING`.
+    fn answers(&self) -> bool {
+        if self.ca.is_none() {
+            return answers_ping(self.port);
+        }
+        // Over TLS, redis-cli speaks the handshake.
+        Command::new("redis-cli")
+            .args(self.cli_args())
+            .arg("PING")
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"PONG"))
+    }
+
     fn spawn(&mut self) {
+        // A TLS server listens on no plain port: its port is the TLS one.
+        let plain_port = if self.ca.is_some() { 0 } else { self.port };
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &self.port.to_string(),
+                &plain_port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -82,28 +149,29 @@ impl RedisServer {
             .spawn()
             .expect("redis-server runs (apt-get install redis-server; CI installs it)");
         let port = self.port;
-        let child = self.child.insert(child);
+        self.child = Some(child);
         wait::until(
             &format!("redis-server answering PING on port {port}"),
             || {
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                     panic!("redis-server on port {port} exited ({status}) before it answered");
                 }
-                answers_ping(port)
+                self.answers()
             },
         );
     }
 
-    /// Its URL.
+    /// Its URL (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs `redis-cli` against it with `args` (`["SET", "k", "v"]`); panics unless it
     /// succeeds, and returns what it printed.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .args(self.cli_args())
             .args(args)
             .output()
             .expect("redis-cli runs");
@@ -124,6 +192,83 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+}
+
+/// Writes a throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
+/// (`server.pem`, `server.key`) into `dir`, with the `openssl` CLI; returns the CA's path.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs (apt-get install openssl; scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            // A name of its own: another test server's CA must not pass for its issuer.
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                &format!(
+                    "/CN=banhammer test CA {}",
+                    dir.file_name().unwrap_or_default().display()
+                ),
+            ][..],
+            &key,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=127.0.0.1"][..],
+            &key,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+    )
+    .expect("the extensions file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
 }
 
 impl Drop for RedisServer {
