@@ -1,12 +1,12 @@
-//! `serve` on a Redis that speaks only TLS (`rediss://`), through the real binary: with the
-//! server's CA it counts and bans there; a CA that did not sign the server's certificate, or
+//! `serve` on a Redis that speaks only TLS (`rediss://`, and a cluster over
+//! `rediss+cluster://`), through the real binary: with the server's CA it counts and bans there; a CA that did not sign the server's certificate, or
 //! plain `redis://` to the TLS port, stops `serve` at start with an error that says so.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use banhammer_testkit::{wait, RedisServer};
+use banhammer_testkit::{wait, RedisCluster, RedisServer};
 use serde_json::json;
 
 mod common;
@@ -39,12 +39,10 @@ fn incr(c: &reqwest::blocking::Client, base: &str, token: &str) -> bool {
         .unwrap()
 }
 
-#[test]
-fn serve_counts_and_bans_on_a_redis_over_tls_with_its_ca() {
-    let redis = RedisServer::start_tls();
+/// Two `serve` nodes on `store` with `ca`: one limit, counted in Redis.
+fn two_nodes_count_and_ban(store: &str, ca: &Path, keys: impl Fn(&str) -> String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let ca = redis.ca().unwrap();
     let nodes: Vec<_> = ["a", "b"]
         .iter()
         .map(|name| {
@@ -55,21 +53,20 @@ fn serve_counts_and_bans_on_a_redis_over_tls_with_its_ca() {
                 "--db".as_ref(),
                 db.as_os_str(),
                 "--store".as_ref(),
-                redis.url().as_ref(),
+                store.as_ref(),
                 "--store-ca".as_ref(),
                 ca.as_os_str(),
             ]);
             Killed(child, base)
         })
         .collect();
-    assert!(redis.url().starts_with("rediss://"));
     let c = reqwest::blocking::Client::new();
     // Counted in Redis, through both nodes: one limit.
     let passed = (0..8)
         .filter(|i| incr(&c, &nodes[i % 2].1, "198.51.100.7"))
         .count();
     assert_eq!(passed, 5, "one limit across both nodes");
-    let keys = redis.cli(&["KEYS", "bh:{198.51.100.7}:*"]);
+    let keys = keys("bh:{198.51.100.7}:*");
     assert!(
         keys.contains(":w:request"),
         "the window is in Redis: {keys}"
@@ -77,6 +74,29 @@ fn serve_counts_and_bans_on_a_redis_over_tls_with_its_ca() {
     assert!(keys.contains(":ban\n"), "the ban is in Redis: {keys}");
     assert!(!incr(&c, &nodes[0].1, "198.51.100.7"));
     assert!(!incr(&c, &nodes[1].1, "198.51.100.7"));
+}
+
+#[test]
+fn serve_counts_and_bans_on_a_redis_over_tls_with_its_ca() {
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    two_nodes_count_and_ban(&redis.url(), redis.ca().unwrap(), |pattern| {
+        redis.cli(&["KEYS", pattern])
+    });
+}
+
+#[test]
+fn serve_counts_and_bans_on_a_redis_cluster_over_tls() {
+    let cluster = RedisCluster::start_tls();
+    assert!(cluster.url().starts_with("rediss+cluster://"));
+    // The token's keys share one hash slot: on one of the masters.
+    two_nodes_count_and_ban(&cluster.url(), cluster.ca().unwrap(), |pattern| {
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.cli(&["KEYS", pattern]))
+            .collect()
+    });
 }
 
 /// A `serve` child, killed when dropped.

@@ -70,13 +70,20 @@ impl RedisServer {
     /// Starts one that speaks only TLS (`--port 0 --tls-port`), its certificate for
     /// 127.0.0.1 signed by a CA of its own ([`RedisServer::ca`]); clients need no certificate.
     pub fn start_tls() -> Self {
+        RedisServer::start_tls_with(None, &[])
+    }
+
+    /// [`RedisServer::start_tls`], its certificate signed by the CA of `ca_of` (a TLS server)
+    /// if given, with extra `redis-server` arguments.
+    fn start_tls_with(ca_of: Option<&RedisServer>, extra: &[&str]) -> Self {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("banhammer-redis-tls-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for redis");
-        let ca = make_certificates(&dir);
+        let ca_dir = ca_of.map(|s| s.dir.clone());
+        let ca = make_certificates(&dir, ca_dir.as_deref());
         let file = |name: &str| dir.join(name).display().to_string();
-        let extra = vec![
+        let mut args = vec![
             "--tls-port".to_owned(),
             port.to_string(),
             "--tls-cert-file".to_owned(),
@@ -88,11 +95,12 @@ impl RedisServer {
             "--tls-auth-clients".to_owned(),
             "no".to_owned(),
         ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut s = RedisServer {
             child: None,
             port,
             dir,
-            extra,
+            extra: args,
             ca: Some(ca),
         };
         s.spawn();
@@ -194,9 +202,10 @@ impl RedisServer {
     }
 }
 
-/// Writes a throwaway CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it
-/// (`server.pem`, `server.key`) into `dir`, with the `openssl` CLI; returns the CA's path.
-fn make_certificates(dir: &Path) -> PathBuf {
+/// Writes a server certificate for 127.0.0.1 (`server.pem`, `server.key`) into `dir`, signed by
+/// the CA in `ca_dir` or else by a throwaway CA written into `dir` (`ca.pem`), with the
+/// `openssl` CLI; returns the CA's path.
+fn make_certificates(dir: &Path, ca_dir: Option<&Path>) -> PathBuf {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
@@ -216,27 +225,31 @@ fn make_certificates(dir: &Path) -> PathBuf {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
-    openssl(
-        &[
-            // A name of its own: another test server's CA must not pass for its issuer.
+    let ca_dir = ca_dir.unwrap_or(dir);
+    let (ca, ca_key) = (ca_dir.join("ca.pem"), ca_dir.join("ca.key"));
+    if !ca.exists() {
+        openssl(
             &[
-                "req",
-                "-x509",
-                "-days",
-                "2",
-                "-subj",
-                &format!(
-                    "/CN=banhammer test CA {}",
-                    dir.file_name().unwrap_or_default().display()
-                ),
-            ][..],
-            &key,
-            &["-keyout", "ca.key", "-out", "ca.pem"],
-            &["-addext", "basicConstraints=critical,CA:TRUE"],
-            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ]
-        .concat(),
-    );
+                // A name of its own: another test server's CA must not pass for its issuer.
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!(
+                        "/CN=banhammer test CA {}",
+                        dir.file_name().unwrap_or_default().display()
+                    ),
+                ][..],
+                &key,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+    }
     openssl(
         &[
             &["req", "-subj", "/CN=127.0.0.1"][..],
@@ -248,7 +261,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+         extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature\n",
     )
     .expect("the extensions file");
     openssl(&[
@@ -257,9 +270,9 @@ fn make_certificates(dir: &Path) -> PathBuf {
         "-in",
         "server.csr",
         "-CA",
-        "ca.pem",
+        &ca.display().to_string(),
         "-CAkey",
-        "ca.key",
+        &ca_key.display().to_string(),
         "-CAcreateserial",
         "-days",
         "2",
@@ -268,7 +281,7 @@ fn make_certificates(dir: &Path) -> PathBuf {
         "-out",
         "server.pem",
     ]);
-    dir.join("ca.pem")
+    ca
 }
 
 impl Drop for RedisServer {
@@ -277,6 +290,9 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// What makes a server a cluster node.
+const CLUSTER_ARGS: [&str; 4] = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
 
 /// A Redis Cluster of three masters on 127.0.0.1, stopped when dropped.
 #[derive(Debug)]
@@ -289,20 +305,38 @@ impl RedisCluster {
     /// Starts three `cluster-enabled` servers and joins them with `redis-cli --cluster create`.
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
+            .map(|_| RedisServer::start_with(&CLUSTER_ARGS))
             .collect();
+        RedisCluster::join(nodes)
+    }
+
+    /// [`RedisCluster::start`] speaking only TLS, the cluster bus included; every node's
+    /// certificate signed by one throwaway CA ([`RedisCluster::ca`]).
+    pub fn start_tls() -> Self {
+        let args = [&CLUSTER_ARGS[..], &["--tls-cluster", "yes"]].concat();
+        let first = RedisServer::start_tls_with(None, &args);
+        let mut nodes: Vec<RedisServer> = (0..2)
+            .map(|_| RedisServer::start_tls_with(Some(&first), &args))
+            .collect();
+        nodes.insert(0, first);
+        RedisCluster::join(nodes)
+    }
+
+    fn join(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
+        let mut tls = Vec::new();
+        if let Some(ca) = nodes[0].ca() {
+            tls = vec![
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                ca.display().to_string(),
+            ];
+        }
         let status = Command::new("redis-cli")
+            .args(&tls)
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -323,13 +357,24 @@ impl RedisCluster {
         RedisCluster { nodes }
     }
 
-    /// Its URL for banhammer (`redis+cluster://h1:p1,h2:p2,h3:p3`).
+    /// Its URL for banhammer (`redis+cluster://h1:p1,h2:p2,h3:p3`, `rediss+cluster://…` over
+    /// TLS).
     pub fn url(&self) -> String {
         let addrs: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        format!("redis+cluster://{}", addrs.join(","))
+        let scheme = if self.ca().is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}+cluster://{}", addrs.join(","))
+    }
+
+    /// The CA that signed every node's certificate (a TLS cluster only).
+    pub fn ca(&self) -> Option<&Path> {
+        self.nodes.first().and_then(RedisServer::ca)
     }
 }
