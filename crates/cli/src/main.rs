@@ -48,8 +48,8 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
-        /// Decide on this Redis store (`redis://…`, `redis+cluster://…`) instead of in memory,
-        /// to compare the two. It must be a scratch instance: every key on it is deleted first.
+        /// Decide on this Redis store (`redis://…`, `redis+cluster://…`, `rediss` for TLS)
+        /// instead of in memory, to compare the two. It must be a scratch instance: every key on it is deleted first.
         #[arg(long, value_name = "URL")]
         scratch_store: Option<String>,
     },
@@ -95,9 +95,14 @@ enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
         /// Share the state with other nodes through Redis: `redis://host:port` or
-        /// `redis+cluster://h1:p1,h2:p2,…` (overrides `[serve] store`).
+        /// `redis+cluster://h1:p1,h2:p2,…`, `rediss://…` or `rediss+cluster://…` over TLS
+        /// (overrides `[serve] store`).
         #[arg(long)]
         store: Option<String>,
+        /// With TLS, the PEM file of the CA that signs the Redis servers' certificates
+        /// (overrides `[serve] store_ca`; default: the system's roots).
+        #[arg(long)]
+        store_ca: Option<PathBuf>,
         /// Serve the admin routes without a token on a non-loopback address (sets
         /// `[serve] insecure_open_admin`). Without it, serve refuses to start there.
         #[arg(long)]
@@ -343,6 +348,7 @@ fn main() -> ExitCode {
             listen,
             db,
             store,
+            store_ca,
             insecure_open_admin,
             log_format,
         } => {
@@ -352,6 +358,7 @@ fn main() -> ExitCode {
                 listen,
                 db,
                 store,
+                store_ca,
                 insecure_open_admin,
             })
         }

@@ -28,6 +28,7 @@ pub(crate) struct ServeOptions {
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) db: Option<PathBuf>,
     pub(crate) store: Option<String>,
+    pub(crate) store_ca: Option<PathBuf>,
     pub(crate) insecure_open_admin: bool,
 }
 
@@ -84,6 +85,9 @@ fn load(opts: &ServeOptions) -> anyhow::Result<Config> {
     if opts.store.is_some() {
         config.serve.store.clone_from(&opts.store);
     }
+    if opts.store_ca.is_some() {
+        config.serve.store_ca.clone_from(&opts.store_ca);
+    }
     config.serve.insecure_open_admin |= opts.insecure_open_admin;
     config.add_detector();
     // The HTTP API answers stats (`now`, `status`, `?rates=true`): keep the rates. On a shared
@@ -126,7 +130,14 @@ async fn prepare(
             NonZeroUsize::new(shards).unwrap_or(NonZeroUsize::MIN),
         )),
         Some(url) => {
-            let url: StoreUrl = url.parse().map_err(|e: String| anyhow!("--store: {e}"))?;
+            let mut url: StoreUrl = url.parse().map_err(|e: String| anyhow!("--store: {e}"))?;
+            if let Some(ca) = &config.serve.store_ca {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("serve.store_ca: reading {}", ca.display()))?;
+                url = url
+                    .with_ca(pem)
+                    .map_err(|e| anyhow!("serve.store_ca: {}: {e}", ca.display()))?;
+            }
             Box::new(
                 RedisBackend::connect(
                     &url,

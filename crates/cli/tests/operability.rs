@@ -1,7 +1,7 @@
 //! Issue 16 (operability) through the real binary: every HTTP error is the documented JSON,
 //! `/openapi.json` passes a real OpenAPI validator, logs carry no colour off a terminal (and
 //! JSON when asked), `/metrics` speaks both exposition formats, misconfiguration is said out
-//! loud, and `rediss://` reaches a Redis over TLS.
+//! loud. (`rediss://`, Redis over TLS, is tested in `tls.rs`.)
 
 use std::process::Child;
 

@@ -110,10 +110,14 @@ struct RawServe {
     /// connection. Default 10000.
     #[serde(default)]
     idle_timeout_ms: Option<Spanned<u64>>,
-    /// Shared state: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,…`. Default: in
-    /// memory (one node).
+    /// Shared state: `redis://host:port` or `redis+cluster://h1:p1,h2:p2,…` (`rediss` for
+    /// TLS). Default: in memory (one node).
     #[serde(default)]
     store: Option<Spanned<String>>,
+    /// With TLS: a PEM file of the CA certificates that alone are trusted to sign the Redis
+    /// servers' certificates. Default: the system's roots.
+    #[serde(default)]
+    store_ca: Option<Spanned<String>>,
     /// Time allowed per call to the shared store, in milliseconds. Default 50.
     #[serde(default)]
     store_timeout_ms: Option<Spanned<u64>>,
@@ -236,6 +240,8 @@ pub struct ServeSettings {
     pub idle_timeout: Duration,
     /// The shared store's URL, if the state is shared.
     pub store: Option<String>,
+    /// The CA certificates (PEM file) trusted for the store's TLS, instead of the system's.
+    pub store_ca: Option<PathBuf>,
     /// Per-call timeout to the shared store.
     pub store_timeout: Duration,
     /// Command run on each ban, and for each active ban at start.
@@ -280,6 +286,7 @@ impl Default for ServeSettings {
             max_connections_per_peer: 256,
             idle_timeout: Duration::from_secs(10),
             store: None,
+            store_ca: None,
             store_timeout: Duration::from_millis(50),
             ban_command: None,
             extend_command: None,
@@ -446,28 +453,40 @@ impl Cx<'_> {
         if let Some(n) = bounded("serve.store_timeout_ms", raw.store_timeout_ms, 1, 60_000) {
             s.store_timeout = Duration::from_millis(n);
         }
+        let mut tls = false;
         if let Some(url) = raw.store {
             let text = url.get_ref();
-            if ["redis://", "redis+cluster://"]
-                .iter()
-                .any(|p| text.starts_with(p))
-            {
+            let schemes = [
+                ("redis://", false),
+                ("redis+cluster://", false),
+                ("rediss://", true),
+                ("rediss+cluster://", true),
+            ];
+            if let Some((_, t)) = schemes.iter().find(|(p, _)| text.starts_with(p)) {
+                tls = *t;
                 s.store = Some(text.clone());
-            } else if text.starts_with("rediss://") {
-                self.push(
-                    Some(url.span()),
-                    "serve.store",
-                    "TLS to Redis (rediss://) is not built in: use redis:// on a private network \
-                     or through a TLS tunnel"
-                        .to_owned(),
-                );
             } else {
                 self.push(
                     Some(url.span()),
                     "serve.store",
-                    format!("`{text}` is not redis://host:port or redis+cluster://host:port,…"),
+                    format!(
+                        "`{text}` is not redis://host:port or redis+cluster://host:port,… \
+                         (rediss for TLS)"
+                    ),
                 );
             }
+        }
+        if let Some(ca) = raw.store_ca {
+            if s.store.is_some() && !tls {
+                self.push(
+                    Some(ca.span()),
+                    "serve.store_ca",
+                    "a CA is only used with TLS: `store` must be rediss:// or \
+                     rediss+cluster://"
+                        .to_owned(),
+                );
+            }
+            s.store_ca = Some(PathBuf::from(ca.into_inner()));
         }
         (s.ban_command, s.extend_command, s.unban_command) = self.ban_commands(
             "serve",

@@ -441,7 +441,7 @@ fn serve_and_detect_errors_are_located() {
     let env: std::collections::HashMap<String, String> =
         [("SAMPLE_PERIOD".to_owned(), "soon".to_owned())].into();
     let errs = Config::parse_with_env(
-        "[serve]\nlisten = \"nowhere\"\ntoken_from = \"cookie\"\nstore = \"rediss://r:6379\"\n\
+        "[serve]\nlisten = \"nowhere\"\ntoken_from = \"cookie\"\nstore = \"tcp://r:6379\"\n\
          [detect]\nip_ban_time = 0\n[actions.report_central]\nurl = \"ftp://x\"\n",
         "t.toml",
         &env,
@@ -452,7 +452,7 @@ fn serve_and_detect_errors_are_located() {
         "environment variable SAMPLE_PERIOD: detect.sample_period: `soon` must be a whole number",
         "t.toml:2:10: serve.listen: `nowhere` is not an address",
         "t.toml:3:14: serve.token_from: `cookie` is not \"body\" or \"peer\"",
-        "t.toml:4:9: serve.store: TLS to Redis (rediss://) is not built in",
+        "t.toml:4:9: serve.store: `tcp://r:6379` is not redis://host:port or",
         "t.toml:6:15: detect.ip_ban_time: must be 1 to 1000000",
         "t.toml:8:7: actions.report_central.url: `ftp://x` is not an http:// or https:// URL",
     ];
@@ -463,6 +463,31 @@ fn serve_and_detect_errors_are_located() {
             "{got}\n  does not start with\n{want}"
         );
     }
+}
+
+#[test]
+fn store_over_tls_takes_a_ca_and_a_ca_needs_tls() {
+    for url in ["rediss://r:6379", "rediss+cluster://r:1,s:2"] {
+        let c = Config::parse(
+            &format!("[serve]\nstore = \"{url}\"\nstore_ca = \"ca.pem\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.serve.store.as_deref(), Some(url));
+        assert_eq!(c.serve.store_ca, Some(std::path::PathBuf::from("ca.pem")));
+    }
+    let errs = Config::parse(
+        "[serve]\nstore = \"redis://r:6379\"\nstore_ca = \"ca.pem\"\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    let text: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(
+        text[0].starts_with("t.toml:3:12: serve.store_ca: a CA is only used with TLS"),
+        "{}",
+        text[0]
+    );
 }
 
 #[test]

@@ -289,13 +289,28 @@ mod tests {
         ]);
         sink.apply(&[decision(8400, Change::End, "1.2.3.4", 8400)]);
         sink.wait();
+        // Commands are in order per address; two addresses' commands may interleave.
+        let text = std::fs::read_to_string(&out).unwrap();
+        let of = |addr: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|l| l.split(' ').nth(1) == Some(addr))
+                .collect()
+        };
         assert_eq!(
-            std::fs::read_to_string(&out).unwrap(),
-            "BAN 1.2.3.4 ip 32 600 1.2.3.4\n\
-             BAN 2001:db8:1:2:: ip6 64 600 2001:db8:1:2::/64\n\
-             EXTEND 1.2.3.4 ip 32 7200 1.2.3.4\n\
-             UNBAN 1.2.3.4 ip 32 1 1.2.3.4\n"
+            of("1.2.3.4"),
+            [
+                "BAN 1.2.3.4 ip 32 600 1.2.3.4",
+                "EXTEND 1.2.3.4 ip 32 7200 1.2.3.4",
+                "UNBAN 1.2.3.4 ip 32 1 1.2.3.4"
+            ],
+            "{text}"
         );
+        assert_eq!(
+            of("2001:db8:1:2::"),
+            ["BAN 2001:db8:1:2:: ip6 64 600 2001:db8:1:2::/64"],
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 4, "{text}");
         assert_eq!((sink.runner().started(), sink.failures()), (4, 0));
     }
 

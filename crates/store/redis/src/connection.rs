@@ -13,37 +13,145 @@ use redis::{FromRedisValue, ScriptInvocation};
 use crate::cache::BanCache;
 use crate::StoreError;
 
-/// Where the store is: `redis://host:port[/db]` or `redis+cluster://h1:p1,h2:p2,…`.
+/// Where the store is: `redis://host:port[/db]` or `redis+cluster://h1:p1,h2:p2,…`, or the
+/// same over TLS (`rediss://…`, `rediss+cluster://…`), with the CA to check the server
+/// certificate against (the system's roots unless [`StoreUrl::with_ca`] names one).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl {
+    target: Target,
+    /// PEM certificates that alone are trusted to sign the servers' certificates.
+    ca: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// One server.
+enum Target {
+    /// One server, by its URL.
     Single(String),
-    /// A cluster, by some of its nodes.
+    /// A cluster, by some of its nodes' URLs.
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreUrl")
+            .field("target", &self.target)
+            .field("ca", &self.ca.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl std::str::FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(rest) = s.strip_prefix("redis+cluster://") {
+        let cluster = [
+            ("redis+cluster://", "redis"),
+            ("rediss+cluster://", "rediss"),
+        ]
+        .into_iter()
+        .find_map(|(prefix, scheme)| Some((s.strip_prefix(prefix)?, scheme)));
+        let target = if let Some((rest, scheme)) = cluster {
             let nodes: Vec<String> = rest
                 .split(',')
                 .filter(|n| !n.is_empty())
-                .map(|n| format!("redis://{n}"))
+                .map(|n| format!("{scheme}://{n}"))
                 .collect();
             if nodes.is_empty() {
                 return Err(format!("`{s}` names no cluster node"));
             }
-            Ok(StoreUrl::Cluster(nodes))
-        } else if s.starts_with("redis://") {
-            Ok(StoreUrl::Single(s.to_owned()))
+            Target::Cluster(nodes)
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Target::Single(s.to_owned())
         } else {
-            Err(format!(
-                "`{s}` is not redis://host:port or redis+cluster://host:port,…"
-            ))
+            return Err(format!(
+                "`{s}` is not redis[s]://host:port or redis[s]+cluster://host:port,…"
+            ));
+        };
+        Ok(StoreUrl { target, ca: None })
+    }
+}
+
+impl StoreUrl {
+    /// Whether it speaks TLS (`rediss://`, `rediss+cluster://`).
+    pub fn tls(&self) -> bool {
+        match &self.target {
+            Target::Single(u) => u.starts_with("rediss://"),
+            Target::Cluster(nodes) => nodes.iter().all(|n| n.starts_with("rediss://")),
         }
     }
+
+    /// Trusts only the certificates in `pem` (a private CA) to sign the servers'
+    /// certificates, instead of the system's roots. Refused for a URL without TLS, and for
+    /// a `pem` holding no certificate or a malformed one.
+    pub fn with_ca(mut self, pem: Vec<u8>) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        if !self.tls() {
+            return Err("a CA is only used with TLS (rediss://, rediss+cluster://)".to_owned());
+        }
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            cert.map_err(|e| format!("not a PEM certificate: {e}"))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+        }
+        self.ca = Some(pem);
+        Ok(self)
+    }
+
+    /// Whether a failed first connection is one that retrying will not fix: the server's
+    /// certificate refused, or (without TLS) the connection closed by the server at once.
+    fn hopeless(&self, e: &redis::RedisError) -> bool {
+        if self.tls() {
+            e.to_string().contains("certificate")
+        } else {
+            e.is_connection_dropped() && !e.is_connection_refusal()
+        }
+    }
+
+    /// The first connection's error, with what is likely wrong when the cause is TLS: the
+    /// roots the certificate was checked against, or a plain client on a TLS-only port
+    /// (which the server answers by closing the connection).
+    fn explain(&self, e: &redis::RedisError) -> String {
+        let text = e.to_string();
+        if !self.hopeless(e) {
+            return text;
+        }
+        if !self.tls() {
+            return format!("{text} (if the server speaks only TLS, the URL is rediss://)");
+        }
+        let roots = if self.ca.is_some() {
+            "the configured CA (serve.store_ca)"
+        } else {
+            "the system's roots (a private CA goes in serve.store_ca)"
+        };
+        format!("{text} (the server's certificate was checked against {roots})")
+    }
+
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: self.ca.clone(),
+        }
+    }
+
+    /// A client for one node's URL, with this store's TLS settings.
+    fn client(&self, url: &str) -> redis::RedisResult<redis::Client> {
+        if url.starts_with("rediss://") {
+            install_crypto_provider();
+            redis::Client::build_with_tls(url, self.certificates())
+        } else {
+            redis::Client::open(url)
+        }
+    }
+}
+
+/// rustls needs a process-wide crypto provider when more than one could be compiled in; ring
+/// is the one the rest of the binary (reqwest) already uses. Installing twice is harmless.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Whether a failed call means Redis cannot be reached now (an outage: the fail policy
@@ -139,10 +247,24 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects (the first connection must succeed; later ones are retried by themselves).
     pub async fn open(url: &StoreUrl, timeout: Duration) -> Result<Self, StoreError> {
-        let fail = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
-        let inner = match url {
-            StoreUrl::Single(u) => {
-                let client = redis::Client::open(u.as_str()).map_err(fail)?;
+        let fail = |e: redis::RedisError| StoreError::Unavailable(url.explain(&e));
+        let inner = match &url.target {
+            Target::Single(u) => {
+                let client = url.client(u).map_err(fail)?;
+                // One plain attempt first: a certificate the roots refuse, or a TLS port
+                // answering a plain client, is said at once, not after the manager's retries
+                // (which are for a Redis that is still starting).
+                let probe = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(timeout));
+                if let Err(e) = client
+                    .get_multiplexed_async_connection_with_config(&probe)
+                    .await
+                {
+                    if url.hopeless(&e) {
+                        return Err(fail(e));
+                    }
+                }
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(1)))
                     .set_response_timeout(Some(timeout));
@@ -152,8 +274,13 @@ impl Connection {
                         .map_err(fail)?,
                 )
             }
-            StoreUrl::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+            Target::Cluster(nodes) => {
+                let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.clone());
+                if url.tls() {
+                    install_crypto_provider();
+                    builder = builder.certs(url.certificates());
+                }
+                let client = builder
                     .connection_timeout(Duration::from_secs(1))
                     .response_timeout(timeout)
                     .build()
@@ -360,16 +487,16 @@ impl Connection {
         cache: &BanCache,
     ) -> Result<(), StoreError> {
         use futures_util::StreamExt;
-        let url = match &self.url {
-            StoreUrl::Single(u) => u.clone(),
-            StoreUrl::Cluster(nodes) => {
+        let url = match &self.url.target {
+            Target::Single(u) => u.clone(),
+            Target::Cluster(nodes) => {
                 let turn = self.health.subscribe_turn.fetch_add(1, Ordering::Relaxed);
                 let i = usize::try_from(turn).unwrap_or(0) % nodes.len().max(1);
                 nodes.get(i).cloned().unwrap_or_default()
             }
         };
         let fail = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
-        let client = redis::Client::open(url.as_str()).map_err(fail)?;
+        let client = self.url.client(&url).map_err(fail)?;
         let mut pubsub = client.get_async_pubsub().await.map_err(fail)?;
         pubsub.subscribe(channel).await.map_err(fail)?;
         let mut messages = pubsub.on_message();
@@ -379,5 +506,40 @@ impl Connection {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StoreUrl, Target};
+
+    #[test]
+    fn urls_over_tls_keep_their_scheme_on_every_node() {
+        let u: StoreUrl = "rediss+cluster://a:1,b:2".parse().unwrap();
+        assert!(u.tls());
+        assert_eq!(
+            u.target,
+            Target::Cluster(vec!["rediss://a:1".into(), "rediss://b:2".into()])
+        );
+        let u: StoreUrl = "redis+cluster://a:1".parse().unwrap();
+        assert!(!u.tls());
+        assert!("rediss://a:1".parse::<StoreUrl>().unwrap().tls());
+        assert!("http://a:1".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn a_ca_needs_tls_and_a_certificate() {
+        let plain: StoreUrl = "redis://a:1".parse().unwrap();
+        assert!(plain
+            .with_ca(Vec::new())
+            .unwrap_err()
+            .contains("only used with TLS"));
+        let tls: StoreUrl = "rediss://a:1".parse().unwrap();
+        let err = tls.clone().with_ca(b"junk\n".to_vec()).unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = tls
+            .with_ca(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n".to_vec())
+            .unwrap_err();
+        assert!(err.contains("not a PEM certificate"), "{err}");
     }
 }
