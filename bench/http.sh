@@ -6,11 +6,13 @@
 # route runs twice, interleaved, and the better run counts.
 #
 #   bench/http.sh [seconds=10] [connections=64] [wrk threads=1]
+#   BANHAMMER_BIN=path bench/http.sh …   (an already built binary, e.g. an older release to compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; conns=${2:-64}; threads=${3:-1}
 command -v wrk >/dev/null || { echo "bench/http.sh needs wrk (apt-get install wrk)" >&2; exit 2; }
-cargo build --release -q -p banhammer
+bin=${BANHAMMER_BIN:-target/release/banhammer}
+[ -n "${BANHAMMER_BIN:-}" ] || cargo build --release -q -p banhammer
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/bench.toml" <<'TOML'
@@ -23,7 +25,7 @@ action_duration = 60
 TOML
 pin_server=(); pin_wrk=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_server=(taskset -c 0); pin_wrk=(taskset -c 1); fi
-"${pin_server[@]}" target/release/banhammer serve --config "$work/bench.toml" --listen 127.0.0.1:0 --db "$work/db.sqlite" \
+"${pin_server[@]}" "$bin" serve --config "$work/bench.toml" --listen 127.0.0.1:0 --db "$work/db.sqlite" \
   > "$work/out" 2> "$work/log" &
 pid=$!
 for _ in $(seq 50); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done

@@ -133,6 +133,16 @@ struct Holding {
 pub struct Engine<C, S = TokenHasher> {
     rules: Arc<Ruleset>,
     clock: C,
+    /// Everything an event changes, apart from the rules: the per-event path borrows the
+    /// rules beside it instead of cloning their `Arc`. `perf` charged that atomic (a full
+    /// barrier) a third of an event's time at 100k tokens, but it was waiting on the event's
+    /// own cache misses: removing it measured within noise (docs/benchmarks.md).
+    state: State<S>,
+}
+
+/// The engine's mutable state.
+#[derive(Debug)]
+struct State<S> {
     /// Engine time: never goes back, whatever the clock or late events say.
     now: Timestamp,
     tokens: TokenTable<S>,
@@ -168,19 +178,21 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         Engine {
             rules,
             clock,
-            now,
-            tokens,
-            globals,
-            episodes: Episodes::default(),
-            offences: Offences::default(),
-            late_events: 0,
-            globals_changed: false,
+            state: State {
+                now,
+                tokens,
+                globals,
+                episodes: Episodes::default(),
+                offences: Offences::default(),
+                late_events: 0,
+                globals_changed: false,
+            },
         }
     }
 
     /// Overrides the rule set's cap on tracked tokens (a sharded engine splits it).
     pub fn set_max_tokens(&mut self, cap: NonZeroUsize) {
-        self.tokens.set_cap(cap);
+        self.state.tokens.set_cap(cap);
     }
 
     /// The rules this engine runs.
@@ -190,7 +202,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
 
     /// The engine's time: the latest of every clock reading and event time seen.
     pub fn time(&self) -> Timestamp {
-        self.now
+        self.state.now
     }
 
     /// The library call: one event of `metric` for `token` now, by the clock. Returns whether
@@ -204,11 +216,304 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
     /// Counts `event` at its own time (a replay's event time; a late event counts where it
     /// belongs) and decides at the engine's time. `want_rates` asks for the metric's rates.
     pub fn observe(&mut self, event: &Event<'_>, want_rates: bool) -> Result<Verdict, EventError> {
+        let clock_now = self.clock.now();
+        self.state
+            .observe(&self.rules, event, want_rates, clock_now)
+    }
+
+    /// Reads back a ban that started at `at` (a restart rebuilds offences from the decision
+    /// log, before restoring the active bans); nothing if no tier escalates.
+    pub fn restore_offence(&mut self, token: &str, at: Timestamp) {
+        if self.rules.offence_memory().is_some() {
+            if let Some(token) = Token::new(token) {
+                self.state.offences.record(&token, at);
+            }
+        }
+    }
+
+    /// The seed API's `now(token, metric, threshold)`: fires tier `tier` of `metric` for `token`
+    /// at once, as if its limit were reached (`until = now + action_duration`).
+    pub fn fire(&mut self, token: &str, metric: &str, tier: usize) -> Result<Verdict, EventError> {
         let rules = Arc::clone(&self.rules);
+        let (metric, rule) = rules.resolve_fire(token, metric, tier)?;
+        let t = rules.threshold(rule);
+        let mut out = Vec::new();
+        let clock_now = self.clock.now();
+        self.state.advance_into(&self.rules, clock_now, &mut out);
+        let now = self.state.now;
+        let reach = Reach::until(
+            rule,
+            metric.member.map(Arc::from),
+            t.limit.get(),
+            now.plus(self.state.ban_duration(t, token)),
+        );
+        let started = self
+            .state
+            .episodes
+            .hold(&rules, token, t.effect, reach, now, now, &mut out);
+        if started {
+            self.state.offence(&self.rules, t.effect, token);
+        }
+        let rates = rules.rates().then(|| {
+            self.state
+                .tokens
+                .windows(token, metric)
+                .map_or_else(Rates::default, |w| w.rates(now))
+        });
+        let passed = !self.is_banned(token);
+        let actions = if started {
+            self.state.due(&self.rules, token, metric, &[(rule, false)])
+        } else {
+            Vec::new()
+        };
+        Ok(Verdict {
+            passed,
+            rates,
+            decisions: out,
+            actions,
+        })
+    }
+
+    /// Ends `token`'s ban now (an operator's unban). Returns the UNBAN, if it was banned.
+    pub fn unban(&mut self, token: &str) -> Option<DecisionEvent> {
+        self.state.tokens.set_ban(token, BanCache::NONE);
+        self.state
+            .episodes
+            .unban(&self.rules, token, self.state.now)
+    }
+
+    /// An operator's ban by hand (`banhammer ban`, `fail2ban-client set JAIL banip`): bans
+    /// `token` now for `duration`, whatever its counts, attributed to [`RuleId::MANUAL`]
+    /// (records name it [`Ruleset::MANUAL`]) with the operator's `reason`. An active ban is
+    /// carried further if that reaches further, and never shortened. The ban counts as an
+    /// offence for the tiers that escalate, and is not escalated itself: the operator chose
+    /// how long it lasts. No action runs. Checked by [`Ruleset::resolve_manual`].
+    pub fn ban_by_hand(
+        &mut self,
+        token: &str,
+        duration: Seconds,
+        reason: Option<&str>,
+    ) -> Result<Verdict, EventError> {
+        let rules = Arc::clone(&self.rules);
+        let reason = rules.resolve_manual(token, duration, reason)?;
+        let mut out = Vec::new();
+        let clock_now = self.clock.now();
+        self.state.advance_into(&self.rules, clock_now, &mut out);
+        let now = self.state.now;
+        let reach = Reach::until(RuleId::MANUAL, None, 0, now.plus(duration));
+        let mut made = Vec::new();
+        let started =
+            self.state
+                .episodes
+                .hold(&rules, token, Effect::Block, reach, now, now, &mut made);
+        if started {
+            self.state.offence(&self.rules, Effect::Block, token);
+        }
+        if let Some(reason) = reason.filter(|_| !made.is_empty()) {
+            // Kept only when this ban started the token's ban or carried it further.
+            let reason: Arc<str> = Arc::from(reason);
+            self.state.episodes.set_reason(token, Arc::clone(&reason));
+            for d in &mut made {
+                d.reason = Some(Arc::clone(&reason));
+            }
+        }
+        out.extend(made);
+        Ok(Verdict {
+            passed: false,
+            rates: None,
+            decisions: out,
+            actions: Vec::new(),
+        })
+    }
+
+    /// Restores a ban read back from storage (a restart): active until its `until`,
+    /// attributed to its rule (a ban by hand to [`RuleId::MANUAL`]), with its reason. Does
+    /// nothing if the token is already banned further.
+    pub fn restore_ban(&mut self, ban: &BanRecord<'_>) -> Result<(), EventError> {
+        let (member, rule) = if ban.metric == Ruleset::MANUAL && ban.tier == 0 {
+            check_token(ban.token)?;
+            (None, RuleId::MANUAL)
+        } else {
+            let (metric, rule) = self.rules.resolve_ban(ban.token, ban.metric, ban.tier)?;
+            (metric.member.map(Arc::from), rule)
+        };
+        let (from, until) = (ban.from, ban.until);
+        if until <= self.state.now {
+            return Ok(());
+        }
+        let token = Token::new(ban.token).ok_or(EventError::BadToken)?;
+        let reach = Reach::until(rule, member, ban.value, until);
+        let name = token.clone();
+        self.state
+            .episodes
+            .restore_ban(token, reach, from, ban.reason.map(Arc::from));
+        if self.rules.offence_memory().is_some() {
+            // Offences are read back first (`restore_offence`): the ban keeps those before it.
+            let earlier = self.state.offences.before(name.as_str(), from);
+            self.state.episodes.set_earlier(name.as_str(), earlier);
+        }
+        Ok(())
+    }
+
+    /// Moves the engine's time to `now` (never back), ending every decision whose `until` has
+    /// come, at exactly its `until`, and forgetting idle tokens. Returns the ends, in order.
+    pub fn advance(&mut self, now: Timestamp) -> Vec<DecisionEvent> {
+        let mut out = Vec::new();
+        self.state.advance_into(&self.rules, now, &mut out);
+        out
+    }
+
+    /// [`Engine::advance`] to the clock's time.
+    pub fn tick(&mut self) -> Vec<DecisionEvent> {
+        let now = self.clock.now();
+        self.advance(now)
+    }
+
+    /// When the next decision may end (for a front end's timer), if any is active.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.state.episodes.next_deadline()
+    }
+
+    /// The input is over and the clock stops here: ends every active decision where it would
+    /// end with no further time passing for its thresholds (docs/semantics.md: an
+    /// `after_violation` hold is bounded by the clock), and returns those ends in time order.
+    pub fn finish(&mut self) -> Vec<DecisionEvent> {
+        self.state
+            .episodes
+            .finish(&self.rules, &self.state.globals, self.state.now)
+    }
+
+    /// Whether `token` is banned now.
+    pub fn is_banned(&self, token: &str) -> bool {
+        self.state.episodes.is_banned(token)
+    }
+
+    /// `token`'s active ban, if any.
+    pub fn ban(&self, token: &str) -> Option<DecisionView> {
+        self.state.episodes.ban(&self.rules, token)
+    }
+
+    /// Every active decision (bans, notices, alerts) with its token.
+    pub fn decisions(&self) -> impl Iterator<Item = (&Token, DecisionView)> + '_ {
+        self.state.episodes.views(&self.rules)
+    }
+
+    /// The seed API's `status(token, metric)`: rates, each tier's measure, and the ban.
+    pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, EventError> {
+        let metric = self.rules.resolve_metric(metric)?;
+        let m = self.rules.compiled(metric.id);
+        let windows = match m.rule.scope {
+            Scope::Token => self.state.tokens.windows(token, metric),
+            Scope::Global => self.state.globals[metric.id.index()].as_ref(),
+        };
+        let now = self.state.now;
+        let tiers = m
+            .rule
+            .thresholds
+            .iter()
+            .zip(&m.slots)
+            .map(|(t, slot)| {
+                let boundary = t.window.boundary(now);
+                let value = windows.map_or(0, |w| w.measure_after(*slot, boundary));
+                let holds = windows
+                    .and_then(|w| w.nth_latest(*slot, t.needed()))
+                    .is_some_and(|nth| nth > boundary);
+                TierMeasure { value, holds }
+            })
+            .collect();
+        let rates = self
+            .rules
+            .rates()
+            .then(|| windows.map_or_else(Rates::default, |w| w.rates(now)));
+        Ok(MetricStatus {
+            rates,
+            tiers,
+            ban: self.ban(token),
+        })
+    }
+
+    /// Each tier's measure and limit for the `recent` most recently seen tokens, every metric
+    /// they have windows for: bounded work (a live console's "busiest tokens" looks where
+    /// traffic is now, never over every tracked token).
+    pub fn recent_loads(&self, recent: usize) -> Vec<TokenLoad> {
+        let now = self.state.now;
+        self.state
+            .tokens
+            .recent(recent)
+            .map(|(token, id, member, w)| {
+                let m = self.rules.compiled(id);
+                let tiers = m
+                    .rule
+                    .thresholds
+                    .iter()
+                    .zip(&m.slots)
+                    .map(|(t, slot)| {
+                        (
+                            w.measure_after(*slot, t.window.boundary(now)),
+                            t.limit.get(),
+                        )
+                    })
+                    .collect();
+                TokenLoad {
+                    token: token.clone(),
+                    metric: member.unwrap_or(&m.rule.name).to_owned(),
+                    tiers,
+                }
+            })
+            .collect()
+    }
+
+    /// The seed API's `status_all()`: every tracked token and metric with its rates (zero when
+    /// rates are not kept), least recently seen first, then global-scope metrics.
+    pub fn status_all(&self) -> impl Iterator<Item = (&str, &str, Rates)> + '_ {
+        let now = self.state.now;
+        let rules = &self.rules;
+        let per_token = self.state.tokens.iter().map(move |(token, id, member, w)| {
+            let name = member.unwrap_or(&rules.metric(id).name);
+            (token.as_str(), name, w.rates(now))
+        });
+        let globals = self
+            .state
+            .globals
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, w)| {
+                let w = w.as_ref()?;
+                let name = &*rules.metric(MetricId(i as u32)).name;
+                Some((Token::GLOBAL, name, w.rates(now)))
+            });
+        per_token.chain(globals)
+    }
+
+    /// The engine's counters.
+    pub fn counters(&self) -> EngineCounters {
+        EngineCounters {
+            tracked_tokens: self.state.tokens.len(),
+            active_decisions: self.state.episodes.len(),
+            active_bans: self.state.episodes.bans(),
+            evictions: self.state.tokens.evictions,
+            evictions_at_stake: self.state.tokens.evictions_at_stake,
+            expired: self.state.tokens.expired,
+            late_events: self.state.late_events,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+impl<S: BuildHasher + Default> State<S> {
+    /// [`Engine::observe`], the clock read as `clock_now`.
+    fn observe(
+        &mut self,
+        rules: &Ruleset,
+        event: &Event<'_>,
+        want_rates: bool,
+        clock_now: Timestamp,
+    ) -> Result<Verdict, EventError> {
         let event = rules.resolve(event)?;
         let id = event.metric.id;
         let m = rules.compiled(id);
-        let clock_now = self.clock.now();
         let to = clock_now.max(event.at);
         // Refused before time moves: a refused event changes nothing, as Redis refuses it.
         if event.scope == Scope::Token
@@ -219,17 +524,17 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             return Err(EventError::TooManyMembers(m.rule.name.to_string()));
         }
         let mut out = Vec::new();
-        self.advance_into(to, &mut out);
+        self.advance_into(rules, to, &mut out);
         let now = self.now;
 
         // How far each tier would carry a ban now: its duration, or more for a repeat
         // offender (only computed when some tier escalates).
-        let durations = self.tier_durations(&m.rule.thresholds, event.counted_as());
+        let durations = self.tier_durations(rules, &m.rule.thresholds, event.counted_as());
         // Phase 1: windows. Count the event, then find the tiers that hold.
         let (windows, cached) = match event.scope {
             Scope::Token => self
                 .tokens
-                .windows_mut(event.token, event.metric, &rules, now),
+                .windows_mut(event.token, event.metric, rules, now),
             Scope::Global => {
                 self.globals_changed |= self.tokens.tracks_changes();
                 (
@@ -281,7 +586,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         // Phase 2: decisions.
         let token = event.counted_as();
         let mut started: SmallVec<[(RuleId, bool); 2]> = SmallVec::new();
-        let ban_moved = self.apply(&event, &holding, &mut out, &mut started);
+        let ban_moved = self.apply(rules, &event, &holding, &mut out, &mut started);
         for (tier, t) in m.rule.thresholds.iter().enumerate() {
             let rule = RuleId {
                 metric: id,
@@ -304,7 +609,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         };
 
         // Phase 3: the actions due, for the caller to run.
-        let actions = self.due(token, event.metric, &started);
+        let actions = self.due(rules, token, event.metric, &started);
         Ok(Verdict {
             passed,
             rates,
@@ -317,6 +622,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
     /// whether a ban was touched; `started` gets the rules whose actions must run.
     fn apply(
         &mut self,
+        rules: &Ruleset,
         event: &ResolvedEvent<'_>,
         holding: &[Holding],
         out: &mut Vec<DecisionEvent>,
@@ -326,8 +632,6 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             return false;
         }
         let now = self.now;
-        let rules_arc = Arc::clone(&self.rules);
-        let rules = &*rules_arc;
         let token = event.counted_as();
         let mut ban_moved = false;
         let member: Option<Arc<str>> = event
@@ -358,7 +662,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
                 .episodes
                 .hold(rules, token, t.effect, reach, recovery, now, out)
             {
-                self.offence(t.effect, token);
+                self.offence(rules, t.effect, token);
                 started.push((h.rule, false));
             }
         }
@@ -371,10 +675,11 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
     /// every tier then lasts its `action_duration`).
     fn tier_durations(
         &self,
+        rules: &Ruleset,
         tiers: &[crate::rules::Threshold],
         token: &str,
     ) -> SmallVec<[Seconds; 2]> {
-        if self.rules.offence_memory().is_none() {
+        if rules.offence_memory().is_none() {
             return SmallVec::new();
         }
         tiers.iter().map(|t| self.ban_duration(t, token)).collect()
@@ -402,8 +707,8 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
 
     /// Notes a ban that just started, if any tier escalates: the ban keeps its earlier
     /// offences, and its start becomes one for later bans.
-    fn offence(&mut self, effect: Effect, token: &str) {
-        if effect == Effect::Block && self.rules.offence_memory().is_some() {
+    fn offence(&mut self, rules: &Ruleset, effect: Effect, token: &str) {
+        if effect == Effect::Block && rules.offence_memory().is_some() {
             let earlier = self.offences.before(token, self.now);
             self.episodes.set_earlier(token, earlier);
             let token = Token::new(token).unwrap_or_else(Token::global);
@@ -411,19 +716,10 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         }
     }
 
-    /// Reads back a ban that started at `at` (a restart rebuilds offences from the decision
-    /// log, before restoring the active bans); nothing if no tier escalates.
-    pub fn restore_offence(&mut self, token: &str, at: Timestamp) {
-        if self.rules.offence_memory().is_some() {
-            if let Some(token) = Token::new(token) {
-                self.offences.record(&token, at);
-            }
-        }
-    }
-
     /// The actions of `started` rules, as data.
     fn due(
         &self,
+        rules: &Ruleset,
         token: &str,
         metric: MetricRef<'_>,
         started: &[(RuleId, bool)],
@@ -434,7 +730,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         let token = Token::new(token).unwrap_or_else(Token::global);
         let name: Arc<str> = match metric.member {
             Some(member) => Arc::from(member),
-            None => Arc::clone(&self.rules.metric(metric.id).name),
+            None => Arc::clone(&rules.metric(metric.id).name),
         };
         started
             .iter()
@@ -448,271 +744,14 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
             .collect()
     }
 
-    /// The seed API's `now(token, metric, threshold)`: fires tier `tier` of `metric` for `token`
-    /// at once, as if its limit were reached (`until = now + action_duration`).
-    pub fn fire(&mut self, token: &str, metric: &str, tier: usize) -> Result<Verdict, EventError> {
-        let rules = Arc::clone(&self.rules);
-        let (metric, rule) = rules.resolve_fire(token, metric, tier)?;
-        let t = rules.threshold(rule);
-        let mut out = Vec::new();
-        let clock_now = self.clock.now();
-        self.advance_into(clock_now, &mut out);
-        let now = self.now;
-        let reach = Reach::until(
-            rule,
-            metric.member.map(Arc::from),
-            t.limit.get(),
-            now.plus(self.ban_duration(t, token)),
-        );
-        let started = self
-            .episodes
-            .hold(&rules, token, t.effect, reach, now, now, &mut out);
-        if started {
-            self.offence(t.effect, token);
-        }
-        let rates = rules.rates().then(|| {
-            self.tokens
-                .windows(token, metric)
-                .map_or_else(Rates::default, |w| w.rates(now))
-        });
-        let passed = !self.is_banned(token);
-        let actions = if started {
-            self.due(token, metric, &[(rule, false)])
-        } else {
-            Vec::new()
-        };
-        Ok(Verdict {
-            passed,
-            rates,
-            decisions: out,
-            actions,
-        })
-    }
-
-    /// Ends `token`'s ban now (an operator's unban). Returns the UNBAN, if it was banned.
-    pub fn unban(&mut self, token: &str) -> Option<DecisionEvent> {
-        self.tokens.set_ban(token, BanCache::NONE);
-        self.episodes.unban(&self.rules, token, self.now)
-    }
-
-    /// An operator's ban by hand (`banhammer ban`, `fail2ban-client set JAIL banip`): bans
-    /// `token` now for `duration`, whatever its counts, attributed to [`RuleId::MANUAL`]
-    /// (records name it [`Ruleset::MANUAL`]) with the operator's `reason`. An active ban is
-    /// carried further if that reaches further, and never shortened. The ban counts as an
-    /// offence for the tiers that escalate, and is not escalated itself: the operator chose
-    /// how long it lasts. No action runs. Checked by [`Ruleset::resolve_manual`].
-    pub fn ban_by_hand(
-        &mut self,
-        token: &str,
-        duration: Seconds,
-        reason: Option<&str>,
-    ) -> Result<Verdict, EventError> {
-        let rules = Arc::clone(&self.rules);
-        let reason = rules.resolve_manual(token, duration, reason)?;
-        let mut out = Vec::new();
-        let clock_now = self.clock.now();
-        self.advance_into(clock_now, &mut out);
-        let now = self.now;
-        let reach = Reach::until(RuleId::MANUAL, None, 0, now.plus(duration));
-        let mut made = Vec::new();
-        let started = self
-            .episodes
-            .hold(&rules, token, Effect::Block, reach, now, now, &mut made);
-        if started {
-            self.offence(Effect::Block, token);
-        }
-        if let Some(reason) = reason.filter(|_| !made.is_empty()) {
-            // Kept only when this ban started the token's ban or carried it further.
-            let reason: Arc<str> = Arc::from(reason);
-            self.episodes.set_reason(token, Arc::clone(&reason));
-            for d in &mut made {
-                d.reason = Some(Arc::clone(&reason));
-            }
-        }
-        out.extend(made);
-        Ok(Verdict {
-            passed: false,
-            rates: None,
-            decisions: out,
-            actions: Vec::new(),
-        })
-    }
-
-    /// Restores a ban read back from storage (a restart): active until its `until`,
-    /// attributed to its rule (a ban by hand to [`RuleId::MANUAL`]), with its reason. Does
-    /// nothing if the token is already banned further.
-    pub fn restore_ban(&mut self, ban: &BanRecord<'_>) -> Result<(), EventError> {
-        let (member, rule) = if ban.metric == Ruleset::MANUAL && ban.tier == 0 {
-            check_token(ban.token)?;
-            (None, RuleId::MANUAL)
-        } else {
-            let (metric, rule) = self.rules.resolve_ban(ban.token, ban.metric, ban.tier)?;
-            (metric.member.map(Arc::from), rule)
-        };
-        let (from, until) = (ban.from, ban.until);
-        if until <= self.now {
-            return Ok(());
-        }
-        let token = Token::new(ban.token).ok_or(EventError::BadToken)?;
-        let reach = Reach::until(rule, member, ban.value, until);
-        let name = token.clone();
-        self.episodes
-            .restore_ban(token, reach, from, ban.reason.map(Arc::from));
-        if self.rules.offence_memory().is_some() {
-            // Offences are read back first (`restore_offence`): the ban keeps those before it.
-            let earlier = self.offences.before(name.as_str(), from);
-            self.episodes.set_earlier(name.as_str(), earlier);
-        }
-        Ok(())
-    }
-
-    /// Moves the engine's time to `now` (never back), ending every decision whose `until` has
-    /// come, at exactly its `until`, and forgetting idle tokens. Returns the ends, in order.
-    pub fn advance(&mut self, now: Timestamp) -> Vec<DecisionEvent> {
-        let mut out = Vec::new();
-        self.advance_into(now, &mut out);
-        out
-    }
-
-    fn advance_into(&mut self, to: Timestamp, out: &mut Vec<DecisionEvent>) {
+    fn advance_into(&mut self, rules: &Ruleset, to: Timestamp, out: &mut Vec<DecisionEvent>) {
         if to > self.now {
             self.now = to;
         }
-        self.episodes
-            .end_due(&self.rules, &self.globals, self.now, out);
-        self.tokens.expire(self.now, self.rules.horizon());
-        if let Some(memory) = self.rules.offence_memory() {
+        self.episodes.end_due(rules, &self.globals, self.now, out);
+        self.tokens.expire(self.now, rules.horizon());
+        if let Some(memory) = rules.offence_memory() {
             self.offences.forget_until(self.now.minus(memory));
         }
     }
-
-    /// [`Engine::advance`] to the clock's time.
-    pub fn tick(&mut self) -> Vec<DecisionEvent> {
-        let now = self.clock.now();
-        self.advance(now)
-    }
-
-    /// When the next decision may end (for a front end's timer), if any is active.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.episodes.next_deadline()
-    }
-
-    /// The input is over and the clock stops here: ends every active decision where it would
-    /// end with no further time passing for its thresholds (docs/semantics.md: an
-    /// `after_violation` hold is bounded by the clock), and returns those ends in time order.
-    pub fn finish(&mut self) -> Vec<DecisionEvent> {
-        self.episodes.finish(&self.rules, &self.globals, self.now)
-    }
-
-    /// Whether `token` is banned now.
-    pub fn is_banned(&self, token: &str) -> bool {
-        self.episodes.is_banned(token)
-    }
-
-    /// `token`'s active ban, if any.
-    pub fn ban(&self, token: &str) -> Option<DecisionView> {
-        self.episodes.ban(&self.rules, token)
-    }
-
-    /// Every active decision (bans, notices, alerts) with its token.
-    pub fn decisions(&self) -> impl Iterator<Item = (&Token, DecisionView)> + '_ {
-        self.episodes.views(&self.rules)
-    }
-
-    /// The seed API's `status(token, metric)`: rates, each tier's measure, and the ban.
-    pub fn status(&self, token: &str, metric: &str) -> Result<MetricStatus, EventError> {
-        let metric = self.rules.resolve_metric(metric)?;
-        let m = self.rules.compiled(metric.id);
-        let windows = match m.rule.scope {
-            Scope::Token => self.tokens.windows(token, metric),
-            Scope::Global => self.globals[metric.id.index()].as_ref(),
-        };
-        let now = self.now;
-        let tiers = m
-            .rule
-            .thresholds
-            .iter()
-            .zip(&m.slots)
-            .map(|(t, slot)| {
-                let boundary = t.window.boundary(now);
-                let value = windows.map_or(0, |w| w.measure_after(*slot, boundary));
-                let holds = windows
-                    .and_then(|w| w.nth_latest(*slot, t.needed()))
-                    .is_some_and(|nth| nth > boundary);
-                TierMeasure { value, holds }
-            })
-            .collect();
-        let rates = self
-            .rules
-            .rates()
-            .then(|| windows.map_or_else(Rates::default, |w| w.rates(now)));
-        Ok(MetricStatus {
-            rates,
-            tiers,
-            ban: self.ban(token),
-        })
-    }
-
-    /// Each tier's measure and limit for the `recent` most recently seen tokens, every metric
-    /// they have windows for: bounded work (a live console's "busiest tokens" looks where
-    /// traffic is now, never over every tracked token).
-    pub fn recent_loads(&self, recent: usize) -> Vec<TokenLoad> {
-        let now = self.now;
-        self.tokens
-            .recent(recent)
-            .map(|(token, id, member, w)| {
-                let m = self.rules.compiled(id);
-                let tiers = m
-                    .rule
-                    .thresholds
-                    .iter()
-                    .zip(&m.slots)
-                    .map(|(t, slot)| {
-                        (
-                            w.measure_after(*slot, t.window.boundary(now)),
-                            t.limit.get(),
-                        )
-                    })
-                    .collect();
-                TokenLoad {
-                    token: token.clone(),
-                    metric: member.unwrap_or(&m.rule.name).to_owned(),
-                    tiers,
-                }
-            })
-            .collect()
-    }
-
-    /// The seed API's `status_all()`: every tracked token and metric with its rates (zero when
-    /// rates are not kept), least recently seen first, then global-scope metrics.
-    pub fn status_all(&self) -> impl Iterator<Item = (&str, &str, Rates)> + '_ {
-        let now = self.now;
-        let rules = &self.rules;
-        let per_token = self.tokens.iter().map(move |(token, id, member, w)| {
-            let name = member.unwrap_or(&rules.metric(id).name);
-            (token.as_str(), name, w.rates(now))
-        });
-        let globals = self.globals.iter().enumerate().filter_map(move |(i, w)| {
-            let w = w.as_ref()?;
-            let name = &*rules.metric(MetricId(i as u32)).name;
-            Some((Token::GLOBAL, name, w.rates(now)))
-        });
-        per_token.chain(globals)
-    }
-
-    /// The engine's counters.
-    pub fn counters(&self) -> EngineCounters {
-        EngineCounters {
-            tracked_tokens: self.tokens.len(),
-            active_decisions: self.episodes.len(),
-            active_bans: self.episodes.bans(),
-            evictions: self.tokens.evictions,
-            evictions_at_stake: self.tokens.evictions_at_stake,
-            expired: self.tokens.expired,
-            late_events: self.late_events,
-        }
-    }
 }
-
-#[cfg(test)]
-mod tests;

@@ -65,20 +65,22 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
     /// [`Engine::take_changed_windows`]. Off by default: a caller that never takes the
     /// changes out would pay for a list that only grows.
     pub fn track_changed_windows(&mut self, on: bool) {
-        self.tokens.track_changes(on);
+        self.state.tokens.track_changes(on);
     }
 
     /// The windows of every token (and global metric) that counted an event since the last
     /// call, as they are now; an empty [`WindowsData`] means the stored copy can go.
     pub fn take_changed_windows(&mut self) -> Vec<WindowsSnapshot> {
-        let now = self.now;
+        let now = self.state.now;
         let rules = &self.rules;
         let mut out = Vec::new();
-        self.tokens.take_changed(|token, id, member, windows| {
-            out.push(snapshot(rules, token, id, member, windows, now));
-        });
-        if std::mem::take(&mut self.globals_changed) {
-            for (i, w) in self.globals.iter().enumerate() {
+        self.state
+            .tokens
+            .take_changed(|token, id, member, windows| {
+                out.push(snapshot(rules, token, id, member, windows, now));
+            });
+        if std::mem::take(&mut self.state.globals_changed) {
+            for (i, w) in self.state.globals.iter().enumerate() {
                 if let Some(w) = w {
                     let id = crate::rules::MetricId(i as u32);
                     out.push(snapshot(rules, &Token::global(), id, None, w, now));
@@ -95,7 +97,7 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
         let rules = Arc::clone(&self.rules);
         let metric = rules.resolve_metric(&s.metric)?;
         let m = rules.compiled(metric.id);
-        let now = self.now;
+        let now = self.state.now;
         let windows = match m.rule.scope {
             Scope::Token => {
                 let token = check_token(s.token.as_str())?;
@@ -103,14 +105,18 @@ impl<C: Clock, S: BuildHasher + Default> Engine<C, S> {
                 // follower on line time restarts at the beginning of time): idle expiry must
                 // not drop what was just put back.
                 let seen = s.data.last_at().map_or(now, |last| last.max(now));
-                if !self.tokens.admits(token, metric, seen, rules.horizon()) {
+                if !self
+                    .state
+                    .tokens
+                    .admits(token, metric, seen, rules.horizon())
+                {
                     return Err(EventError::TooManyMembers(m.rule.name.to_string()));
                 }
-                self.tokens.windows_mut(token, metric, &rules, seen).0
+                self.state.tokens.windows_mut(token, metric, &rules, seen).0
             }
             Scope::Global => {
-                self.globals_changed = true;
-                self.globals[metric.id.index()].get_or_insert_with(|| MetricWindows::new(m))
+                self.state.globals_changed = true;
+                self.state.globals[metric.id.index()].get_or_insert_with(|| MetricWindows::new(m))
             }
         };
         windows.restore(m, &s.data);

@@ -929,7 +929,7 @@ fn a_long_ban_keeps_one_reach_per_rule_whatever_members_hold() {
         }
     }
     assert!(e.is_banned("a"));
-    assert_eq!(e.episodes.ban_reaches("a"), 1);
+    assert_eq!(e.state.episodes.ban_reaches("a"), 1);
     // The end names the member whose hold reached furthest first.
     let end = e.finish();
     assert_eq!(end[0].metric.as_ref(), "detect:49-0");
