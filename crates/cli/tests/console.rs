@@ -591,9 +591,24 @@ async fn the_monitor_console_shows_and_clears_the_alert() {
             .unwrap()
     };
     assert!(!banner_shown().await);
-    for _ in 0..4 {
+    // Four batches, each read by the monitor (the page counts it) before the next is written.
+    let counted = || async {
+        js(
+            &c,
+            "const d = [...document.querySelectorAll('#traffic-stats div')]\
+               .find((e) => e.textContent.endsWith('requests since start'));\
+             return d ? Number(d.querySelector('strong').textContent) : 0",
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0)
+    };
+    for batch in 1..=4u64 {
         requests_now(&log, 5);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        eventually(PATIENCE, "the batch being counted", || async {
+            (counted().await >= batch * 5).then_some(())
+        })
+        .await;
     }
     eventually(PATIENCE, "the alert banner", || async {
         banner_shown().await.then_some(())
