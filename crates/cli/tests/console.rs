@@ -15,6 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+#[allow(
+    dead_code,
+    reason = "this test starts serve its own way (spawn_serve), not start_serve"
+)]
+mod common;
+
 use banhammer_core::Clock;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
@@ -224,25 +230,13 @@ async fn ban_rows(c: &Client) -> Vec<String> {
 
 /// `banhammer serve` with the seed example, an admin token and its own database.
 fn serve(db: &Path, listen: &str) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_banhammer"))
-        .args(["serve", "--listen", listen, "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_banhammer"));
+    cmd.args(["serve", "--listen", listen, "--config"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/banhammer.toml"))
         .arg("--db")
         .arg(db)
-        .env("BANHAMMER_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "serve did not start: {line}"
-    );
+        .env("BANHAMMER_ADMIN_TOKEN", TOKEN);
+    let (child, url) = common::spawn_serve(cmd);
     (Killed(child), url)
 }
 
