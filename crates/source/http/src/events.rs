@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use banhammer_core::DecisionEvent;
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::bans::BanEntry;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 
 /// The most live consoles (event streams) open at once; past it, 503.
@@ -368,17 +368,22 @@ pub(crate) struct LogResponse {
 /// token or all.
 #[utoipa::path(get, path = "/v1/log", tag = "console", params(LogQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = LogResponse, description = "The latest decisions of the log, oldest first"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)")))]
+    responses((status = 200, body = LogResponse, description = "The latest decisions of the log, oldest first"), (status = 400, description = "`limit` does not parse or is outside 1 to 5000"), (status = 401, description = "No admin bearer token, or a wrong one"), (status = 429, description = "Too many failed admin authentications from this address (`Retry-After`)")))]
 pub(crate) async fn log(
     State(state): State<AppState>,
-    Query(q): Query<LogQuery>,
+    ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Json<LogResponse>, ApiError> {
     if q.token.as_ref().is_some_and(|t| t.len() > 256) {
         return Err(ApiError::Unprocessable(
             "`token` is longer than 256 bytes".to_owned(),
         ));
     }
-    let limit = q.limit.unwrap_or(500).clamp(1, 5000);
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=5000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` is {limit}: it must be 1 to 5000"
+        )));
+    }
     let decisions = state
         .runtime()
         .history(q.token, limit)

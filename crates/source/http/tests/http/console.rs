@@ -191,6 +191,19 @@ async fn the_event_stream_needs_the_token_and_tells_each_decision() {
         .map(|d| d["verb"].as_str().unwrap())
         .collect();
     assert_eq!(verbs, ["BAN", "UNBAN"]);
+    // A limit out of range or not a number is a JSON 400, as on every route.
+    for query in ["limit=0", "limit=5001", "limit=abc"] {
+        let r = s
+            .http
+            .get(format!("{}/v1/log?{query}", s.base))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
 }
 
 #[tokio::test]
