@@ -475,11 +475,17 @@ async fn the_serve_console_in_chromium() {
     })
     .await;
 
-    // The ban-by-hand form fires a tier through POST /v1/now.
+    // The ban-by-hand form bans through POST /v1/bans, with the reason typed.
     c.find(Locator::Id("ban-token"))
         .await
         .unwrap()
         .send_keys("203.0.113.77")
+        .await
+        .unwrap();
+    c.find(Locator::Id("ban-reason"))
+        .await
+        .unwrap()
+        .send_keys("seen in the console")
         .await
         .unwrap();
     c.find(Locator::Id("ban-submit"))
@@ -493,6 +499,18 @@ async fn the_serve_console_in_chromium() {
     })
     .await;
     assert!(api.banned("203.0.113.77").await);
+    let ban: Value = api
+        .http
+        .get(format!("{}/v1/bans/203.0.113.77", api.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ban["origin"], "manual", "{ban}");
+    assert_eq!(ban["reason"], "seen in the console", "{ban}");
 
     // A restart: the page reconnects by itself and shows the restarted service's state.
     let port = base.rsplit(':').next().unwrap().to_owned();

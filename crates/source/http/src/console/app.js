@@ -201,25 +201,19 @@
     ev.preventDefault();
     const tok = $("ban-token").value.trim();
     if (!tok) return;
-    const r = await api("POST", "/v1/now", { token: tok, metric: $("ban-metric").value, threshold: Number($("ban-tier").value) });
-    if (r.ok) { say(`Fired ${$("ban-metric").value} tier ${$("ban-tier").value} for ${tok}.`); $("ban-token").value = ""; }
+    const reason = $("ban-reason").value.trim();
+    const body = { token: tok, duration: $("ban-for").value.trim() };
+    if (reason) body.reason = reason;
+    const r = await api("POST", "/v1/bans", body);
+    if (r.ok) { say(`Banned ${tok} for ${body.duration}.`); $("ban-token").value = ""; $("ban-reason").value = ""; }
     else say(`Ban of ${tok} ${refusal(r)}`, "error");
   }
   function fillBanForm() {
-    const m = $("ban-metric"), keep = m.value;
-    m.replaceChildren(...metrics.map((x) => el("option", { value: x.name, text: x.name })));
-    if (metrics.some((x) => x.name === keep)) m.value = keep;
-    fillTiers();
     const r = $("log-rule"), keepRule = r.value;
     r.replaceChildren(el("option", { value: "", text: "every rule" }), ...metrics.map((x) => el("option", { value: x.name, text: x.name })));
     r.value = keepRule;
   }
-  function fillTiers() {
-    const m = metrics.find((x) => x.name === $("ban-metric").value);
-    const t = $("ban-tier");
-    t.replaceChildren(...(m ? m.tiers : []).map(([limit, window], i) =>
-      el("option", { value: String(i), text: `tier ${i}: ${limit} / ${duration(window)}` })));
-  }
+
 
   function renderLog() {
     const rule = $("log-rule").value;
@@ -408,7 +402,6 @@
       });
     }
     $("ban-form").addEventListener("submit", doBan);
-    $("ban-metric").addEventListener("change", fillTiers);
     $("log-rule").addEventListener("change", renderLog);
     $("log-token").addEventListener("input", renderLog);
     $("log-token").addEventListener("keydown", async (ev) => {
